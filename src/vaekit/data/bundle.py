@@ -1,0 +1,117 @@
+"""Pre-loaded splits served by index: the training loop never does per-item Python work.
+
+A :class:`Split` holds ``x`` with shape (n, *event_shape) as a float32 tensor (or a NumPy memmap for
+data larger than RAM) plus optional integer labels ``y`` with shape (n,). Labels never enter the model's
+input: ``Split.batch`` returns only x.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+
+def hash_uniform(seed: int, rows: np.ndarray, dim: int) -> np.ndarray:
+    """Counter-based uniforms in [0, 1): float64 (len(rows), dim), a pure function of (seed, row, column).
+
+    Used for the fixed ("static") Bernoulli draw of memory-mapped data, which cannot be stored: the
+    draw of a pixel is the same whichever batch it is served in. (splitmix64 finaliser.)
+    """
+    with np.errstate(over="ignore"):
+        z = rows.astype(np.uint64)[:, None] * np.uint64(dim) + np.arange(dim, dtype=np.uint64)[None, :]
+        z = z + np.uint64((seed * 0x9E3779B97F4A7C15 + 0x632BE59BD9B4E019) % 2**64)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) * (1.0 / 2**53)
+
+
+@dataclass
+class Split:
+    """One split. ``dynamic=True`` draws a fresh Bernoulli binarisation each time a batch is served.
+
+    In-memory data (``x`` a tensor) is stored already scaled and (statically) binarised, so serving a
+    batch is one ``index_select``. Memory-mapped data (``x`` a NumPy memmap of the WHOLE file) is read
+    lazily, so the preprocessing is applied per batch: ``rows`` maps split positions to file rows (None =
+    all rows in order), ``affine = (a, b)`` maps file units to served units as ``a * x + b``,
+    ``binarize`` is ``'threshold'`` (``x > threshold``) or ``'static'`` (one fixed draw keyed by
+    ``noise_seed``, row and pixel, see :func:`hash_uniform`) or ``'none'``.
+    """
+
+    x: Tensor | np.ndarray
+    y: Tensor | None = None
+    dynamic: bool = False
+    rows: np.ndarray | None = None
+    affine: tuple[float, float] = (1.0, 0.0)
+    binarize: str = "none"
+    threshold: float = 0.5
+    noise_seed: int = 0
+
+    def __len__(self) -> int:
+        return int(len(self.rows) if self.rows is not None else self.x.shape[0])
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return tuple(int(s) for s in self.x.shape[1:])
+
+    def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Rows ``idx`` (shape (b,)) as float32 (b, *event_shape); binarised if ``dynamic``."""
+        if isinstance(self.x, Tensor):
+            xb = self.x.index_select(0, idx)
+        else:  # memmap: read the rows in file order, preprocess, then restore the requested order
+            pos = idx.numpy()
+            file_rows = pos if self.rows is None else self.rows[pos]
+            order = np.argsort(file_rows, kind="stable")
+            sorted_rows = file_rows[order]
+            rows = np.asarray(self.x[sorted_rows], dtype=np.float32)
+            a, b = self.affine
+            if (a, b) != (1.0, 0.0):
+                rows *= np.float32(a)
+                rows += np.float32(b)
+            if self.binarize == "threshold":
+                rows = (rows > self.threshold).astype(np.float32)
+            elif self.binarize == "static":
+                u = hash_uniform(self.noise_seed, sorted_rows, int(np.prod(self.event_shape)))
+                rows = (u.reshape(rows.shape) < rows).astype(np.float32)
+            elif self.dynamic:
+                np.clip(rows, 0.0, 1.0, out=rows)  # min-max scaled val/test rows may leave [0, 1]
+            xb = torch.empty((len(idx), *self.event_shape), dtype=torch.float32)
+            xb[torch.from_numpy(order)] = torch.from_numpy(rows)
+        if self.dynamic:
+            xb = torch.bernoulli(xb, generator=generator)
+        return xb
+
+    def all(self, generator: torch.Generator | None = None) -> Tensor:
+        """The whole split as one float32 tensor (use on small splits only)."""
+        return self.batch(torch.arange(len(self)), generator)
+
+
+@dataclass
+class DataBundle:
+    """Train / validation / test splits plus what the model must know about the data.
+
+    ``binary``: every served value is 0 or 1 (after any binarisation). ``loc``/``scale``: the
+    standardisation statistics (event shape) from the training split, or None; the model stores them
+    and maps decoded values back to data units. ``info``: provenance recorded in the run.
+    """
+
+    train: Split
+    val: Split
+    test: Split
+    binary: bool
+    loc: Tensor | None = None
+    scale: Tensor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.train.event_shape
+
+    @property
+    def n_classes(self) -> int:
+        ys = [s.y for s in (self.train, self.val, self.test) if s.y is not None and len(s.y)]
+        return int(max(int(y.max()) for y in ys) + 1) if ys else 0

@@ -1,0 +1,64 @@
+"""Configuration of the data section (``[data]`` in config.toml, ``--data.*`` on the command line)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vaekit.errors import VaekitError
+
+BINARIZE = ("auto", "none", "threshold", "static", "dynamic")
+SCALE = ("unit", "standardize", "none")
+SPLITS = ("random", "iwae")
+DATASETS = ("digits", "mnist", "fashion-mnist", "frey-faces", "binarized-mnist")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how it is preprocessed.
+
+    ``name`` is a named dataset (``digits``, ``mnist``, ...); ``path`` a user file or folder, which wins
+    over ``name`` when set. ``binarize='auto'`` resolves to ``dynamic`` for a Bernoulli likelihood on
+    non-binary data and ``none`` otherwise; the resolved value is what the run records.
+    """
+
+    name: str = "digits"
+    path: str = ""
+    dir: str = ""
+    label_column: str = ""
+    scale: str = "unit"
+    binarize: str = "auto"
+    threshold: float = 0.5
+    binarize_seed: int = 0
+    split: str = "random"
+    val_fraction: float = 0.1
+    test_fraction: float = 0.1
+    seed: int = 0
+    image_size: tuple[int, ...] = ()
+    grayscale: bool = False
+    mmap: bool = False
+    download: bool = True
+    limit: int = 0
+    download_timeout: float = 60.0
+
+    def __post_init__(self) -> None:
+        def check(ok: bool, key: str, message: str) -> None:
+            if not ok:
+                raise VaekitError(f"config key 'data.{key}': {message}")
+
+        check(self.scale in SCALE, "scale", f"use one of {', '.join(SCALE)}")
+        check(self.binarize in BINARIZE, "binarize", f"use one of {', '.join(BINARIZE)}")
+        check(0.0 <= self.threshold <= 1.0, "threshold", f"must be in [0, 1], got {self.threshold}")
+        check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
+        check(0.0 <= self.test_fraction < 1.0, "test_fraction",
+              f"must be in [0, 1), got {self.test_fraction}")
+        check(self.val_fraction + self.test_fraction < 1.0, "val_fraction",
+              "val_fraction + test_fraction must leave some training data")
+        check(self.limit >= 0, "limit", "must be >= 0 (0 means all examples)")
+        check(self.split in SPLITS, "split", f"use one of {', '.join(SPLITS)}")
+        check(bool(self.path) or self.name in DATASETS, "name",
+              f"unknown dataset '{self.name}'; use one of {', '.join(DATASETS)} or set data.path")
+        check(self.download_timeout > 0, "download_timeout",
+              f"must be > 0 seconds, got {self.download_timeout}")
+        check(all(s >= 1 for s in self.image_size), "image_size",
+              f"sizes must be >= 1, got {self.image_size}")
+        check(len(self.image_size) in (0, 2), "image_size", "give height,width, e.g. --data.image_size 28,28")
