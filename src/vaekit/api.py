@@ -1,0 +1,152 @@
+"""Library calls behind the CLI: one function per sub-command, usable from Python too."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit.checkpoint import load_model, resolve_checkpoint
+from vaekit.config import Config
+from vaekit.data import DataBundle, load_data
+from vaekit.errors import VaekitError
+from vaekit.evaluate import bits_per_dim, log_likelihood
+from vaekit.fileio import atomic_write_bytes, atomic_write_text, check_writable
+from vaekit.images import is_image_shape, save_grid
+from vaekit.model import VAE
+from vaekit.train import evaluate_split
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
+    """The trained model of a run directory (its best checkpoint) or of a checkpoint directory."""
+    return load_model(path, device)[0]
+
+
+def run_dir_of(path: str | Path) -> Path:
+    """The run directory that holds a checkpoint (or the path itself when it is a run)."""
+    ckpt = resolve_checkpoint(path)
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(path)
+
+
+def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[str, Any], DataBundle]:
+    """Model, config, checkpoint metadata and the run's data (same preprocessing and split)."""
+    model, config, meta = load_model(path, device)
+    data = load_data(config.data, config.model.likelihood)
+    if tuple(data.event_shape) != tuple(model.event_shape):
+        raise VaekitError(f"the run's data now have shape {data.event_shape} but the model expects "
+                          f"{model.event_shape}; point --data.* at the data the run was trained on")
+    return model, config, meta, data
+
+
+def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = None,
+                 batch_size: int | None = None, seed: int = 0, write: bool = True) -> dict[str, Any]:
+    """Test-split ELBO and importance-sampled log-likelihood (nats), bits/dim, recon and KL terms."""
+    model, config, meta, data = load_run(path)
+    ec = config.eval
+    k, chunk, batch_size = k or ec.k, chunk or ec.chunk, batch_size or ec.batch_size
+    if k < 1:
+        raise VaekitError(f"--k must be >= 1, got {k}")
+    split = data.test if len(data.test) else data.val
+    x = split.all()
+    dims = math.prod(model.event_shape)
+    terms = evaluate_split(model, split, batch_size, seed)
+    result: dict[str, Any] = {
+        "run": str(run_dir_of(path)), "checkpoint": resolve_checkpoint(path).name,
+        "n_examples": len(split), "dims": dims, "k": k,
+        "elbo_nats": terms["elbo"], "recon_nats": terms["recon"], "kl_nats": terms["kl"],
+    }
+    if config.model.kind == "vae":
+        ll = log_likelihood(model, x, k=k, chunk=chunk, batch_size=batch_size, generator_seed=seed)
+        mean_ll = float(ll.double().mean())
+        result.update({
+            "log_likelihood_nats": mean_ll,
+            "log_likelihood_se": float(ll.double().std() / math.sqrt(len(ll))) if len(ll) > 1 else 0.0,
+            "nats_per_dim": -mean_ll / dims,
+            "bits_per_dim": bits_per_dim(mean_ll, dims),
+        })
+    else:
+        result.update({"log_likelihood_nats": None, "log_likelihood_se": None, "nats_per_dim": None,
+                       "bits_per_dim": None, "elbo_nats": None})
+    if write:
+        atomic_write_text(run_dir_of(path) / "eval.json", json.dumps(result, indent=2))
+    return result
+
+
+def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tuple[int, ...],
+                        ncol: int | None = None) -> Path:
+    out = check_writable(out)
+    if out.suffix == ".npy":
+        import io
+
+        buf = io.BytesIO()
+        np.save(buf, values.cpu().numpy())
+        return atomic_write_bytes(out, buf.getvalue())
+    if out.suffix == ".png":
+        if not is_image_shape(event_shape):
+            raise VaekitError(f"data of shape {event_shape} are not images; write .npy instead of {out.name}")
+        return save_grid(values, out, ncol=ncol)
+    raise VaekitError(f"unsupported output type '{out.suffix}' for {out}; use .png or .npy")
+
+
+def sample(path: str | Path, n: int, out: str | Path, seed: int = 0, mean: bool = True) -> Path:
+    """Draw n samples from the prior, decode, and write a .png grid or a .npy array."""
+    if n < 1:
+        raise VaekitError(f"-n must be >= 1, got {n}")
+    model = load(path)
+    x = model.sample(n, mean=mean, generator=torch.Generator().manual_seed(seed))
+    return _save_array_or_grid(x, out, model.event_shape)
+
+
+def reconstruct(path: str | Path, out: str | Path, n: int = 32) -> Path:
+    """Reconstruct the first n test examples; a .png shows inputs (odd rows) above outputs."""
+    model, _, _, data = load_run(path)
+    split = data.test if len(data.test) else data.val
+    x = split.batch(torch.arange(min(n, len(split))))
+    x_hat = model.reconstruct(x)
+    if Path(out).suffix == ".png":
+        ncol = min(16, len(x))
+        rows = [t for i in range(0, len(x), ncol) for t in (x[i:i + ncol], x_hat[i:i + ncol])]
+        return _save_array_or_grid(torch.cat(rows), out, model.event_shape, ncol=ncol)
+    return _save_array_or_grid(torch.stack([x, x_hat]), out, model.event_shape)
+
+
+def encode(path: str | Path, out: str | Path, input: str | Path | None = None, split: str = "test",
+           sample: bool = False) -> Path:
+    """Posterior means (or one draw per point) of an array file or of a split: (n, d) float32 .npy."""
+    model = load(path)
+    if input is not None:
+        try:
+            arr = np.load(input, allow_pickle=False)
+        except (OSError, ValueError) as err:
+            raise VaekitError(f"cannot read {input} as a .npy array ({err}); save it with numpy.save") from None
+        if tuple(arr.shape[1:]) != model.event_shape and arr.ndim == 2 and arr.shape[1] == model.data_dim:
+            arr = arr.reshape(len(arr), *model.event_shape)
+        if tuple(arr.shape[1:]) != model.event_shape:
+            raise VaekitError(f"{input} has rows of shape {arr.shape[1:]} but the model expects "
+                              f"{model.event_shape}; reshape the array")
+        x = torch.from_numpy(np.asarray(arr, dtype=np.float32))
+    else:
+        _, _, _, data = load_run(path)
+        x = getattr(data, split).all()
+    with torch.no_grad():
+        q_z = model.encode(x)
+        z = q_z.sample() if sample else q_z.mean
+    out = check_writable(out)
+    if out.suffix != ".npy":
+        raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')}")
+    return _save_array_or_grid(z, out, model.event_shape)
+
+
+def write_artifacts(run_dir: Path, model: VAE, data: DataBundle, seed: int = 0) -> list[Path]:
+    """Sample and reconstruction grids (images) or arrays (other data) for a finished run."""
+    model = model.cpu().eval()
+    written = []
+    ext = ".png" if is_image_shape(model.event_shape) else ".npy"
+    x = model.sample(64, generator=torch.Generator().manual_seed(seed))
+    written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape))
+    written.append(reconstruct(run_dir, run_dir / f"reconstructions{ext}"))
+    return written

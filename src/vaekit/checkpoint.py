@@ -1,0 +1,164 @@
+"""Checkpoints that rebuild their own model and can never execute code.
+
+A checkpoint is a directory::
+
+    model.safetensors     weights and buffers (safetensors: a JSON header + raw tensors)
+    meta.json             format version, the resolved config, data event shape and provenance
+    trainer.safetensors   optimiser tensors and RNG states              (training checkpoints only)
+    trainer.json          optimiser hyper-parameters, step, epoch, ...  (training checkpoints only)
+
+It is written under a temporary name and renamed into place, so a reader sees a whole checkpoint or
+none. Nothing on the load path unpickles: a ``torch.save`` archive or a raw pickle is refused before
+any byte of it is interpreted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from vaekit.config import Config, config_from_dict, config_to_dict
+from vaekit.errors import VaekitError
+from vaekit.fileio import fsync_dir
+
+FORMAT_VERSION = 1
+MODEL_FILE, META_FILE, TRAINER_TENSORS, TRAINER_JSON = (
+    "model.safetensors", "meta.json", "trainer.safetensors", "trainer.json")
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    config: Config,
+    meta: dict[str, Any],
+    trainer_tensors: dict[str, torch.Tensor] | None = None,
+    trainer_state: dict[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint directory at ``path`` atomically. ``path`` must not exist yet."""
+    path = Path(path)
+    if path.exists():
+        raise VaekitError(f"checkpoint {path} already exists; vaekit never overwrites a checkpoint")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        for name, tensor in state.items():
+            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+                raise VaekitError(f"refusing to save a non-finite model (tensor '{name}'); "
+                                  "lower --train.lr or check the data for NaN/inf")
+        save_file(state, tmp / MODEL_FILE)
+        full_meta = {"format_version": FORMAT_VERSION, "config": config_to_dict(config), **meta}
+        (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))
+        if trainer_tensors is not None:
+            save_file({k: v.contiguous().cpu() for k, v in trainer_tensors.items()}, tmp / TRAINER_TENSORS)
+            (tmp / TRAINER_JSON).write_text(json.dumps(trainer_state or {}, indent=2))
+        for f in tmp.iterdir():
+            _fsync_file(f)
+        fsync_dir(tmp)
+        os.rename(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _refuse_pickles(path: Path) -> None:
+    """Reject files that are pickles or torch.save zip archives, by their first bytes."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(16)
+    except OSError as err:
+        raise VaekitError(f"cannot read {path}: {err.strerror}; check the checkpoint path") from None
+    if head[:2] == b"PK" or head[:1] == b"\x80":
+        raise VaekitError(f"{path} is a pickle/torch.save archive, which can run code when loaded; "
+                          "vaekit only loads safetensors checkpoints written by vaekit")
+    if len(head) < 9 or head[8:9] != b"{":
+        raise VaekitError(f"{path} is not a safetensors file (truncated or corrupted); "
+                          "use another checkpoint, e.g. the run's checkpoints/best")
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """Load a safetensors file after checking it is one; errors are one-line VaekitErrors."""
+    _refuse_pickles(path)
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise VaekitError(f"{path} is truncated or corrupted ({err}); use another checkpoint") from None
+
+
+def read_meta(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's ``meta.json`` with its format version checked."""
+    meta_path = Path(path) / META_FILE
+    try:
+        meta = json.loads(meta_path.read_text())
+    except FileNotFoundError:
+        raise VaekitError(f"{path} is not a vaekit checkpoint (no {META_FILE}); "
+                          "pass a run directory or one of its checkpoints") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise VaekitError(f"{meta_path} is unreadable or corrupted ({err}); use another checkpoint") from None
+    version = meta.get("format_version") if isinstance(meta, dict) else None
+    if not isinstance(version, int):
+        raise VaekitError(f"{meta_path} has no format_version; it was not written by vaekit")
+    if version > FORMAT_VERSION:
+        raise VaekitError(f"checkpoint format {version} is newer than this vaekit understands "
+                          f"({FORMAT_VERSION}); upgrade vaekit")
+    return meta
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """A run directory resolves to its best checkpoint (else its last); a checkpoint is itself."""
+    path = Path(path)
+    if not path.exists():
+        raise VaekitError(f"{path} does not exist; pass a run directory such as runs/<name>")
+    if (path / META_FILE).exists():
+        return path
+    ckpts = path / "checkpoints"
+    for pointer in ("best", "last"):
+        target = read_pointer(ckpts, pointer)
+        if target is not None:
+            return target
+    raise VaekitError(f"{path} holds no checkpoint; train first with `vaekit train --name NAME`")
+
+
+def read_pointer(ckpts: Path, name: str) -> Path | None:
+    """Checkpoints are named by step; ``last`` and ``best`` are small text files naming one."""
+    pointer = ckpts / name
+    if not pointer.is_file():
+        return None
+    target = ckpts / pointer.read_text().strip()
+    return target if (target / META_FILE).exists() else None
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"):
+    """Rebuild the model from a run or checkpoint directory; returns (model, config, meta)."""
+    from vaekit.model import VAE
+
+    ckpt = resolve_checkpoint(path)
+    meta = read_meta(ckpt)
+    config = config_from_dict(meta["config"])
+    state = load_tensors(ckpt / MODEL_FILE)
+    model = VAE(config.model, meta["event_shape"], data_loc=state.get("data_loc") if meta.get(
+        "standardised") else None, data_scale=state.get("data_scale") if meta.get("standardised") else None)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()
+        detail = " ".join(line.strip() for line in first[:3])
+        raise VaekitError(f"checkpoint {ckpt} does not match its config (tampered or mixed files: "
+                          f"{detail}); use an untouched checkpoint") from None
+    model.to(device).eval()
+    return model, config, meta

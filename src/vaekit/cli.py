@@ -1,0 +1,169 @@
+"""Command line: parse, then one library call per sub-command. Heavy modules are imported lazily so
+that ``vaekit --help`` answers at once."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+EPILOG_TRAIN = """\
+config overrides: any field of the config as --section.key VALUE, e.g.
+  --train.lr 3e-4 --train.epochs 50 --model.latent_dim 2 --model.hidden 400,200
+  --data.name mnist --data.binarize dynamic --model.likelihood gaussian
+The resolved config is saved as runs/<name>/config.toml (same keys)."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="vaekit", description="Variational autoencoders: train, evaluate, "
+                                "sample, reconstruct and encode.")
+    p.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    t = sub.add_parser("train", help="train a model into runs/<name>/", epilog=EPILOG_TRAIN,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("--config", type=Path, help="TOML config file (overrides apply on top)")
+    t.add_argument("--name", help="run name (default: run-<date>-<time>)")
+    t.add_argument("--runs", type=Path, default=Path("runs"), help="folder holding runs (default: runs)")
+    t.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--no-artifacts", action="store_true", help="skip sample/reconstruction grids")
+
+    e = sub.add_parser("eval", help="test ELBO and importance-sampled log-likelihood of a run")
+    e.add_argument("run", type=Path)
+    e.add_argument("--k", type=int, help="importance samples per point (default: config eval.k = 5000)")
+    e.add_argument("--chunk", type=int, help="samples processed at once (memory bound)")
+    e.add_argument("--batch-size", type=int, help="points processed at once")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+
+    s = sub.add_parser("sample", help="draw from the prior and decode")
+    s.add_argument("run", type=Path)
+    s.add_argument("-n", type=int, default=64, help="number of samples")
+    s.add_argument("--out", type=Path, required=True, help=".png grid or .npy array")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--draw", action="store_true", help="draw x ~ p(x|z) instead of the decoder mean")
+
+    r = sub.add_parser("reconstruct", help="reconstruct test examples (inputs above outputs)")
+    r.add_argument("run", type=Path)
+    r.add_argument("--out", type=Path, required=True, help=".png grid or .npy array (2, n, ...)")
+    r.add_argument("-n", type=int, default=32)
+
+    c = sub.add_parser("encode", help="posterior means of an array or a split as (n, d) .npy")
+    c.add_argument("run", type=Path)
+    c.add_argument("--input", type=Path, help=".npy array in the model's data units (default: a split)")
+    c.add_argument("--split", choices=("train", "val", "test"), default="test")
+    c.add_argument("--out", type=Path, required=True)
+    c.add_argument("--sample", action="store_true", help="one draw z ~ q(z|x) instead of the mean")
+    return p
+
+
+def _split_overrides(extra: Sequence[str]) -> dict[str, str]:
+    from vaekit.errors import VaekitError
+
+    overrides: dict[str, str] = {}
+    items = list(extra)
+    i = 0
+    while i < len(items):
+        flag = items[i]
+        if not flag.startswith("--") or "." not in flag:
+            raise VaekitError(f"unexpected argument '{flag}'; config overrides look like --train.lr 3e-4")
+        key, eq, value = flag[2:].partition("=")
+        if not eq:
+            if i + 1 >= len(items):
+                raise VaekitError(f"option '{flag}' needs a value, e.g. {flag} VALUE")
+            value = items[i + 1]
+            i += 1
+        overrides[key] = value
+        i += 1
+    return overrides
+
+
+def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from vaekit.api import write_artifacts
+    from vaekit.callbacks import ProgressBar
+    from vaekit.config import Config, apply_overrides, load_config
+    from vaekit.errors import VaekitError
+    from vaekit.train import fit, resume
+
+    progress = ProgressBar(enabled=not args.no_progress)
+    if args.resume is not None:
+        if extra or args.config or args.name:
+            raise VaekitError("--resume takes the run's saved config; drop other options")
+        trainer = resume(args.resume, callbacks=[progress])
+        run_dir = Path(args.resume)
+    else:
+        config = load_config(args.config) if args.config else Config()
+        overrides = _split_overrides(extra)
+        if args.name:
+            overrides["name"] = args.name
+        config = apply_overrides(config, overrides)
+        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress])
+    s = trainer.state
+    print(f"trained {s.epoch} epochs ({s.step} steps, {s.skipped_steps} skipped); best validation ELBO "
+          f"{s.best_val_elbo:.3f} nats at epoch {s.best_epoch + 1}")
+    print(f"wrote {run_dir}/checkpoints, {run_dir}/metrics.jsonl, {run_dir}/config.toml")
+    if not args.no_artifacts:
+        from vaekit.api import load
+
+        for path in write_artifacts(run_dir, load(run_dir), trainer.data, trainer.config.train.seed):
+            print(f"wrote {path}")
+    return 0
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from vaekit.api import evaluate_run
+
+    result = evaluate_run(args.run, k=args.k, chunk=args.chunk, batch_size=args.batch_size, seed=args.seed)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    for key, value in result.items():
+        print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
+    print(f"wrote {Path(result['run']) / 'eval.json'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args, extra = parser.parse_known_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    try:
+        if args.command != "train" and extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        return _dispatch(args, extra)
+    except Exception as err:
+        from vaekit.errors import VaekitError
+
+        if isinstance(err, VaekitError) and not args.debug:
+            print(f"vaekit: error: {err}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:  # pragma: no cover - interactive
+        print("vaekit: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
+        return 130
+
+
+def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from vaekit import api
+
+    if args.command == "train":
+        return _train(args, extra)
+    if args.command == "eval":
+        return _eval(args)
+    if args.command == "sample":
+        path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw)
+    elif args.command == "reconstruct":
+        path = api.reconstruct(args.run, args.out, n=args.n)
+    else:
+        path = api.encode(args.run, args.out, input=args.input, split=args.split, sample=args.sample)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

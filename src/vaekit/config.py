@@ -1,0 +1,281 @@
+"""Typed, frozen run configuration: TOML file + dotted command-line overrides.
+
+A config field name is its CLI flag and its key in the saved ``config.toml``:
+``[train] lr = 3e-4`` == ``--train.lr 3e-4``. Unknown keys, wrong types and out-of-range values raise
+:class:`~vaekit.errors.VaekitError` naming the key. Nothing is ever evaluated as code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from vaekit.data.config import DataConfig
+from vaekit.errors import VaekitError
+
+ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus")
+LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise VaekitError(f"config key '{key}': {message}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The generative model and its amortised posterior.
+
+    ``kind='ae'`` is the plain autoencoder (deterministic encoder, no KL, the beta -> 0 limit);
+    ``posterior='full'`` uses a full-covariance Gaussian q(z|x) with a Cholesky factor.
+    ``sigma`` is the fixed decoder standard deviation of the ``gaussian`` likelihood (in data units);
+    ``variance`` picks one learned variance per data dimension (``per-dim``, a free parameter) or one
+    per output (``per-output``, predicted by the decoder) for ``gaussian-learned``.
+    """
+
+    kind: str = "vae"
+    latent_dim: int = 8
+    hidden: tuple[int, ...] = (256, 128)
+    activation: str = "relu"
+    likelihood: str = "bernoulli"
+    sigma: float = 0.1
+    variance: str = "per-dim"
+    posterior: str = "diag"
+
+    def __post_init__(self) -> None:
+        _check(self.kind in ("vae", "ae"), "model.kind", f"got '{self.kind}'; use 'vae' or 'ae'")
+        _check(self.latent_dim >= 1, "model.latent_dim", f"must be >= 1, got {self.latent_dim}")
+        _check(all(h >= 1 for h in self.hidden), "model.hidden", f"widths must be >= 1, got {self.hidden}")
+        _check(self.activation in ACTIVATIONS, "model.activation", f"use one of {', '.join(ACTIVATIONS)}")
+        _check(self.likelihood in LIKELIHOODS, "model.likelihood", f"use one of {', '.join(LIKELIHOODS)}")
+        _check(self.sigma > 0 and math.isfinite(self.sigma), "model.sigma", f"must be > 0, got {self.sigma}")
+        _check(self.variance in ("per-dim", "per-output"), "model.variance", "use 'per-dim' or 'per-output'")
+        _check(self.posterior in ("diag", "full"), "model.posterior", "use 'diag' or 'full'")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The optimisation loop. ``beta`` weighs the KL (beta-VAE); ``warmup_steps`` ramps the KL weight
+    linearly from 0 to ``beta``; ``n_samples`` is the number V of Monte-Carlo samples per point
+    (``objective='iwae'`` uses them in the importance-weighted bound instead)."""
+
+    epochs: int = 100
+    batch_size: int = 128
+    lr: float = 1e-3
+    lr_schedule: str = "constant"
+    weight_decay: float = 0.0
+    beta: float = 1.0
+    warmup_steps: int = 0
+    n_samples: int = 1
+    objective: str = "elbo"
+    patience: int = 0
+    seed: int = 0
+    device: str = "auto"
+    precision: str = "fp32"
+    grad_clip: float = 0.0
+    keep_last: int = 2
+    max_bad_steps: int = 20
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
+        _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
+        _check(self.lr > 0 and math.isfinite(self.lr), "train.lr", f"must be > 0, got {self.lr}")
+        _check(self.lr_schedule in ("constant", "cosine", "step"), "train.lr_schedule",
+               "use 'constant', 'cosine' or 'step'")
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0")
+        _check(self.beta >= 0 and math.isfinite(self.beta), "train.beta", f"must be >= 0, got {self.beta}")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", "must be >= 0")
+        _check(self.n_samples >= 1, "train.n_samples", f"must be >= 1, got {self.n_samples}")
+        _check(self.objective in ("elbo", "iwae"), "train.objective", "use 'elbo' or 'iwae'")
+        _check(self.patience >= 0, "train.patience", "must be >= 0 (0 disables early stopping)")
+        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "train.device",
+               "use 'auto', 'cpu' or 'cuda'")
+        _check(self.precision in ("fp32", "bf16"), "train.precision", "use 'fp32' or 'bf16'")
+        _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
+        _check(self.keep_last >= 1, "train.keep_last", "must be >= 1")
+        _check(self.max_bad_steps >= 1, "train.max_bad_steps", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Test-time likelihood: ``k`` importance samples per point, processed ``chunk`` at a time."""
+
+    k: int = 5000
+    chunk: int = 500
+    batch_size: int = 500
+    repeats: int = 1
+    naive_k: int = 5000
+
+    def __post_init__(self) -> None:
+        for key in ("k", "chunk", "batch_size", "repeats", "naive_k"):
+            value = getattr(self, key)
+            _check(value >= 1, f"eval.{key}", f"must be >= 1, got {value}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole resolved configuration of a run (saved as ``runs/<name>/config.toml``)."""
+
+    name: str = ""
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def replace(self, **sections: Any) -> Config:
+        return dataclasses.replace(self, **sections)
+
+
+# ----------------------------------------------------------------------------------------- parsing
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """Check ``value`` (from TOML or JSON) against the annotation ``kind``; ints widen to floats."""
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        (item_kind, _) = typing.get_args(kind)
+        _check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
+        return tuple(_coerce(v, item_kind, key) for v in value)
+    if origin in (typing.Union, types.UnionType):
+        _check(False, key, "unsupported annotation")  # pragma: no cover - none are declared
+    if kind is bool:
+        _check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
+        return value
+    if kind is int:
+        _check(isinstance(value, int) and not isinstance(value, bool), key, f"expected an integer, got {value!r}")
+        return value
+    if kind is float:
+        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
+               f"expected a number, got {value!r}")
+        return float(value)
+    if kind is str:
+        _check(isinstance(value, str), key, f"expected a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported config annotation {kind!r} for {key}")  # pragma: no cover
+
+
+def _parse_text(text: str, kind: Any, key: str) -> Any:
+    """Parse a command-line string into the type of the field."""
+    origin = typing.get_origin(kind)
+    if origin is tuple:
+        (item_kind, _) = typing.get_args(kind)
+        parts = [p for p in text.replace("[", "").replace("]", "").split(",") if p.strip()]
+        return tuple(_parse_text(p.strip(), item_kind, key) for p in parts)
+    if kind is bool:
+        low = text.strip().lower()
+        _check(low in ("true", "false", "1", "0", "yes", "no"), key, f"expected true or false, got '{text}'")
+        return low in ("true", "1", "yes")
+    if kind is int:
+        try:
+            return int(text)
+        except ValueError:
+            _check(False, key, f"expected an integer, got '{text}'")
+    if kind is float:
+        try:
+            return float(text)
+        except ValueError:
+            _check(False, key, f"expected a number, got '{text}'")
+    return text
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _build_section(cls: type, values: dict[str, Any], prefix: str, base: Any = None) -> Any:
+    hints = _hints(cls)
+    known = {f.name for f in fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        full = f"{prefix}.{key}"
+        if key not in known:
+            raise VaekitError(
+                f"unknown config key '{full}'; known keys in [{prefix}]: {', '.join(sorted(known))}")
+        kwargs[key] = _coerce(value, hints[key], full)
+    try:
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
+    except TypeError as err:  # pragma: no cover - every field has a default
+        raise VaekitError(f"config section [{prefix}]: {err}") from None
+
+
+SECTIONS = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "eval": EvalConfig}
+
+
+def config_from_dict(raw: dict[str, Any], base: Config | None = None) -> Config:
+    """Build a :class:`Config` from nested dicts (a parsed TOML/JSON file), on top of ``base``."""
+    base = base or Config()
+    updates: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key == "name":
+            updates["name"] = _coerce(value, str, "name")
+        elif key in SECTIONS:
+            _check(isinstance(value, dict), key, "must be a table like [train]")
+            updates[key] = _build_section(SECTIONS[key], value, key, getattr(base, key))
+        else:
+            raise VaekitError(f"unknown config section '{key}'; use one of name, {', '.join(SECTIONS)}")
+    return dataclasses.replace(base, **updates)
+
+
+def load_config(path: str | Path, base: Config | None = None) -> Config:
+    """Read a TOML config file. Missing file or invalid TOML raise :class:`VaekitError`."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise VaekitError(f"cannot read config file {path}: {err.strerror}; check the path") from None
+    try:
+        raw = tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise VaekitError(f"config file {path} is not valid TOML ({err}); fix the syntax") from None
+    return config_from_dict(raw, base)
+
+
+def apply_overrides(config: Config, overrides: dict[str, str]) -> Config:
+    """Apply dotted overrides such as ``{'train.lr': '3e-4', 'model.hidden': '400,200'}``."""
+    nested: dict[str, dict[str, Any]] = {}
+    for dotted, text in overrides.items():
+        if dotted == "name":
+            config = dataclasses.replace(config, name=text)
+            continue
+        section, _, key = dotted.partition(".")
+        if section not in SECTIONS or not key:
+            raise VaekitError(f"unknown option '--{dotted}'; options look like --train.lr or --model.latent_dim")
+        cls = SECTIONS[section]
+        hints = _hints(cls)
+        if key not in hints:
+            known = ", ".join(sorted(f"--{section}.{f.name}" for f in fields(cls)))
+            raise VaekitError(f"unknown config key '{dotted}'; known: {known}")
+        nested.setdefault(section, {})[key] = _parse_text(text, hints[key], dotted)
+    return config_from_dict(nested, config) if nested else config
+
+
+def config_to_dict(config: Config) -> dict[str, Any]:
+    out = dataclasses.asdict(config)
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in out.items()}
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    escaped = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
+
+
+def config_to_toml(config: Config) -> str:
+    """Serialise the resolved config; ``load_config`` of the result gives back an equal object."""
+    lines = [f"name = {_toml_value(config.name)}", ""]
+    for section in SECTIONS:
+        lines.append(f"[{section}]")
+        for key, value in dataclasses.asdict(getattr(config, section)).items():
+            lines.append(f"{key} = {_toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,0 +1,113 @@
+"""Pure maths on tensors: the distributions a VAE needs and their closed-form KLs.
+
+Every object here is a ``torch.distributions.Distribution`` with explicit batch and event shapes:
+the event axes are summed by ``log_prob`` (result in nats), the batch axes are kept.
+
+* posterior q(z|x): ``diag_normal`` (batch (n,), event (d,)) or ``full_normal`` (Cholesky factor)
+* prior p(z) = N(0, I): ``standard_normal``
+* likelihood p(x|z): ``bernoulli`` (logits) or ``gaussian`` (mean and standard deviation), event = data shape
+* the autoencoder's deterministic code: ``PointMass``
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+from torch.distributions import (
+    Bernoulli,
+    Distribution,
+    Independent,
+    MultivariateNormal,
+    Normal,
+    constraints,
+)
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+def diag_normal(loc: Tensor, scale: Tensor) -> Independent:
+    """N(loc, diag scale^2) over the last axis: batch = loc.shape[:-1], event = (d,)."""
+    return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
+
+
+def full_normal(loc: Tensor, scale_tril: Tensor) -> MultivariateNormal:
+    """N(loc, L L^T) with L = ``scale_tril`` (..., d, d) lower-triangular with positive diagonal."""
+    return MultivariateNormal(loc, scale_tril=scale_tril, validate_args=False)
+
+
+def standard_normal(d: int, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> Independent:
+    """The prior p(z) = N(0, I_d): batch shape (), event shape (d,)."""
+    return diag_normal(torch.zeros(d, device=device, dtype=dtype), torch.ones(d, device=device, dtype=dtype))
+
+
+def bernoulli(logits: Tensor, event_ndims: int) -> Independent:
+    """Bernoulli likelihood parameterised by logits; the last ``event_ndims`` axes are the event."""
+    return Independent(Bernoulli(logits=logits, validate_args=False), event_ndims, validate_args=False)
+
+
+def gaussian(loc: Tensor, scale: Tensor, event_ndims: int) -> Independent:
+    """Gaussian likelihood with per-element mean and standard deviation (broadcast to ``loc``)."""
+    return Independent(Normal(loc, scale.expand_as(loc), validate_args=False), event_ndims, validate_args=False)
+
+
+class PointMass(Distribution):
+    """A deterministic code z = loc (the plain autoencoder's encoder). It has no density: ``log_prob``
+    raises, and sampling returns ``loc`` for every draw (so the same decoding code serves AE and VAE)."""
+
+    arg_constraints = {"loc": constraints.real}
+    has_rsample = True
+
+    def __init__(self, loc: Tensor) -> None:
+        self.loc = loc
+        super().__init__(loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.loc
+
+    @property
+    def variance(self) -> Tensor:
+        return torch.zeros_like(self.loc)
+
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+        return self.loc.expand(*sample_shape, *self.loc.shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        raise ValueError("a point-mass code has no density; use a VAE (model.kind='vae') for likelihoods")
+
+
+def kl_standard_normal(q_z: Distribution) -> Tensor:
+    """KL(q || N(0, I)) in nats, closed form, shape = q's batch shape.
+
+    Diagonal: 0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2).
+    Full covariance S = L L^T: 0.5 * (tr S + mu^T mu - d - log|S|).
+    """
+    return kl_per_dim(q_z).sum(-1) if _is_diag(q_z) else _kl_full(q_z)
+
+
+def kl_per_dim(q_z: Distribution) -> Tensor:
+    """The diagonal KL split by latent dimension, shape (*batch, d), in nats. For a full-covariance
+    posterior the per-dimension split uses the marginals N(mu_j, S_jj); their sum is <= the total KL."""
+    if _is_diag(q_z):
+        mu, sigma = q_z.base_dist.loc, q_z.base_dist.scale
+        return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)
+    if isinstance(q_z, MultivariateNormal):
+        var = q_z.scale_tril.square().sum(-1)
+        return 0.5 * (q_z.loc.square() + var - 1.0 - torch.log(var))
+    raise TypeError(f"no closed-form KL to N(0, I) for {type(q_z).__name__}")
+
+
+def _is_diag(q_z: Distribution) -> bool:
+    return isinstance(q_z, Independent) and isinstance(q_z.base_dist, Normal)
+
+
+def _kl_full(q_z: Distribution) -> Tensor:
+    if not isinstance(q_z, MultivariateNormal):
+        raise TypeError(f"no closed-form KL to N(0, I) for {type(q_z).__name__}")
+    L = q_z.scale_tril
+    d = L.shape[-1]
+    trace = L.square().sum((-2, -1))
+    log_det = 2.0 * torch.log(torch.diagonal(L, dim1=-2, dim2=-1)).sum(-1)
+    return 0.5 * (trace + q_z.loc.square().sum(-1) - d - log_det)
