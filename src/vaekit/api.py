@@ -45,7 +45,7 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[s
 def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = None,
                  batch_size: int | None = None, seed: int = 0, write: bool = True) -> dict[str, Any]:
     """Test-split ELBO and importance-sampled log-likelihood (nats), bits/dim, recon and KL terms."""
-    model, config, meta, data = load_run(path)
+    model, config, _meta, data = load_run(path)
     ec = config.eval
     k, chunk, batch_size = k or ec.k, chunk or ec.chunk, batch_size or ec.batch_size
     if k < 1:

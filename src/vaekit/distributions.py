@@ -12,6 +12,7 @@ the event axes are summed by ``log_prob`` (result in nats), the batch axes are k
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -56,7 +57,7 @@ class PointMass(Distribution):
     """A deterministic code z = loc (the plain autoencoder's encoder). It has no density: ``log_prob``
     raises, and sampling returns ``loc`` for every draw (so the same decoding code serves AE and VAE)."""
 
-    arg_constraints = {"loc": constraints.real}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"loc": constraints.real}
     has_rsample = True
 
     def __init__(self, loc: Tensor) -> None:
@@ -71,7 +72,7 @@ class PointMass(Distribution):
     def variance(self) -> Tensor:
         return torch.zeros_like(self.loc)
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
         return self.loc.expand(*sample_shape, *self.loc.shape)
 
     def log_prob(self, value: Tensor) -> Tensor:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -24,7 +25,7 @@ class MLP(nn.Module):
         super().__init__()
         widths = [in_features, *hidden]
         layers: list[nn.Module] = []
-        for a, b in zip(widths[:-1], widths[1:], strict=True):
+        for a, b in itertools.pairwise(widths):
             layers += [nn.Linear(a, b), _ACTIVATIONS[activation]()]
         layers.append(nn.Linear(widths[-1], out_features))
         self.net = nn.Sequential(*layers)
