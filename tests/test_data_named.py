@@ -217,7 +217,7 @@ def test_binarized_amat_text_reads_same_array(tmp_path: Path) -> None:
     with pytest.raises(VaekitError, match="expected 784 values"):
         read_binarized(p)
     p.write_bytes(b"0 1 x\n")
-    with pytest.raises(VaekitError, match="not a 0/1 text .amat"):
+    with pytest.raises(VaekitError, match=r"not a 0/1 text \.amat"):
         read_binarized(p)
 
 

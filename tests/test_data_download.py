@@ -1,0 +1,169 @@
+"""Downloads against a real HTTP server on 127.0.0.1 (ephemeral port, background thread)."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import pytest
+import scipy.io
+
+from vaekit.data import DataConfig, load_data
+from vaekit.data import named as named_mod
+from vaekit.data.download import fetch
+from vaekit.errors import VaekitError
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
+PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    files: ClassVar[dict[str, bytes]] = {}
+    root: ClassVar[Path | None] = None
+
+    def log_message(self, *args: object) -> None:  # keep pytest output quiet
+        pass
+
+    def do_GET(self) -> None:
+        path = self.path.lstrip("/")
+        if path.startswith("drop/"):  # promise more bytes than are sent, then hang up
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(PAYLOAD) * 2))
+            self.end_headers()
+            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            return
+        body = self.files.get(path)
+        if body is None and self.root is not None and (self.root / path).is_file():
+            body = (self.root / path).read_bytes()
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, type[_Handler]]]:
+    handler = type("H", (_Handler,), {"files": {}, "root": None})
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        t.join(timeout=5)
+
+
+def _leftovers(d: Path) -> list[str]:
+    return sorted(p.name for p in d.iterdir()) if d.exists() else []
+
+
+def test_good_file_downloads_and_verifies(server, tmp_path: Path) -> None:
+    url, h = server
+    h.files["good.bin"] = PAYLOAD
+    dest = tmp_path / "sub" / "good.bin"
+    assert fetch(f"{url}/good.bin", dest, PAYLOAD_SHA, timeout=5) == dest
+    assert dest.read_bytes() == PAYLOAD
+    assert _leftovers(dest.parent) == ["good.bin"]  # no temporary file left behind
+
+
+def test_corrupted_file_fails_checksum_and_keeps_nothing(server, tmp_path: Path) -> None:
+    url, h = server
+    h.files["bad.bin"] = PAYLOAD[:-1] + b"\x00"
+    with pytest.raises(VaekitError, match="checksum mismatch") as e:
+        fetch(f"{url}/bad.bin", tmp_path / "bad.bin", PAYLOAD_SHA, timeout=5)
+    assert PAYLOAD_SHA in str(e.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_connection_dropped_midway_keeps_nothing(server, tmp_path: Path) -> None:
+    url, _ = server
+    with pytest.raises(VaekitError, match=r"(cut off|failed)") as e:  # short read or IncompleteRead
+        fetch(f"{url}/drop/x.bin", tmp_path / "x.bin", PAYLOAD_SHA, timeout=5)
+    assert "nothing was kept" in str(e.value)
+    assert _leftovers(tmp_path) == []
+
+
+def test_http_error_names_the_status(server, tmp_path: Path) -> None:
+    url, _ = server
+    with pytest.raises(VaekitError, match="HTTP 404"):
+        fetch(f"{url}/missing.bin", tmp_path / "missing.bin", timeout=5)
+    assert _leftovers(tmp_path) == []
+
+
+def test_existing_file_is_not_replaced_by_a_failed_download(server, tmp_path: Path) -> None:
+    url, h = server
+    h.files["f.bin"] = b"corrupt"
+    dest = tmp_path / "f.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(VaekitError, match="checksum mismatch"):
+        fetch(f"{url}/f.bin", dest, PAYLOAD_SHA, timeout=5)
+    assert dest.read_bytes() == b"old" and _leftovers(tmp_path) == ["f.bin"]
+
+
+@pytest.fixture
+def isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No public mirrors, no env data dir, cache under tmp_path."""
+    monkeypatch.setattr(named_mod, "MIRRORS", {})
+    monkeypatch.delenv("VAEKIT_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.mark.skipif(not (SHARED / "mnist").is_dir(), reason=f"shared benchmark data not found at {SHARED}")
+def test_named_dataset_downloads_from_mirror_then_loads_offline(server, isolated: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    url, h = server
+    h.root = SHARED  # serves <dataset-dir>/<file>, the layout VAEKIT_MIRROR expects
+    monkeypatch.setenv("VAEKIT_MIRROR", url)
+    data = isolated / "data"
+    b = load_data(DataConfig(name="mnist", dir=str(data), limit=100), "bernoulli")
+    assert len(b.train) == 100
+    assert sorted(p.name for p in (data / "mnist").iterdir()) == [
+        "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz",
+        "train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    assert all(v["sha256_matches_published"] for v in b.info["files"].values())
+    monkeypatch.setenv("VAEKIT_MIRROR", "http://127.0.0.1:9")  # now offline: must use the local copy
+    again = load_data(DataConfig(name="mnist", dir=str(data), limit=100, download=False), "bernoulli")
+    assert again.info["files"]["train-images"]["path"].startswith(str(data))
+
+
+def test_content_checksum_rejects_wrong_pixels(server, isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url, h = server
+    ff = np.full((560, 1965), 7, dtype=np.uint8)  # well-formed .mat, wrong content
+    mat = isolated / "ff.mat"
+    scipy.io.savemat(mat, {"ff": ff})
+    h.files["frey-face/frey_rawface.mat"] = mat.read_bytes()
+    monkeypatch.setenv("VAEKIT_MIRROR", url)
+    data = isolated / "data"
+    with pytest.raises(VaekitError, match=r"content checksum mismatch for frey_rawface\.mat"):
+        load_data(DataConfig(name="frey-faces", dir=str(data)), "gaussian")
+    assert _leftovers(data / "frey-face") == []
+
+
+def test_offline_error_names_missing_files_and_where(isolated: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens here: connection refused, like being offline
+    monkeypatch.setenv("VAEKIT_MIRROR", f"http://127.0.0.1:{port}")
+    data = isolated / "data"
+    with pytest.raises(VaekitError) as e:
+        load_data(DataConfig(name="fashion-mnist", dir=str(data), download_timeout=5), "bernoulli")
+    msg = str(e.value)
+    assert "offline" in msg and "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
+    assert str(data / "fashion-mnist") in msg
+    assert _leftovers(data / "fashion-mnist") == []
