@@ -83,7 +83,7 @@ def test_good_file_downloads_and_verifies(server, tmp_path: Path) -> None:
 def test_corrupted_file_fails_checksum_and_keeps_nothing(server, tmp_path: Path) -> None:
     url, h = server
     h.files["bad.bin"] = PAYLOAD[:-1] + b"\x00"
-    with pytest.raises(VaekitError, match="checksum mismatch") as e:
+    with pytest.raises(VaekitError, match=r"checksum mismatch") as e:
         fetch(f"{url}/bad.bin", tmp_path / "bad.bin", PAYLOAD_SHA, timeout=5)
     assert PAYLOAD_SHA in str(e.value)
     assert _leftovers(tmp_path) == []
@@ -99,7 +99,7 @@ def test_connection_dropped_midway_keeps_nothing(server, tmp_path: Path) -> None
 
 def test_http_error_names_the_status(server, tmp_path: Path) -> None:
     url, _ = server
-    with pytest.raises(VaekitError, match="HTTP 404"):
+    with pytest.raises(VaekitError, match=r"HTTP 404"):
         fetch(f"{url}/missing.bin", tmp_path / "missing.bin", timeout=5)
     assert _leftovers(tmp_path) == []
 
@@ -109,7 +109,7 @@ def test_existing_file_is_not_replaced_by_a_failed_download(server, tmp_path: Pa
     h.files["f.bin"] = b"corrupt"
     dest = tmp_path / "f.bin"
     dest.write_bytes(b"old")
-    with pytest.raises(VaekitError, match="checksum mismatch"):
+    with pytest.raises(VaekitError, match=r"checksum mismatch"):
         fetch(f"{url}/f.bin", dest, PAYLOAD_SHA, timeout=5)
     assert dest.read_bytes() == b"old" and _leftovers(tmp_path) == ["f.bin"]
 

@@ -111,7 +111,7 @@ def test_iwae_split_sizes_and_definition(mnist_raw) -> None:
 
 
 def test_iwae_split_rejected_for_other_datasets() -> None:
-    with pytest.raises(VaekitError, match="split 'iwae' is defined for the 60,000 MNIST"):
+    with pytest.raises(VaekitError, match=r"split 'iwae' is defined for the 60,000 MNIST"):
         load_data(cfg(name="digits", split="iwae"), "bernoulli")
 
 
@@ -201,7 +201,7 @@ def test_binarized_mnist_fixed_splits_and_means() -> None:
     assert float(b.val.x.double().mean()) == pytest.approx(0.131127, abs=1e-6)
     assert float(b.test.x.double().mean()) == pytest.approx(0.132512, abs=1e-6)
     assert b.train.y is None and b.n_classes == 0
-    with pytest.raises(VaekitError, match="split 'iwae'"):
+    with pytest.raises(VaekitError, match=r"split 'iwae'"):
         load_data(cfg(name="binarized-mnist", split="iwae"), "bernoulli")
 
 
@@ -214,7 +214,7 @@ def test_binarized_amat_text_reads_same_array(tmp_path: Path) -> None:
     p.write_bytes(chars.tobytes())
     assert np.array_equal(read_binarized(p), x)
     p.write_bytes(chars[:, :-100].tobytes())  # lines too short
-    with pytest.raises(VaekitError, match="expected 784 values"):
+    with pytest.raises(VaekitError, match=r"expected 784 values"):
         read_binarized(p)
     p.write_bytes(b"0 1 x\n")
     with pytest.raises(VaekitError, match=r"not a 0/1 text \.amat"):
@@ -262,19 +262,19 @@ def test_idx_parser_roundtrip_and_errors(tmp_path: Path) -> None:
     arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
     good = _idx(IMAGES_MAGIC, (2, 3, 4), arr.tobytes())
     assert np.array_equal(read_idx_bytes(good, "f", IMAGES_MAGIC), arr)
-    with pytest.raises(VaekitError, match="magic number is 2051, expected 2049"):
+    with pytest.raises(VaekitError, match=r"magic number is 2051, expected 2049"):
         read_idx_bytes(good, "f", LABELS_MAGIC)
-    with pytest.raises(VaekitError, match="truncated: header declares shape"):
+    with pytest.raises(VaekitError, match=r"truncated: header declares shape"):
         read_idx_bytes(good[:-5], "f", IMAGES_MAGIC)
-    with pytest.raises(VaekitError, match="5 unexpected bytes"):
+    with pytest.raises(VaekitError, match=r"5 unexpected bytes"):
         read_idx_bytes(good + b"12345", "f", IMAGES_MAGIC)
-    with pytest.raises(VaekitError, match="no IDX header"):
+    with pytest.raises(VaekitError, match=r"no IDX header"):
         read_idx_bytes(b"\x00", "f", IMAGES_MAGIC)
     p = tmp_path / "x.gz"
     p.write_bytes(gzip.compress(good))
     assert np.array_equal(read_idx(p, IMAGES_MAGIC), arr)
     p.write_bytes(gzip.compress(good)[:-10])  # truncated gzip stream
-    with pytest.raises(VaekitError, match="cannot read the IDX file"):
+    with pytest.raises(VaekitError, match=r"cannot read the IDX file"):
         read_idx(p, IMAGES_MAGIC)
 
 
@@ -285,5 +285,5 @@ def test_mismatched_image_and_label_counts(tmp_path: Path) -> None:
     for part in ("train", "t10k"):
         (d / f"{part}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(IMAGES_MAGIC, (3, 28, 28), imgs)))
         (d / f"{part}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(LABELS_MAGIC, (2,), b"\x01\x02")))
-    with pytest.raises(VaekitError, match="3 images but 2 labels"):
+    with pytest.raises(VaekitError, match=r"3 images but 2 labels"):
         load_data(DataConfig(name="mnist", dir=str(tmp_path), download=False), "bernoulli")
