@@ -63,7 +63,9 @@ class ModelConfig:
 class TrainConfig:
     """The optimisation loop. ``beta`` weighs the KL (beta-VAE); ``warmup_steps`` ramps the KL weight
     linearly from 0 to ``beta``; ``n_samples`` is the number V of Monte-Carlo samples per point
-    (``objective='iwae'`` uses them in the importance-weighted bound instead)."""
+    (``objective='iwae'`` uses them in the importance-weighted bound instead).
+    ``checkpoint_every`` > 0 also checkpoints every that many steps inside an epoch, so a killed run
+    resumes mid-epoch (0 = at epoch ends only)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -81,6 +83,7 @@ class TrainConfig:
     grad_clip: float = 0.0
     keep_last: int = 2
     max_bad_steps: int = 20
+    checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
         _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
@@ -100,6 +103,8 @@ class TrainConfig:
         _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
         _check(self.keep_last >= 1, "train.keep_last", "must be >= 1")
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", "must be >= 1")
+        _check(self.checkpoint_every >= 0, "train.checkpoint_every",
+               f"must be >= 0 steps (0 = checkpoint at epoch ends only), got {self.checkpoint_every}")
 
 
 @dataclass(frozen=True)
