@@ -63,13 +63,12 @@ class VAE(nn.Module):
 
     def prior(self) -> Distribution:
         """p(z) = N(0, I): batch shape (), event shape (d,)."""
-        p = next(self.parameters())
-        return D.standard_normal(self.latent_dim, device=p.device)
+        return D.standard_normal(self.latent_dim, device=self.data_loc.device, dtype=self.data_loc.dtype)
 
     def encode(self, x: Tensor) -> Distribution:
         """q(z|x) for x of shape (n, *event_shape): batch shape (n,), event shape (d,)."""
         h = ((x - self.data_loc) / self.data_scale).flatten(1) if self.standardised else x.flatten(1)
-        out = self.encoder(h).float()
+        out = self.encoder(h).to(self.data_loc.dtype)  # bf16 under autocast -> the model's dtype
         d = self.latent_dim
         if self.config.kind == "ae":
             return D.PointMass(out)
@@ -87,7 +86,7 @@ class VAE(nn.Module):
     def decode(self, z: Tensor) -> Distribution:
         """p(x|z) for z of shape (*batch, d): batch shape ``batch``, event shape ``event_shape``."""
         batch = z.shape[:-1]
-        out = self.decoder(z.flatten(0, -2) if z.dim() > 1 else z[None]).float()
+        out = self.decoder(z.flatten(0, -2) if z.dim() > 1 else z[None]).to(self.data_loc.dtype)
         k = len(self.event_shape)
         lik = self.config.likelihood
         if lik == "bernoulli":
@@ -109,8 +108,8 @@ class VAE(nn.Module):
     def sample(self, n: int, *, mean: bool = True, generator: torch.Generator | None = None) -> Tensor:
         """n draws z ~ p(z) decoded to (n, *event_shape): the decoder mean (``mean=True``, what grids
         show) or a draw x ~ p(x|z)."""
-        p = next(self.parameters())
-        z = torch.randn(n, self.latent_dim, generator=generator, device="cpu").to(p.device)
+        z = torch.randn(n, self.latent_dim, generator=generator, dtype=self.data_loc.dtype)
+        z = z.to(self.data_loc.device)
         p_x = self.decode(z)
         return p_x.mean if mean else p_x.sample()
 
