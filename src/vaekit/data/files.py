@@ -188,7 +188,7 @@ def load_images(folder: Path, image_size: tuple[int, ...] = (), grayscale: bool 
 def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...], grayscale: bool,
               mmap: bool) -> RawData:
     """Dispatch on the kind of ``path_str``: folder of images, ``.npy``/``.npz`` or ``.csv``."""
-    path = Path(path_str).expanduser()
+    path = Path(path_str).expanduser().resolve()
     if not path.exists():
         raise VaekitError(f"data path '{path}' does not exist; fix --data.path")
     if path.is_dir():
@@ -203,4 +203,5 @@ def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...],
                           "use .npy, .npz, .csv or a folder of images")
     if mmap and suffix != ".npy":
         raise VaekitError(f"{path}: data.mmap needs an uncompressed .npy file; set --data.mmap false")
+    raw.info["bytes"] = path.stat().st_size
     return raw
