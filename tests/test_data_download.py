@@ -167,3 +167,10 @@ def test_offline_error_names_missing_files_and_where(isolated: Path, monkeypatch
     assert "offline" in msg and "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
     assert str(data / "fashion-mnist") in msg
     assert _leftovers(data / "fashion-mnist") == []
+
+
+def test_unwritable_download_folder_is_reported(isolated: Path) -> None:
+    blocker = isolated / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(VaekitError, match=r"cannot create .* to download into .*writable folder"):
+        load_data(DataConfig(name="mnist", dir=str(blocker / "sub")), "bernoulli")

@@ -138,6 +138,12 @@ def locate(name: str, data_dir: str = "", download: bool = True, timeout: float 
         names = ", ".join(spec.files[k].names[0] for k in missing)
         raise VaekitError(f"dataset '{name}': missing {names} (searched {', '.join(map(str, roots))}); "
                           f"put the files in {target}/ or set --data.download true")
+    if missing:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise VaekitError(f"dataset '{name}': cannot create {target} to download into ({err.strerror}); "
+                              "set --data.dir (or VAEKIT_DATA) to a writable folder") from None
     for key in missing:
         f = spec.files[key]
         errors = []
