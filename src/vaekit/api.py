@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 from typing import Any
 
@@ -14,11 +12,10 @@ from vaekit.checkpoint import load_model, resolve_checkpoint
 from vaekit.config import Config
 from vaekit.data import DataBundle, load_data
 from vaekit.errors import VaekitError
-from vaekit.evaluate import bits_per_dim, log_likelihood
-from vaekit.fileio import atomic_write_bytes, atomic_write_text, check_writable
+from vaekit.evaluate import evaluate_run as evaluate_run  # re-export: the library call behind `vaekit eval`
+from vaekit.fileio import atomic_write_bytes, check_writable
 from vaekit.images import is_image_shape, save_grid
 from vaekit.model import VAE
-from vaekit.train import evaluate_split
 
 
 def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
@@ -40,40 +37,6 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[s
         raise VaekitError(f"the run's data now have shape {data.event_shape} but the model expects "
                           f"{model.event_shape}; point --data.* at the data the run was trained on")
     return model, config, meta, data
-
-
-def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = None,
-                 batch_size: int | None = None, seed: int = 0, write: bool = True) -> dict[str, Any]:
-    """Test-split ELBO and importance-sampled log-likelihood (nats), bits/dim, recon and KL terms."""
-    model, config, _meta, data = load_run(path)
-    ec = config.eval
-    k, chunk, batch_size = k or ec.k, chunk or ec.chunk, batch_size or ec.batch_size
-    if k < 1:
-        raise VaekitError(f"--k must be >= 1, got {k}")
-    split = data.test if len(data.test) else data.val
-    x = split.all()
-    dims = math.prod(model.event_shape)
-    terms = evaluate_split(model, split, batch_size, seed)
-    result: dict[str, Any] = {
-        "run": str(run_dir_of(path)), "checkpoint": resolve_checkpoint(path).name,
-        "n_examples": len(split), "dims": dims, "k": k,
-        "elbo_nats": terms["elbo"], "recon_nats": terms["recon"], "kl_nats": terms["kl"],
-    }
-    if config.model.kind == "vae":
-        ll = log_likelihood(model, x, k=k, chunk=chunk, batch_size=batch_size, generator_seed=seed)
-        mean_ll = float(ll.double().mean())
-        result.update({
-            "log_likelihood_nats": mean_ll,
-            "log_likelihood_se": float(ll.double().std() / math.sqrt(len(ll))) if len(ll) > 1 else 0.0,
-            "nats_per_dim": -mean_ll / dims,
-            "bits_per_dim": bits_per_dim(mean_ll, dims),
-        })
-    else:
-        result.update({"log_likelihood_nats": None, "log_likelihood_se": None, "nats_per_dim": None,
-                       "bits_per_dim": None, "elbo_nats": None})
-    if write:
-        atomic_write_text(run_dir_of(path) / "eval.json", json.dumps(result, indent=2))
-    return result
 
 
 def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tuple[int, ...],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,11 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-artifacts", action="store_true", help="skip sample/reconstruction grids")
 
-    e = sub.add_parser("eval", help="test ELBO and importance-sampled log-likelihood of a run")
+    e = sub.add_parser("eval", help="test ELBO, importance-sampled log-likelihood, active units, probe",
+                       epilog="data overrides: --data.KEY VALUE evaluates on other data of the same shape, "
+                       "e.g. --data.binarize_seed 1; --eval.KEY VALUE sets eval defaults.")
     e.add_argument("run", type=Path)
     e.add_argument("--k", type=int, help="importance samples per point (default: config eval.k = 5000)")
-    e.add_argument("--chunk", type=int, help="samples processed at once (memory bound)")
-    e.add_argument("--batch-size", type=int, help="points processed at once")
+    e.add_argument("--chunk", type=int, help="samples processed at once (memory bound; default eval.chunk)")
+    e.add_argument("--batch-size", type=int, help="points processed at once (default eval.batch_size)")
+    e.add_argument("--repeats", type=int, help="independent repeats of the estimate, for its Monte-Carlo error")
+    e.add_argument("--naive-k", type=int, help="prior samples of the naive estimator (default eval.naive_k)")
+    e.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: networks under bfloat16 autocast, log-probs in float32")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -91,7 +99,9 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     progress = ProgressBar(enabled=not args.no_progress)
     if args.resume is not None:
         if extra or args.config or args.name:
-            raise VaekitError("--resume takes the run's saved config; drop other options")
+            dropped = " ".join([*extra, *(["--config"] if args.config else []), *(["--name"] if args.name else [])])
+            raise VaekitError(f"--resume continues the run with its saved config; drop {dropped} "
+                              f"(edit {args.resume}/config.toml to change it)")
         trainer = resume(args.resume, callbacks=[progress])
         run_dir = Path(args.resume)
     else:
@@ -113,20 +123,30 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from vaekit.api import evaluate_run
+def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from vaekit.evaluate import evaluate_run
 
-    result = evaluate_run(args.run, k=args.k, chunk=args.chunk, batch_size=args.batch_size, seed=args.seed)
+    result = evaluate_run(args.run, k=args.k, chunk=args.chunk, batch_size=args.batch_size, seed=args.seed,
+                          repeats=args.repeats, naive_k=args.naive_k, precision=args.precision,
+                          overrides=_split_overrides(extra), device=args.device)
+    for warning in result["warnings"]:
+        print(f"vaekit: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0
     for key, value in result.items():
-        print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
+        if key == "warnings":
+            continue
+        if isinstance(value, list):
+            value = "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
+        print(f"{key:>26}: {value:.4f}" if isinstance(value, float) else f"{key:>26}: {value}")
     print(f"wrote {Path(result['run']) / 'eval.json'}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI. A user-fixable problem prints one line ``vaekit: error: ...`` and returns 2; with
+    ``--debug`` the traceback is printed first. Any other exception is a bug and keeps its traceback."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
     if args.command is None:
@@ -136,16 +156,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command != "train" and extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _dispatch(args, extra)
-    except Exception as err:
-        from vaekit.errors import VaekitError
-
-        if isinstance(err, VaekitError) and not args.debug:
-            print(f"vaekit: error: {err}", file=sys.stderr)
-            return 2
-        raise
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("vaekit: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
         return 130
+    except Exception as err:
+        message = _user_error(err)
+        if message is None:
+            raise
+        if args.debug:
+            traceback.print_exc()
+        print(f"vaekit: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _user_error(err: Exception) -> str | None:
+    """The one-line message of a user-fixable error, or None for a bug. File-system errors (a disk
+    full, a path that is not a folder, permissions) are the user's to fix too."""
+    from vaekit.errors import VaekitError
+
+    if isinstance(err, VaekitError):
+        return str(err)
+    if isinstance(err, OSError):
+        where = f"{err.filename}: " if err.filename else ""
+        return " ".join(f"{where}{err.strerror or err}; check that the path exists, is a folder where one "
+                        "is expected, is writable and the disk has space".split())
+    return None
 
 
 def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
@@ -154,7 +189,7 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if args.command == "train":
         return _train(args, extra)
     if args.command == "eval":
-        return _eval(args)
+        return _eval(args, extra)
     if args.command == "sample":
         path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw)
     elif args.command == "reconstruct":

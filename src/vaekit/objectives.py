@@ -52,16 +52,28 @@ def elbo_terms(model, x: Tensor, n_samples: int = 1, beta: float | Tensor = 1.0)
     return LossOutput(loss=-bound.mean(), recon=recon, kl=kl, bound=bound)
 
 
-def log_weights(model, x: Tensor, k: int, q_z=None) -> Tensor:
+def log_weight_terms(model, x: Tensor, z: Tensor, q_z) -> tuple[Tensor, Tensor]:
+    """(log p(x|z_j), log w_j) for given latent draws z of shape (k, n, d): both (k, n), nats, with
+    log w_j = log p(x|z_j) + log p(z_j) - log q(z_j|x). The one likelihood path of vaekit."""
+    log_px_z = model.decode(z).log_prob(x)  # (k, n)
+    return log_px_z, log_px_z + model.prior().log_prob(z) - q_z.log_prob(z)
+
+
+def log_weights(model, x: Tensor, k: int, q_z=None, z: Tensor | None = None) -> Tensor:
     """log w_j = log p(x, z_j) - log q(z_j | x) for k draws z_j ~ q(z|x): shape (k, n), nats.
 
-    The same encode / decode / prior code as training; pass ``q_z`` to reuse an encoding across chunks.
+    The same encode / decode / prior code as training; pass ``q_z`` to reuse an encoding across chunks
+    and ``z`` (k, n, d) to use pre-drawn samples (any proposal ``q_z`` with a density works, e.g. the
+    prior expanded to batch (n,) gives the naive estimator's weights log p(x|z_j)).
     """
     q_z = model.encode(x) if q_z is None else q_z
     if isinstance(q_z, PointMass):
         raise ValueError("an autoencoder has no posterior density, so no likelihood; train a VAE")
-    z = q_z.rsample((k,))  # (k, n, d)
-    return model.decode(z).log_prob(x) + model.prior().log_prob(z) - q_z.log_prob(z)
+    if z is None:
+        z = q_z.rsample((k,))  # (k, n, d)
+    elif z.shape[0] != k:
+        raise ValueError(f"log_weights got {z.shape[0]} pre-drawn samples for k = {k}")
+    return log_weight_terms(model, x, z, q_z)[1]
 
 
 def iwae_bound(model, x: Tensor, k: int) -> Tensor:
@@ -74,9 +86,7 @@ def iwae_terms(model, x: Tensor, k: int) -> LossOutput:
     """Training record for the IWAE objective: ``bound`` is the k-sample bound; ``recon`` and ``kl``
     (for logging) come from the same k draws and the closed-form KL."""
     q_z = model.encode(x)
-    z = q_z.rsample((k,))
-    log_px_z = model.decode(z).log_prob(x)  # (k, n)
-    lw = log_px_z + model.prior().log_prob(z) - q_z.log_prob(z)
+    log_px_z, lw = log_weight_terms(model, x, q_z.rsample((k,)), q_z)  # (k, n) each
     bound = torch.logsumexp(lw, 0) - math.log(k)
     return LossOutput(loss=-bound.mean(), recon=log_px_z.mean(0), kl=kl_standard_normal(q_z), bound=bound)
 
