@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,10 @@ from vaekit.fileio import fsync_dir
 FORMAT_VERSION = 1
 MODEL_FILE, META_FILE, TRAINER_TENSORS, TRAINER_JSON = (
     "model.safetensors", "meta.json", "trainer.safetensors", "trainer.json")
+STEP_NAME = re.compile(r"step-\d{9}")
+# Test hook: seconds to sleep after a checkpoint is fully written under its temporary name and before
+# it is renamed into place, so a test can kill the process in the middle of a checkpoint write.
+PAUSE_ENV = "VAEKIT_TEST_PAUSE_IN_CHECKPOINT"
 
 
 def _fsync_file(path: Path) -> None:
@@ -68,12 +74,41 @@ def save_checkpoint(
         for f in tmp.iterdir():
             _fsync_file(f)
         fsync_dir(tmp)
+        if os.environ.get(PAUSE_ENV):
+            time.sleep(float(os.environ[PAUSE_ENV]))
         os.rename(tmp, path)
         fsync_dir(path.parent)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+def clean_temporaries(ckpts: Path) -> list[Path]:
+    """Remove what a killed writer left behind in ``ckpts``: half-written ``.step-*.tmp-*`` folders and
+    ``.last.*.tmp`` / ``.best.*.tmp`` pointer files. Readers never look at them; returns what was removed."""
+    removed = []
+    if ckpts.is_dir():
+        for p in ckpts.glob(".*.tmp*"):
+            if p.is_dir():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a checkpoint file (JSON cannot execute code); errors are one-line VaekitErrors."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise VaekitError(f"{path} is missing; the checkpoint is incomplete, use another one") from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise VaekitError(f"{path} is unreadable or corrupted ({err}); use another checkpoint") from None
+    if not isinstance(value, dict):
+        raise VaekitError(f"{path} does not hold a JSON object; the checkpoint is corrupted, use another one")
+    return value
 
 
 def _refuse_pickles(path: Path) -> None:
@@ -101,21 +136,23 @@ def load_tensors(path: Path) -> dict[str, torch.Tensor]:
 
 
 def read_meta(path: str | Path) -> dict[str, Any]:
-    """The checkpoint's ``meta.json`` with its format version checked."""
+    """The checkpoint's ``meta.json`` with its format version and required fields checked."""
     meta_path = Path(path) / META_FILE
-    try:
-        meta = json.loads(meta_path.read_text())
-    except FileNotFoundError:
+    if not meta_path.exists():
         raise VaekitError(f"{path} is not a vaekit checkpoint (no {META_FILE}); "
-                          "pass a run directory or one of its checkpoints") from None
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise VaekitError(f"{meta_path} is unreadable or corrupted ({err}); use another checkpoint") from None
-    version = meta.get("format_version") if isinstance(meta, dict) else None
-    if not isinstance(version, int):
+                          "pass a run directory or one of its checkpoints")
+    meta = read_json(meta_path)
+    version = meta.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
         raise VaekitError(f"{meta_path} has no format_version; it was not written by vaekit")
     if version > FORMAT_VERSION:
         raise VaekitError(f"checkpoint format {version} is newer than this vaekit understands "
                           f"({FORMAT_VERSION}); upgrade vaekit")
+    shape = meta.get("event_shape")
+    if not isinstance(meta.get("config"), dict) or not isinstance(shape, list) or not all(
+            isinstance(s, int) and s >= 1 for s in shape):
+        raise VaekitError(f"{meta_path} lacks a valid 'config' or 'event_shape'; the checkpoint is corrupted, "
+                          "use another one")
     return meta
 
 
@@ -124,6 +161,9 @@ def resolve_checkpoint(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise VaekitError(f"{path} does not exist; pass a run directory such as runs/<name>")
+    if path.is_file():
+        _refuse_pickles(path)
+        raise VaekitError(f"{path} is a file; pass a run directory or a checkpoint directory, not a weights file")
     if (path / META_FILE).exists():
         return path
     ckpts = path / "checkpoints"
@@ -139,8 +179,26 @@ def read_pointer(ckpts: Path, name: str) -> Path | None:
     pointer = ckpts / name
     if not pointer.is_file():
         return None
-    target = ckpts / pointer.read_text().strip()
+    try:
+        target_name = pointer.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        target_name = ""
+    if not STEP_NAME.fullmatch(target_name):
+        raise VaekitError(f"{pointer} is corrupted (it must name a checkpoint such as step-000000100); "
+                          f"write the name of one of the folders in {ckpts} into it")
+    target = ckpts / target_name
     return target if (target / META_FILE).exists() else None
+
+
+def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Load ``ckpt``'s model.safetensors into ``module`` strictly: every name and shape must match."""
+    state = load_tensors(ckpt / MODEL_FILE) if state is None else state
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        detail = " ".join(line.strip() for line in str(err).strip().splitlines()[:3])
+        raise VaekitError(f"checkpoint {ckpt} does not match its config (tampered or mixed files: "
+                          f"{detail}); use an untouched checkpoint") from None
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
@@ -151,14 +209,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     meta = read_meta(ckpt)
     config = config_from_dict(meta["config"])
     state = load_tensors(ckpt / MODEL_FILE)
-    model = VAE(config.model, meta["event_shape"], data_loc=state.get("data_loc") if meta.get(
-        "standardised") else None, data_scale=state.get("data_scale") if meta.get("standardised") else None)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        first = str(err).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
-        raise VaekitError(f"checkpoint {ckpt} does not match its config (tampered or mixed files: "
-                          f"{detail}); use an untouched checkpoint") from None
+    standardised = bool(meta.get("standardised"))
+    model = VAE(config.model, meta["event_shape"], data_loc=state.get("data_loc") if standardised else None,
+                data_scale=state.get("data_scale") if standardised else None)
+    load_weights(model, ckpt, state)
     model.to(device).eval()
     return model, config, meta

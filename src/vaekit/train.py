@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,7 @@ class TrainState:
     rollbacks: int = 0
     lr_scale: float = 1.0
     history: list[str] = field(default_factory=list)
+    batch_in_epoch: int = 0  # > 0 in a mid-epoch checkpoint: the batches of ``epoch`` already done
 
 
 class Trainer:
@@ -110,6 +112,8 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * tc.epochs
         self.state = TrainState()
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.epoch_shuffle_state = self.shuffle_rng.get_state()  # the shuffle stream at this epoch's start
+        self._position: dict[str, torch.Tensor] | None = None  # a restored mid-epoch position
 
     # --------------------------------------------------------------------------------- the loop
     def fit(self) -> TrainState:
@@ -129,8 +133,8 @@ class Trainer:
             else:
                 self.state.epochs_without_improvement += 1
             self.state.epoch += 1
+            self._append_metrics(metrics)  # first: a resume truncates lines newer than its checkpoint
             self.save_checkpoint(best=improved)
-            self._append_metrics(metrics)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, metrics)
             if tc.patience and self.state.epochs_without_improvement >= tc.patience:
@@ -144,13 +148,12 @@ class Trainer:
         """One pass over the training split; returns the epoch's metrics, or None after a rollback."""
         tc, split = self.config.train, self.data.train
         n = len(split)
+        start, sums, run, worst_run, seen = self._epoch_position()
+        self.epoch_shuffle_state = self.shuffle_rng.get_state()
         perm = torch.randperm(n, generator=self.shuffle_rng)
-        sums = torch.zeros(4, dtype=torch.float64, device=self.device)  # loss, recon, kl (x batch), bad
-        run = torch.zeros((), device=self.device)  # consecutive non-finite steps, kept on the device
-        worst_run = torch.zeros((), device=self.device)
-        t0, seen = time.perf_counter(), 0
+        t0 = time.perf_counter()
         self.model.train()
-        for b in range(self.steps_per_epoch):
+        for b in range(start, self.steps_per_epoch):
             idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
             x = split.batch(idx, self.binarize_rng).to(self.device, non_blocking=True)
             out, bad = self.step(x)
@@ -162,11 +165,17 @@ class Trainer:
             seen += m
             if (b + 1) % LOG_EVERY == 0 or b + 1 == self.steps_per_epoch:
                 if int(worst_run.item()) >= tc.max_bad_steps:
-                    self.rollback()
+                    self.rollback(skipped=int(sums[3].item()))
                     return None
                 stats = self._stats(sums, seen, time.perf_counter() - t0)
                 for cb in self.callbacks:
                     cb.on_log(self, stats)
+            if tc.checkpoint_every and (b + 1) % tc.checkpoint_every == 0 and b + 1 < self.steps_per_epoch:
+                if int(worst_run.item()) >= tc.max_bad_steps:
+                    self.rollback(skipped=int(sums[3].item()))
+                    return None
+                if int(run.item()) == 0:  # never checkpoint inside a run of non-finite steps
+                    self.save_checkpoint(best=False, position=(b + 1, sums, run, worst_run, seen))
         stats = self._stats(sums, seen, time.perf_counter() - t0)
         self.state.skipped_steps += int(stats.pop("skipped"))
         return {"epoch": self.state.epoch + 1, "step": self.state.step, **stats,
@@ -191,6 +200,16 @@ class Trainer:
         self.state.step += 1
         return out, bad
 
+    def _epoch_position(self) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        """Where this epoch starts: batch 0 with zero sums, or a restored mid-epoch position (whose
+        shuffle generator ``restore`` already rewound to the epoch's start, so the order is the same)."""
+        pos, self._position = self._position, None
+        zero = torch.zeros((), device=self.device)
+        if pos is None:
+            return 0, torch.zeros(4, dtype=torch.float64, device=self.device), zero, zero.clone(), 0
+        return (self.state.batch_in_epoch, pos["epoch.sums"].to(self.device), pos["epoch.run"].to(self.device),
+                pos["epoch.worst_run"].to(self.device), int(pos["epoch.seen"]))
+
     def _stats(self, sums: torch.Tensor, seen: int, seconds: float) -> dict[str, float]:
         loss, recon, kl, bad = sums.tolist()
         good = max(seen - bad * self.config.train.batch_size, 1)
@@ -198,41 +217,57 @@ class Trainer:
                 "samples_per_s": seen / max(seconds, 1e-9), "epoch_time_s": seconds, "skipped": bad}
 
     # ------------------------------------------------------------------------- numerical faults
-    def rollback(self) -> None:
+    def rollback(self, skipped: int = 0) -> None:
         """Too many non-finite steps in a row: restore the last good checkpoint with half the learning
-        rate; a second time, stop with an error. The good checkpoint is never overwritten."""
+        rate; a second time, stop with an error. ``skipped`` (this stretch's skipped steps) stays counted.
+        Checkpoints are never rewritten, so the good one is left byte-for-byte as it was."""
         tc = self.config.train
+        self.state.skipped_steps += skipped
         if self.state.rollbacks >= 1:
             raise VaekitError(f"training diverged again: {tc.max_bad_steps} non-finite steps in a row after a "
                               "rollback; lower --train.lr or set --train.grad_clip, and check the data")
         last = ckpt.read_pointer(self.ckpt_dir, "last")
-        rollbacks, lr_scale = self.state.rollbacks + 1, self.state.lr_scale * 0.5
-        if last is not None:
-            self.restore(last)
-        else:
-            raise VaekitError(f"training diverged in the first epoch ({tc.max_bad_steps} non-finite steps in a "
-                              "row) with no checkpoint to roll back to; lower --train.lr")
-        self.state.rollbacks, self.state.lr_scale = rollbacks, lr_scale
-        self.state.history.append(f"rolled back to {last.name} at lr x{lr_scale}")
+        if last is None:
+            raise VaekitError(f"training diverged before the first checkpoint ({tc.max_bad_steps} non-finite "
+                              "steps in a row) with nothing to roll back to; lower --train.lr or check the data")
+        skipped_total, lr_scale = self.state.skipped_steps, self.state.lr_scale * 0.5
+        history = [*self.state.history, f"rolled back to {last.name} after {tc.max_bad_steps}+ non-finite "
+                   f"steps in a row at step {self.state.step}; lr x{lr_scale}"]
+        self.restore(last)
+        self.state.rollbacks, self.state.lr_scale = self.state.rollbacks + 1, lr_scale
+        self.state.skipped_steps, self.state.history = skipped_total, history
 
     # ------------------------------------------------------------------------------ checkpoints
-    def trainer_tensors(self) -> dict[str, torch.Tensor]:
-        out: dict[str, torch.Tensor] = {"rng.torch": torch.get_rng_state(),
-                                        "rng.shuffle": self.shuffle_rng.get_state(),
-                                        "rng.binarize": self.binarize_rng.get_state()}
+    def trainer_tensors(self, position: tuple | None = None) -> dict[str, torch.Tensor]:
+        """Optimiser moments, every RNG stream and, mid-epoch, the epoch's position and partial sums."""
+        mid_epoch = position is not None
+        out: dict[str, torch.Tensor] = {
+            "rng.torch": torch.get_rng_state(),
+            # mid-epoch: the shuffle stream at the epoch's start, so a resume redraws the same order
+            "rng.shuffle": self.epoch_shuffle_state if mid_epoch else self.shuffle_rng.get_state(),
+            "rng.binarize": self.binarize_rng.get_state()}
         if self.device.type == "cuda":
             out["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        params = list(self.model.parameters())
-        for i, p in enumerate(params):
+        if mid_epoch:
+            _, sums, run, worst_run, seen = position
+            out.update({"epoch.sums": sums.detach().cpu(), "epoch.run": run.detach().cpu(),
+                        "epoch.worst_run": worst_run.detach().cpu(), "epoch.seen": torch.tensor(seen)})
+        for i, p in enumerate(self.model.parameters()):
             for key, value in self.optimizer.state.get(p, {}).items():
                 out[f"opt.{i}.{key}"] = value.detach().cpu()
         return out
 
-    def save_checkpoint(self, best: bool) -> Path:
+    def save_checkpoint(self, best: bool, position: tuple | None = None) -> Path:
+        """Write ``checkpoints/step-<step>/`` atomically, then point ``last`` (and ``best``) at it and
+        prune. ``position`` = (next batch, sums, run, worst_run, seen) for a mid-epoch checkpoint."""
+        self.state.batch_in_epoch = position[0] if position is not None else 0
         name = f"step-{self.state.step:09d}"
-        path = ckpt.save_checkpoint(
-            self.ckpt_dir / name, self.model, self.config, self.meta(),
-            trainer_tensors=self.trainer_tensors(), trainer_state=vars(self.state))
+        try:
+            path = ckpt.save_checkpoint(
+                self.ckpt_dir / name, self.model, self.config, self.meta(),
+                trainer_tensors=self.trainer_tensors(position), trainer_state=vars(self.state))
+        finally:
+            self.state.batch_in_epoch = 0
         atomic_write_text(self.ckpt_dir / "last", name)
         if best:
             atomic_write_text(self.ckpt_dir / "best", name)
@@ -244,6 +279,7 @@ class Trainer:
                 "data": self.data.info, "step": self.state.step, "epoch": self.state.epoch}
 
     def _prune(self) -> None:
+        """Keep the newest ``train.keep_last`` checkpoints plus those ``last`` and ``best`` name."""
         keep = {p.name for p in (ckpt.read_pointer(self.ckpt_dir, "best"), ckpt.read_pointer(self.ckpt_dir, "last"))
                 if p is not None}
         steps = sorted(p for p in self.ckpt_dir.glob("step-*") if p.is_dir())
@@ -253,21 +289,34 @@ class Trainer:
                 shutil.rmtree(p, ignore_errors=True)
 
     def restore(self, path: Path) -> None:
-        """Load weights, optimiser, RNG streams and counters from a training checkpoint."""
+        """Load weights, optimiser, RNG streams, counters and any mid-epoch position from a training
+        checkpoint. Everything is read and checked before anything is changed."""
+        ckpt.read_meta(path)
         tensors = ckpt.load_tensors(path / ckpt.TRAINER_TENSORS)
-        state = json.loads((path / ckpt.TRAINER_JSON).read_text())
+        raw_state = ckpt.read_json(path / ckpt.TRAINER_JSON)
         weights = ckpt.load_tensors(path / ckpt.MODEL_FILE)
-        self.model.load_state_dict(weights)
-        params = list(self.model.parameters())
-        opt_state = {}
-        for key, value in tensors.items():
-            if key.startswith("opt."):
-                _, i, name = key.split(".", 2)
-                opt_state.setdefault(int(i), {})[name] = value
+        known = {f.name for f in fields(TrainState)}
+        try:
+            if not set(raw_state) <= known:
+                raise TypeError(f"unknown fields {sorted(set(raw_state) - known)}")
+            state = TrainState(**raw_state)
+            if not 0 <= state.batch_in_epoch < self.steps_per_epoch:
+                raise ValueError(f"batch_in_epoch {state.batch_in_epoch} outside 0..{self.steps_per_epoch - 1}")
+            needed = ["rng.torch", "rng.shuffle", "rng.binarize"]
+            if state.batch_in_epoch:
+                needed += ["epoch.sums", "epoch.run", "epoch.worst_run", "epoch.seen"]
+            missing = [k for k in needed if k not in tensors]
+            if missing:
+                raise KeyError(f"missing tensors {missing}")
+            opt_state = self._optimizer_state(tensors)
+        except (TypeError, ValueError, KeyError) as err:
+            raise VaekitError(f"{path} has an invalid trainer state ({err}); it is tampered or from another "
+                              "run, resume from another checkpoint") from None
+        ckpt.load_weights(self.model, path, weights)
         sd = self.optimizer.state_dict()
         sd["state"] = opt_state
         self.optimizer.load_state_dict(sd)
-        for p in params:  # fused Adam keeps 'step' on the parameter's device
+        for p in self.model.parameters():  # fused Adam keeps 'step' on the parameter's device
             for k, v in self.optimizer.state.get(p, {}).items():
                 self.optimizer.state[p][k] = v.to(p.device)
         torch.set_rng_state(tensors["rng.torch"])
@@ -275,19 +324,47 @@ class Trainer:
         self.binarize_rng.set_state(tensors["rng.binarize"])
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
-        self.state = TrainState(**state)
+        self.state = state
+        self._position = {k: v for k, v in tensors.items() if k.startswith("epoch.")} if state.batch_in_epoch \
+            else None
         self._truncate_metrics(self.state.epoch)
 
+    def _optimizer_state(self, tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+        """The Adam state saved as ``opt.<param index>.<name>``, with every moment's shape checked."""
+        params = list(self.model.parameters())
+        opt_state: dict[int, dict[str, torch.Tensor]] = {}
+        for key, value in tensors.items():
+            if key.startswith("opt."):
+                _, i, name = key.split(".", 2)
+                if not i.isdigit() or int(i) >= len(params):
+                    raise KeyError(f"optimizer tensor {key} names no parameter")
+                if name in ("exp_avg", "exp_avg_sq") and value.shape != params[int(i)].shape:
+                    raise ValueError(f"optimizer tensor {key} has shape {tuple(value.shape)}, "
+                                     f"expected {tuple(params[int(i)].shape)}")
+                opt_state.setdefault(int(i), {})[name] = value
+        return opt_state
+
     def _append_metrics(self, metrics: dict[str, Any]) -> None:
+        """One JSON line per finished epoch, written with one call and fsynced."""
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(metrics) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def _truncate_metrics(self, epochs: int) -> None:
+        """Keep the lines of epochs 1..``epochs`` (once each); drop later epochs and torn lines."""
         path = self.run_dir / "metrics.jsonl"
-        if path.exists():
-            lines = [ln for ln in path.read_text().splitlines() if ln.strip()]
-            kept = [ln for ln in lines if json.loads(ln).get("epoch", 0) <= epochs]
-            atomic_write_text(path, "".join(ln + "\n" for ln in kept))
+        if not path.exists():
+            return
+        kept: dict[int, str] = {}
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            try:
+                epoch = json.loads(line).get("epoch")
+            except (json.JSONDecodeError, AttributeError):
+                continue  # a line torn by a kill
+            if isinstance(epoch, int) and 1 <= epoch <= epochs:
+                kept.setdefault(epoch, line)
+        atomic_write_text(path, "".join(kept[e] + "\n" for e in sorted(kept)))
 
 
 def create_run_dir(config: Config, runs_root: str | Path = "runs") -> Path:
@@ -321,16 +398,25 @@ def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback
 
 
 def resume(run_dir: str | Path, callbacks: list[Callback] | None = None) -> Trainer:
-    """Continue ``run_dir`` from its last checkpoint with its saved config."""
+    """Continue ``run_dir`` from its last checkpoint with its saved config, exactly where it stopped
+    (mid-epoch when the checkpoint is). Leftovers of a killed writer are removed first: temporary
+    files and checkpoints newer than ``last`` (written but never pointed to)."""
     from vaekit.config import load_config
 
     run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass --resume runs/<name>")
     config = load_config(run_dir / "config.toml")
-    data = load_data(config.data, config.model.likelihood)
-    trainer = Trainer(config, run_dir, data, callbacks)
-    last = ckpt.read_pointer(trainer.ckpt_dir, "last")
+    ckpts = run_dir / "checkpoints"
+    ckpt.clean_temporaries(ckpts)
+    last = ckpt.read_pointer(ckpts, "last")
     if last is None:
         raise VaekitError(f"{run_dir} has no checkpoint to resume from; start it again with a new --name")
+    for orphan in ckpts.glob("step-*"):
+        if orphan.is_dir() and orphan.name > last.name:
+            shutil.rmtree(orphan)
+    data = load_data(config.data, config.model.likelihood)
+    trainer = Trainer(config, run_dir, data, callbacks)
     trainer.restore(last)
     trainer.fit()
     return trainer
