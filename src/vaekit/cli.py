@@ -32,11 +32,18 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-artifacts", action="store_true", help="skip sample/reconstruction grids")
 
-    e = sub.add_parser("eval", help="test ELBO and importance-sampled log-likelihood of a run")
+    e = sub.add_parser("eval", help="test ELBO, importance-sampled log-likelihood, active units, probe",
+                       epilog="data overrides: --data.KEY VALUE evaluates on other data of the same shape, "
+                       "e.g. --data.binarize_seed 1; --eval.KEY VALUE sets eval defaults.")
     e.add_argument("run", type=Path)
     e.add_argument("--k", type=int, help="importance samples per point (default: config eval.k = 5000)")
-    e.add_argument("--chunk", type=int, help="samples processed at once (memory bound)")
-    e.add_argument("--batch-size", type=int, help="points processed at once")
+    e.add_argument("--chunk", type=int, help="samples processed at once (memory bound; default eval.chunk)")
+    e.add_argument("--batch-size", type=int, help="points processed at once (default eval.batch_size)")
+    e.add_argument("--repeats", type=int, help="independent repeats of the estimate, for its Monte-Carlo error")
+    e.add_argument("--naive-k", type=int, help="prior samples of the naive estimator (default eval.naive_k)")
+    e.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="bf16: networks under bfloat16 autocast, log-probs in float32")
+    e.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print one JSON object")
 
@@ -116,15 +123,23 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     return 0
 
 
-def _eval(args: argparse.Namespace) -> int:
-    from vaekit.api import evaluate_run
+def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from vaekit.evaluate import evaluate_run
 
-    result = evaluate_run(args.run, k=args.k, chunk=args.chunk, batch_size=args.batch_size, seed=args.seed)
+    result = evaluate_run(args.run, k=args.k, chunk=args.chunk, batch_size=args.batch_size, seed=args.seed,
+                          repeats=args.repeats, naive_k=args.naive_k, precision=args.precision,
+                          overrides=_split_overrides(extra), device=args.device)
+    for warning in result["warnings"]:
+        print(f"vaekit: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0
     for key, value in result.items():
-        print(f"{key:>24}: {value:.4f}" if isinstance(value, float) else f"{key:>24}: {value}")
+        if key == "warnings":
+            continue
+        if isinstance(value, list):
+            value = "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
+        print(f"{key:>26}: {value:.4f}" if isinstance(value, float) else f"{key:>26}: {value}")
     print(f"wrote {Path(result['run']) / 'eval.json'}")
     return 0
 
@@ -174,7 +189,7 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if args.command == "train":
         return _train(args, extra)
     if args.command == "eval":
-        return _eval(args)
+        return _eval(args, extra)
     if args.command == "sample":
         path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw)
     elif args.command == "reconstruct":
