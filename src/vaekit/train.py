@@ -112,8 +112,14 @@ class Trainer:
         self.total_steps = self.steps_per_epoch * tc.epochs
         self.state = TrainState()
         self.ckpt_dir = self.run_dir / "checkpoints"
+        self.stop_reason: str | None = None
         self.epoch_shuffle_state = self.shuffle_rng.get_state()  # the shuffle stream at this epoch's start
         self._position: dict[str, torch.Tensor] | None = None  # a restored mid-epoch position
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current epoch (its checkpoint is written first), e.g. from a
+        callback enforcing a wall-clock budget."""
+        self.stop_reason = reason
 
     # --------------------------------------------------------------------------------- the loop
     def fit(self) -> TrainState:
@@ -137,6 +143,9 @@ class Trainer:
             self.save_checkpoint(best=improved)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, metrics)
+            if self.stop_reason is not None:
+                self.state.history.append(f"stopped at epoch {self.state.epoch}: {self.stop_reason}")
+                break
             if tc.patience and self.state.epochs_without_improvement >= tc.patience:
                 self.state.history.append(f"early stop at epoch {self.state.epoch}")
                 break
