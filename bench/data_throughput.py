@@ -9,6 +9,7 @@ same from a memory-mapped uint8 .npy copy (per-batch scaling and binarisation). 
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import tempfile
 import time
@@ -39,7 +40,6 @@ def main() -> None:
     ap.add_argument("--dir", default=str(Path(__file__).resolve().parents[1].parent / "shared" / "data"))
     ap.add_argument("--seconds", type=float, default=2.0)
     args = ap.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     rows = []
     for mode in ("static", "dynamic"):
         b = load_data(DataConfig(name="mnist", dir=args.dir, download=False, binarize=mode), "bernoulli")
@@ -55,7 +55,9 @@ def main() -> None:
                                      test_fraction=0.0), "bernoulli")
             for batch in (128, 512):
                 rows.append(("memmap uint8 .npy", mode, batch, rate(b.train, batch, args.seconds)))
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}")
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs "
+          f"({platform.machine()}), load average during run {load}")
     print()
     print("| storage | binarize | batch | images/s |")
     print("|---|---|---:|---:|")
