@@ -106,8 +106,11 @@ class Trainer:
         self.model = VAE(config.model, data.event_shape, data.loc, data.scale).to(self.device)
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                           fused=True)
+        if self.device.type == "cuda":  # in-memory splits live on the GPU: batches never cross the bus
+            self.data = data = _to_device(data, self.device)
+        self.data_device = data.train.x.device if isinstance(data.train.x, torch.Tensor) else torch.device("cpu")
         self.shuffle_rng = torch.Generator().manual_seed(tc.seed)
-        self.binarize_rng = torch.Generator().manual_seed(tc.seed + 1)
+        self.binarize_rng = torch.Generator(device=self.data_device).manual_seed(tc.seed + 1)
         self.steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
         self.total_steps = self.steps_per_epoch * tc.epochs
         self.state = TrainState()
@@ -159,7 +162,7 @@ class Trainer:
         n = len(split)
         start, sums, run, worst_run, seen = self._epoch_position()
         self.epoch_shuffle_state = self.shuffle_rng.get_state()
-        perm = torch.randperm(n, generator=self.shuffle_rng)
+        perm = torch.randperm(n, generator=self.shuffle_rng).to(self.data_device)
         t0 = time.perf_counter()
         self.model.train()
         for b in range(start, self.steps_per_epoch):
@@ -201,8 +204,11 @@ class Trainer:
             out = objective(self.model, x, self.config, weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
-        max_norm = tc.grad_clip if tc.grad_clip > 0 else math.inf
-        grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm, foreach=True)
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if tc.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip, foreach=True)
+        else:  # clipping off: only the norm for the non-finite check, no pass multiplying every gradient by 1
+            grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         bad = ~(torch.isfinite(out.loss) & torch.isfinite(grad_norm))
         self.optimizer.found_inf = bad.float()  # fused Adam leaves weights and moments untouched when set
         self.optimizer.step()
@@ -400,8 +406,12 @@ def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback
     config = config.replace(name=config.name or time.strftime("run-%Y%m%d-%H%M%S"))
     config = _with_resolved_data(config, data)
     run_dir = create_run_dir(config, runs_root)
+    try:
+        trainer = Trainer(config, run_dir, data, callbacks)  # checks the config against the data first
+    except VaekitError:
+        shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
+        raise
     atomic_write_text(run_dir / "config.toml", config_to_toml(config))
-    trainer = Trainer(config, run_dir, data, callbacks)
     trainer.fit()
     return run_dir, trainer
 
@@ -429,6 +439,18 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None) -> Trai
     trainer.restore(last)
     trainer.fit()
     return trainer
+
+
+def _to_device(data: DataBundle, device: torch.device) -> DataBundle:
+    """Copy in-memory splits (not memory-mapped ones) to ``device`` once."""
+    import dataclasses
+
+    def move(split: Split) -> Split:
+        if not isinstance(split.x, torch.Tensor):
+            return split
+        return dataclasses.replace(split, x=split.x.to(device))
+
+    return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))
 
 
 def _with_resolved_data(config: Config, data: DataBundle) -> Config:

@@ -61,7 +61,7 @@ class Split:
     def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Rows ``idx`` (shape (b,)) as float32 (b, *event_shape); binarised if ``dynamic``."""
         if isinstance(self.x, Tensor):
-            xb = self.x.index_select(0, idx)
+            xb = self.x.index_select(0, idx.to(self.x.device))
         else:  # memmap: read the rows in file order, preprocess, then restore the requested order
             pos = idx.numpy()
             file_rows = pos if self.rows is None else self.rows[pos]
@@ -82,7 +82,7 @@ class Split:
             xb = torch.empty((len(idx), *self.event_shape), dtype=torch.float32)
             xb[torch.from_numpy(order)] = torch.from_numpy(rows)
         if self.dynamic:  # Bernoulli(p) as (u < p): same law as torch.bernoulli, about 3x faster on CPU
-            xb = (torch.rand(xb.shape, generator=generator) < xb).to(torch.float32)
+            xb = (torch.rand(xb.shape, generator=generator, device=xb.device) < xb).to(torch.float32)
         return xb
 
     def all(self, generator: torch.Generator | None = None) -> Tensor:
