@@ -302,3 +302,12 @@ def test_digits_default_still_works() -> None:
     assert (len(b.train), len(b.val), len(b.test)) == (1437, 180, 180)
     assert b.event_shape == (8, 8) and b.n_classes == 10 and b.info["binarize"] == "dynamic"
     assert float(b.train.x.max()) == 1.0 and "0, 16" in b.info["scale_detail"]
+
+
+def test_mmap_rejected_for_csv_and_image_folders(tmp_path: Path) -> None:
+    p = write(tmp_path / "d.csv", "a,b\n1,2\n")
+    with pytest.raises(VaekitError, match=r"data\.mmap needs an uncompressed \.npy file"):
+        load(p, mmap=True)
+    _png(tmp_path / "imgs" / "a.png", np.zeros((4, 4), np.uint8))
+    with pytest.raises(VaekitError, match=r"data\.mmap needs an uncompressed \.npy file"):
+        load(tmp_path / "imgs", mmap=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import shutil
 from pathlib import Path
@@ -13,7 +12,6 @@ import torch
 
 from vaekit.data import DataConfig, load_data
 from vaekit.data.download import sha256_file
-from vaekit.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx, read_idx_bytes
 from vaekit.data.named import SPECS, load_named, read_binarized, read_frey
 from vaekit.errors import VaekitError
 
@@ -250,40 +248,3 @@ def test_missing_files_without_download_name_files_and_place(tmp_path: Path,
     msg = str(e.value)
     assert "train-images-idx3-ubyte.gz" in msg and "t10k-labels-idx1-ubyte.gz" in msg
     assert str(tmp_path / "d" / "mnist") in msg and "--data.download true" in msg
-
-
-# -------------------------------------------------------------------------------- IDX errors
-
-def _idx(magic: int, dims: tuple[int, ...], payload: bytes) -> bytes:
-    return magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in dims) + payload
-
-
-def test_idx_parser_roundtrip_and_errors(tmp_path: Path) -> None:
-    arr = np.arange(24, dtype=np.uint8).reshape(2, 3, 4)
-    good = _idx(IMAGES_MAGIC, (2, 3, 4), arr.tobytes())
-    assert np.array_equal(read_idx_bytes(good, "f", IMAGES_MAGIC), arr)
-    with pytest.raises(VaekitError, match=r"magic number is 2051, expected 2049"):
-        read_idx_bytes(good, "f", LABELS_MAGIC)
-    with pytest.raises(VaekitError, match=r"truncated: header declares shape"):
-        read_idx_bytes(good[:-5], "f", IMAGES_MAGIC)
-    with pytest.raises(VaekitError, match=r"5 unexpected bytes"):
-        read_idx_bytes(good + b"12345", "f", IMAGES_MAGIC)
-    with pytest.raises(VaekitError, match=r"no IDX header"):
-        read_idx_bytes(b"\x00", "f", IMAGES_MAGIC)
-    p = tmp_path / "x.gz"
-    p.write_bytes(gzip.compress(good))
-    assert np.array_equal(read_idx(p, IMAGES_MAGIC), arr)
-    p.write_bytes(gzip.compress(good)[:-10])  # truncated gzip stream
-    with pytest.raises(VaekitError, match=r"cannot read the IDX file"):
-        read_idx(p, IMAGES_MAGIC)
-
-
-def test_mismatched_image_and_label_counts(tmp_path: Path) -> None:
-    d = tmp_path / "mnist"
-    d.mkdir()
-    imgs = np.zeros((3, 28, 28), np.uint8).tobytes()
-    for part in ("train", "t10k"):
-        (d / f"{part}-images-idx3-ubyte.gz").write_bytes(gzip.compress(_idx(IMAGES_MAGIC, (3, 28, 28), imgs)))
-        (d / f"{part}-labels-idx1-ubyte.gz").write_bytes(gzip.compress(_idx(LABELS_MAGIC, (2,), b"\x01\x02")))
-    with pytest.raises(VaekitError, match=r"3 images but 2 labels"):
-        load_data(DataConfig(name="mnist", dir=str(tmp_path), download=False), "bernoulli")

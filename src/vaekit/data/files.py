@@ -191,9 +191,12 @@ def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...],
     path = Path(path_str).expanduser().resolve()
     if not path.exists():
         raise VaekitError(f"data path '{path}' does not exist; fix --data.path")
+    suffix = path.suffix.lower()
+    if mmap and (path.is_dir() or suffix != ".npy"):
+        raise VaekitError(f"{path}: data.mmap needs an uncompressed .npy file; save x with numpy.save "
+                          "or set --data.mmap false")
     if path.is_dir():
         return load_images(path, image_size, grayscale)
-    suffix = path.suffix.lower()
     if suffix in (".npy", ".npz"):
         raw = load_array(path, mmap)
     elif suffix in (".csv", ".txt"):
@@ -201,7 +204,5 @@ def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...],
     else:
         raise VaekitError(f"data path '{path}': unsupported file type '{suffix}'; "
                           "use .npy, .npz, .csv or a folder of images")
-    if mmap and suffix != ".npy":
-        raise VaekitError(f"{path}: data.mmap needs an uncompressed .npy file; set --data.mmap false")
     raw.info["bytes"] = path.stat().st_size
     return raw
