@@ -311,3 +311,17 @@ def test_mmap_rejected_for_csv_and_image_folders(tmp_path: Path) -> None:
     _png(tmp_path / "imgs" / "a.png", np.zeros((4, 4), np.uint8))
     with pytest.raises(VaekitError, match=r"data\.mmap needs an uncompressed \.npy file"):
         load(tmp_path / "imgs", mmap=True)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_dynamic_binarisation_on_cuda_split() -> None:
+    b = load_data(DataConfig(binarize="dynamic"), "bernoulli")
+    x = b.train.x.cuda()
+    from vaekit.data import Split
+
+    s = Split(x, None, dynamic=True)
+    g = torch.Generator(device="cuda").manual_seed(0)
+    idx = torch.arange(len(s), device="cuda")
+    b1, b2 = s.batch(idx, g), s.batch(idx, g)
+    assert b1.device.type == "cuda" and not torch.equal(b1, b2)
+    assert float(b1.mean()) == pytest.approx(float(x.mean()), abs=0.01)

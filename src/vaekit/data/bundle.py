@@ -59,11 +59,15 @@ class Split:
         return tuple(int(s) for s in self.x.shape[1:])
 
     def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
-        """Rows ``idx`` (shape (b,)) as float32 (b, *event_shape); binarised if ``dynamic``."""
+        """Rows ``idx`` (shape (b,)) as float32 (b, *event_shape); binarised if ``dynamic``.
+
+        In-memory data is served on ``x``'s device (``idx`` is moved there; ``generator`` must live
+        there); memory-mapped data is always served on the CPU.
+        """
         if isinstance(self.x, Tensor):
             xb = self.x.index_select(0, idx.to(self.x.device))
         else:  # memmap: read the rows in file order, preprocess, then restore the requested order
-            pos = idx.numpy()
+            pos = idx.cpu().numpy()
             file_rows = pos if self.rows is None else self.rows[pos]
             order = np.argsort(file_rows, kind="stable")
             sorted_rows = file_rows[order]
