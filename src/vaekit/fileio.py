@@ -43,6 +43,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write_bytes` of ``text`` encoded as UTF-8."""
     return atomic_write_bytes(path, text.encode("utf-8"))
 
 
@@ -54,6 +55,8 @@ def check_writable(path: str | Path) -> Path:
         raise VaekitError(f"output path {path} is a directory; give a file name such as {path}/out.png")
     if not parent.exists():
         raise VaekitError(f"output folder {parent} does not exist; create it or choose another --out")
+    if not parent.is_dir():
+        raise VaekitError(f"output folder {parent} is a file, not a folder; choose another --out")
     if not os.access(parent, os.W_OK):
         raise VaekitError(f"output folder {parent} is not writable; choose another --out")
     return path
