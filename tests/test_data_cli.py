@@ -19,7 +19,8 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""),
            "XDG_CACHE_HOME": str(tmp_path / "cache")}
     env.pop("VAEKIT_DATA", None)
-    return subprocess.run([sys.executable, "-m", "vaekit", "train", "--no-progress", "--no-artifacts", *args],
+    return subprocess.run([sys.executable, "-m", "vaekit", "train", "--no-progress", "--no-artifacts", "--no-report",
+                           "--model.hidden", "32", *args],
                           cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
 
 
