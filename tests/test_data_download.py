@@ -176,3 +176,35 @@ def test_unwritable_download_folder_is_reported(isolated: Path) -> None:
     blocker.write_text("not a folder")
     with pytest.raises(VaekitError, match=r"cannot create .* to download into .*writable folder"):
         load_data(DataConfig(name="mnist", dir=str(blocker / "sub")), "bernoulli")
+
+
+@pytest.mark.skipif(not (SHARED / "binarized-mnist").is_dir(), reason=f"shared data not found at {SHARED}")
+def test_binarized_amat_download_verified_by_content_hash(server, isolated: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """Train/valid present as .mat; the missing test split arrives as text .amat and is content-checked."""
+    from vaekit.data.named import read_binarized
+
+    url, h = server
+    data = isolated / "data"
+    (data / "binarized-mnist").mkdir(parents=True)
+    for split in ("train", "valid"):
+        name = f"binarized_mnist_{split}.mat"
+        (data / "binarized-mnist" / name).write_bytes((SHARED / "binarized-mnist" / name).read_bytes())
+    x = read_binarized(SHARED / "binarized-mnist" / "binarized_mnist_test.mat")
+    chars = np.full((len(x), 784 * 2), ord(" "), dtype=np.uint8)
+    chars[:, 0::2] = x + ord("0")
+    chars[:, -1] = ord("\n")
+    good = chars.tobytes()
+    bad = chars.copy()
+    bad[0, 0] = ord("1") if bad[0, 0] == ord("0") else ord("0")  # one flipped pixel
+    monkeypatch.setenv("VAEKIT_MIRROR", url)
+    h.files["binarized-mnist/binarized_mnist_test.amat"] = bad.tobytes()
+    with pytest.raises(VaekitError, match=r"content checksum mismatch for binarized_mnist_test\.amat"):
+        load_data(DataConfig(name="binarized-mnist", dir=str(data)), "bernoulli")
+    assert not (data / "binarized-mnist" / "binarized_mnist_test.amat").exists()
+    h.files["binarized-mnist/binarized_mnist_test.amat"] = good
+    b = load_data(DataConfig(name="binarized-mnist", dir=str(data)), "bernoulli")
+    assert len(b.test) == 10000 and float(b.test.x.double().mean()) == pytest.approx(0.132512, abs=1e-6)
+    assert (data / "binarized-mnist" / "binarized_mnist_test.amat").stat().st_size == len(good)
+    assert sorted(p.name for p in (data / "binarized-mnist").iterdir()) == [
+        "binarized_mnist_test.amat", "binarized_mnist_train.mat", "binarized_mnist_valid.mat"]
