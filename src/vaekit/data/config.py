@@ -19,6 +19,8 @@ class DataConfig:
     ``name`` is a named dataset (``digits``, ``mnist``, ...); ``path`` a user file or folder, which wins
     over ``name`` when set. ``binarize='auto'`` resolves to ``dynamic`` for a Bernoulli likelihood on
     non-binary data and ``none`` otherwise; the resolved value is what the run records.
+    ``split`` is ``random`` or ``iwae`` (MNIST's 59,600/400); ``download_timeout`` is in seconds.
+    Full description: docs/data.md.
     """
 
     name: str = "digits"
