@@ -16,6 +16,13 @@ config overrides: any field of the config as --section.key VALUE, e.g.
   --data.name mnist --data.binarize dynamic --model.likelihood gaussian
 The resolved config is saved as runs/<name>/config.toml (same keys)."""
 
+EPILOG_COMPARE = """\
+examples:
+  vaekit compare runs/ae runs/vae --out ae-vs-vae.html
+  vaekit compare --train ae,vae,beta-vae:4 --model.latent_dim 2 --train.epochs 20
+--train trains each variant (ae = plain autoencoder, vae = beta 1, beta-vae:B = beta B) with the same seed,
+data and architecture into RUNS/NAME/<variant>, evaluates it with --k importance samples and compares."""
+
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vaekit", description="Variational autoencoders: train, evaluate, "
@@ -31,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, metavar="RUN", help="continue RUN from its last checkpoint")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--no-artifacts", action="store_true", help="skip sample/reconstruction grids")
+    t.add_argument("--no-report", action="store_true", help="skip the HTML report (runs/<name>/report.html)")
 
     e = sub.add_parser("eval", help="test ELBO, importance-sampled log-likelihood, active units, probe",
                        epilog="data overrides: --data.KEY VALUE evaluates on other data of the same shape, "
@@ -65,7 +73,71 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--split", choices=("train", "val", "test"), default="test")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--sample", action="store_true", help="one draw z ~ q(z|x) instead of the mean")
+    _add_report_parsers(sub)
     return p
+
+
+def _add_report_parsers(sub: argparse._SubParsersAction) -> None:
+    """The ``report`` and ``compare`` sub-commands (vaekit.report)."""
+    rp = sub.add_parser("report", help="write the run's self-contained HTML report (report.html)")
+    rp.add_argument("run", type=Path)
+    rp.add_argument("--out", type=Path, help="output file (default: RUN/report.html)")
+    rp.add_argument("--seed", type=int, default=0)
+
+    cp = sub.add_parser("compare", help="side-by-side HTML comparison of runs (or train ae,vae,beta-vae:B)",
+                        epilog=EPILOG_COMPARE, formatter_class=argparse.RawDescriptionHelpFormatter)
+    cp.add_argument("runs", type=Path, nargs="*", metavar="RUN", help="run directories on the same data")
+    cp.add_argument("--train", metavar="VARIANTS", help="train these first, e.g. ae,vae,beta-vae:4")
+    cp.add_argument("--out", type=Path, help="output HTML (default: next to the runs, or RUNS/NAME/compare.html)")
+    cp.add_argument("--k", type=int, default=100, help="importance samples for runs without eval.json (default 100)")
+    cp.add_argument("--runs", dest="runs_root", type=Path, default=Path("runs"), help="folder for --train runs")
+    cp.add_argument("--name", help="folder name of the --train comparison (default compare-<date>-<time>)")
+    cp.add_argument("--config", type=Path, help="TOML config shared by the --train variants")
+    cp.add_argument("--no-progress", action="store_true", help="no progress bar while training")
+
+
+def _reattach_values(extra: Sequence[str], runs: list[str]) -> tuple[list[str], list[str]]:
+    """argparse hands the first value after an unknown option (``--model.latent_dim 2``) to the RUN
+    positionals; give such values back to their options, in order. Returns (overrides, true runs)."""
+    items, out = list(extra), []
+    runs = list(runs)
+    for i, item in enumerate(items):
+        out.append(item)
+        takes_value = item.startswith("--") and "=" not in item
+        if takes_value and (i + 1 == len(items) or items[i + 1].startswith("--")) and runs:
+            out.append(runs.pop(0))
+    return out, runs
+
+
+def _report(args: argparse.Namespace) -> int:
+    from vaekit.report import write_report
+
+    print(f"wrote {write_report(args.run, out=args.out, seed=args.seed)}")
+    return 0
+
+
+def _compare(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    from vaekit.errors import VaekitError
+    from vaekit.report import train_and_compare, write_comparison
+
+    if args.train is None:
+        if extra or args.config or args.name:
+            raise VaekitError("config options, --config and --name apply only with --train; drop them or add "
+                              "--train ae,vae")
+        print(f"wrote {write_comparison(args.runs, out=args.out, k=args.k)}")
+        return 0
+    extra, leftover = _reattach_values(extra, [str(r) for r in args.runs])
+    if leftover:
+        raise VaekitError("give either run directories or --train VARIANTS, not both")
+    from vaekit.callbacks import ProgressBar
+    from vaekit.config import load_config
+
+    base = load_config(args.config) if args.config else None
+    path = train_and_compare(args.train, _split_overrides(extra), runs_root=args.runs_root, name=args.name,
+                             out=args.out, base_config=base, k=args.k,
+                             callbacks_factory=lambda: [ProgressBar(enabled=not args.no_progress)])
+    print(f"wrote {path}")
+    return 0
 
 
 def _split_overrides(extra: Sequence[str]) -> dict[str, str]:
@@ -120,6 +192,10 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
         for path in write_artifacts(run_dir, load(run_dir), trainer.data, trainer.config.train.seed):
             print(f"wrote {path}")
+    if not args.no_report:
+        from vaekit.report import write_report
+
+        print(f"wrote {write_report(run_dir, seed=trainer.config.train.seed)}")
     return 0
 
 
@@ -153,7 +229,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 0
     try:
-        if args.command != "train" and extra:
+        if args.command not in ("train", "eval", "compare") and extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
         return _dispatch(args, extra)
     except KeyboardInterrupt:  # pragma: no cover - interactive
@@ -190,6 +266,10 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return _train(args, extra)
     if args.command == "eval":
         return _eval(args, extra)
+    if args.command == "report":
+        return _report(args)
+    if args.command == "compare":
+        return _compare(args, extra)
     if args.command == "sample":
         path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw)
     elif args.command == "reconstruct":

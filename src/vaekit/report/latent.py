@@ -1,0 +1,118 @@
+"""The numbers behind the latent-space figures: posterior means, 2-D projections, KL usage,
+traversal and interpolation codes, active units and a linear probe.
+
+All maths on the model goes through ``VAE.encode`` / ``decode`` and ``distributions.kl_per_dim``.
+Shapes: x (n, *event_shape); codes z (n, d); KL in nats per example.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vaekit.data import Split
+from vaekit.distributions import PointMass, kl_per_dim
+from vaekit.model import VAE
+
+MAX_TSNE_POINTS = 600
+
+
+@dataclass
+class Encoded:
+    """Posterior means ``z`` (n, d) of a subsample, its labels ``y`` (n,) or None, and the mean KL per
+    latent dimension ``kl`` (d,) in nats (None for a plain autoencoder, which has no KL)."""
+
+    z: np.ndarray
+    y: np.ndarray | None
+    kl: np.ndarray | None
+
+
+def subsample_index(n: int, limit: int, seed: int = 0) -> torch.Tensor:
+    """At most ``limit`` distinct row indices of 0..n-1, sorted, reproducible from ``seed``."""
+    if n <= limit:
+        return torch.arange(n)
+    g = torch.Generator().manual_seed(seed)
+    return torch.randperm(n, generator=g)[:limit].sort().values
+
+
+@torch.no_grad()
+def encode_split(model: VAE, split: Split, limit: int = 2000, seed: int = 0, batch_size: int = 500) -> Encoded:
+    """Encode up to ``limit`` rows of ``split`` (fixed noise for dynamically binarised data)."""
+    idx = subsample_index(len(split), limit, seed)
+    g = torch.Generator().manual_seed(seed)
+    zs, kls = [], []
+    for start in range(0, len(idx), batch_size):
+        x = split.batch(idx[start:start + batch_size], generator=g)
+        q_z = model.encode(x)
+        zs.append(q_z.mean.float())
+        if not isinstance(q_z, PointMass):
+            kls.append(kl_per_dim(q_z).double().sum(0))
+    z = torch.cat(zs).numpy() if zs else np.zeros((0, model.latent_dim), np.float32)
+    kl = (torch.stack(kls).sum(0) / max(len(idx), 1)).numpy() if kls else None
+    y = split.y[idx].numpy() if split.y is not None and len(split.y) else None
+    return Encoded(z=z, y=y, kl=kl)
+
+
+def dimension_order(enc: Encoded) -> np.ndarray:
+    """Latent dimensions, most used first: by mean KL per dimension (VAE) or by code variance (AE)."""
+    score = enc.kl if enc.kl is not None else enc.z.var(0)
+    return np.argsort(-score, kind="stable")
+
+
+def active_units(z_means: np.ndarray) -> int:
+    """Active units of posterior means (n, d), by :func:`vaekit.probes.active_units`."""
+    from vaekit import probes
+
+    return probes.active_units(torch.from_numpy(z_means))[0] if len(z_means) > 1 else 0
+
+
+def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Project codes (n, d) onto their first two principal axes.
+
+    Returns (points (n, 2), components (2, d) orthonormal, centre (d,), explained variance ratio (2,)).
+    The prior N(0, I_d) projects to N(-components @ centre, I_2) in these coordinates.
+    """
+    from sklearn.decomposition import PCA
+
+    pca = PCA(n_components=2, random_state=0).fit(z)
+    return pca.transform(z), pca.components_, pca.mean_, pca.explained_variance_ratio_
+
+
+def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:
+    """t-SNE embedding (n, 2) of at most ``MAX_TSNE_POINTS`` codes (callers subsample first)."""
+    from sklearn.manifold import TSNE
+
+    z = z[:MAX_TSNE_POINTS]
+    perplexity = float(min(30.0, max(2.0, (len(z) - 1) / 3)))
+    return TSNE(n_components=2, perplexity=perplexity, init="pca", random_state=seed,
+                max_iter=300).fit_transform(z.astype(np.float64))
+
+
+def traversal_codes(base: np.ndarray, dims: np.ndarray, values: np.ndarray) -> torch.Tensor:
+    """Codes that vary one dimension at a time: (len(dims), len(values), d), ``base`` (d,) elsewhere.
+    ``values`` is (len(values),) shared by all dims or (len(dims), len(values)) per dim."""
+    values = np.broadcast_to(values, (len(dims), values.shape[-1]))
+    z = np.repeat(np.repeat(base[None, None, :], len(dims), 0), values.shape[1], 1).copy()
+    for row, j in enumerate(dims):
+        z[row, :, j] = values[row]
+    return torch.from_numpy(z.astype(np.float32))
+
+
+def interpolation_codes(z_a: np.ndarray, z_b: np.ndarray, steps: int) -> torch.Tensor:
+    """Straight lines between code pairs: z_a, z_b (p, d) -> (p, steps, d), endpoints included."""
+    t = np.linspace(0.0, 1.0, steps)[None, :, None]
+    return torch.from_numpy(((1 - t) * z_a[:, None, :] + t * z_b[:, None, :]).astype(np.float32))
+
+
+def probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
+                   seed: int = 0) -> float | None:
+    """Linear-probe test accuracy in [0, 1] (:func:`vaekit.probes.probe_accuracy`), or None when the
+    training labels hold fewer than two classes."""
+    if len(np.unique(y_train)) < 2 or len(z_test) == 0:
+        return None
+    from vaekit import probes
+
+    t = torch.from_numpy
+    return probes.probe_accuracy(t(z_train), t(y_train), t(z_test), t(y_test), seed=seed)

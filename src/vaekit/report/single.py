@@ -1,0 +1,326 @@
+"""The report of one run: ``write_report(run)`` -> ``runs/<name>/report.html``.
+
+Sections (HTML ids): curves, reconstructions, samples, latent, traversals, interpolations, kl-per-dim,
+evaluation, config, provenance, timings. Images (event shape (H, W) or (C, H, W)) are shown as grids;
+vector data (event shape (D,)) as per-feature scatters, histograms and line plots.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vaekit import probes
+from vaekit.fileio import atomic_write_text
+from vaekit.images import is_image_shape
+from vaekit.report import html as H
+from vaekit.report import latent as L
+from vaekit.report import plots as P
+from vaekit.report.runinfo import RunInfo, load_run_info
+
+SECTION_IDS = ("curves", "reconstructions", "samples", "latent", "traversals", "interpolations", "kl-per-dim",
+               "evaluation", "config", "provenance", "timings")
+MAX_FEATURES = 8
+TRAVERSAL_STEPS = 11
+MAX_TRAVERSED = 8
+INTERP_STEPS = 9
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().float().numpy()
+
+
+def _features(dim: int) -> list[int]:
+    return list(range(min(dim, MAX_FEATURES)))
+
+
+def _test_x(info: RunInfo, n: int, seed: int) -> torch.Tensor:
+    """The first n held-out inputs, (n, *event_shape). Dynamically binarised data are shown (and encoded) as
+    their grey levels, the expectation of the binarisation, rather than one noisy draw."""
+    split = info.test
+    if split.dynamic:
+        split = dataclasses.replace(split, dynamic=False)
+    return split.batch(torch.arange(min(n, len(split))), generator=torch.Generator().manual_seed(seed))
+
+
+# ------------------------------------------------------------------------------------ sections
+def curves_section(info: RunInfo) -> H.Section:
+    if not info.metrics:
+        return H.Section("curves", "Training curves", H.para("metrics.jsonl is empty: no finished epoch yet."))
+    tc = info.config.train
+    note = (f"Per epoch; training terms are averages over the epoch's minibatches, validation terms are "
+            f"computed at the end of the epoch with beta = 1. KL weight: beta = {tc.beta:g}, linear warm-up "
+            f"over {tc.warmup_steps} steps.")
+    return H.Section("curves", "Training curves", H.para(note) + H.image(P.training_curves(info.metrics),
+                                                                          "training curves"))
+
+
+def reconstructions_section(info: RunInfo, seed: int) -> H.Section:
+    model, shape = info.model, info.model.event_shape
+    if is_image_shape(shape):
+        ncol = 12
+        x = _test_x(info, 2 * ncol, seed)
+        x_hat = model.reconstruct(x)
+        n = len(x) // ncol * ncol or len(x)
+        ncol = min(ncol, n)
+        rows = []
+        labels = []
+        for i in range(0, n, ncol):
+            rows += [_np(x[i:i + ncol]), _np(x_hat[i:i + ncol])]
+            labels += ["input", "reconstruction"]
+        imgs = np.stack(rows)
+        png = P.image_table(imgs, labels, "test inputs (above) and decoder means at the posterior mean (below)",
+                            P.display_range(_np(x)))
+        return H.Section("reconstructions", "Reconstructions", H.image(png, "reconstructions"))
+    x = _test_x(info, 500, seed)
+    x_hat = model.reconstruct(x)
+    xs, xh = _np(x).reshape(len(x), -1), _np(x_hat).reshape(len(x), -1)
+    png = P.recon_scatter(xs, xh, _features(xs.shape[1]))
+    note = (f"True against reconstructed value per feature for {len(x)} test examples (first "
+            f"{len(_features(xs.shape[1]))} of {xs.shape[1]} features); dashed: perfect reconstruction.")
+    return H.Section("reconstructions", "Reconstructions", H.para(note) + H.image(png, "reconstruction scatter"))
+
+
+def samples_section(info: RunInfo, seed: int) -> H.Section:
+    model, shape = info.model, info.model.event_shape
+    g = torch.Generator().manual_seed(seed)
+    if is_image_shape(shape):
+        n_side = 8
+        x = _np(model.sample(n_side * n_side, generator=g))
+        imgs = x.reshape(n_side, n_side, *shape)
+        png = P.image_table(imgs, [""] * n_side, "decoder means p(x|z) for z ~ N(0, I)",
+                            P.display_range(_np(_test_x(info, 200, seed))))
+        return H.Section("samples", "Samples from the prior", H.image(png, "samples from the prior"))
+    x_data = _np(_test_x(info, 2000, seed)).reshape(-1, model.data_dim)
+    x_s = _np(model.sample(2000, mean=False, generator=g)).reshape(-1, model.data_dim)
+    png = P.sample_histograms(x_data, x_s, _features(model.data_dim))
+    note = ("Histograms of draws x ~ p(x|z), z ~ N(0, I) (decoder noise included) against the test data, per "
+            "feature (first features shown).")
+    return H.Section("samples", "Samples from the prior", H.para(note) + H.image(png, "sample histograms"))
+
+
+def latent_panels_for(enc: L.Encoded, name: str = "", tsne: bool = True) -> list[dict[str, Any]]:
+    """Scatter panels of posterior means: the codes themselves when d <= 2, else PCA (+ t-SNE)."""
+    z, y, d = enc.z, enc.y, enc.z.shape[1]
+    prefix = f"{name}: " if name else ""
+    if d == 1:
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(z))
+        pts = np.stack([z[:, 0], (y if y is not None else np.zeros(len(z))) + jitter], 1)
+        return [{"points": pts, "y": y, "title": f"{prefix}posterior means (d = 1)", "xlabel": "z0",
+                 "ylabel": "label (jittered)", "equal": False}]
+    if d == 2:
+        return [{"points": z, "y": y, "title": f"{prefix}posterior means E[z|x]", "xlabel": "z0",
+                 "ylabel": "z1", "prior_centre": np.zeros(2)}]
+    pts, comps, centre, ratio = L.pca_2d(z)
+    panels = [{"points": pts, "y": y, "title": f"{prefix}PCA of posterior means (d = {d})",
+               "xlabel": f"PC1 ({100 * ratio[0]:.0f}% of variance)",
+               "ylabel": f"PC2 ({100 * ratio[1]:.0f}% of variance)", "prior_centre": -comps @ centre}]
+    if tsne:
+        n = min(len(z), L.MAX_TSNE_POINTS)
+        panels.append({"points": L.tsne_2d(z[:n]), "y": None if y is None else y[:n],
+                       "title": f"t-SNE of {n} posterior means", "xlabel": "t-SNE 1", "ylabel": "t-SNE 2",
+                       "equal": False})
+    return panels
+
+
+def latent_section(info: RunInfo, enc: L.Encoded) -> H.Section:
+    d = info.model.latent_dim
+    kind = "codes (posterior means)" if info.config.model.kind == "vae" else "deterministic codes"
+    how = ("shown directly" if d <= 2 else
+           "projected by PCA (the prior's 1-2-3 sd circles projected with it) and embedded by t-SNE (no prior "
+           "contours: t-SNE is not linear)")
+    label = "coloured by label" if enc.y is not None else "no labels in this data set"
+    note = f"{len(enc.z)} test {kind}, {label}; d = {d}, {how}."
+    png = P.latent_panels(latent_panels_for(enc))
+    return H.Section("latent", "Latent space", H.para(note) + H.image(png, "latent space"))
+
+
+def _traversal_values(info: RunInfo, enc: L.Encoded, dims: np.ndarray) -> tuple[np.ndarray, list[str], str]:
+    k = np.linspace(-3, 3, TRAVERSAL_STEPS)
+    labels = [f"{v:+.1f}" for v in k]
+    if info.config.model.kind == "vae":
+        return k, labels, "value of the traversed dimension (prior standard deviations)"
+    mean, sd = enc.z.mean(0)[dims], enc.z.std(0)[dims]
+    return mean[:, None] + sd[:, None] * k[None, :], labels, "code mean + k code standard deviations (k shown)"
+
+
+def traversals_section(info: RunInfo, enc: L.Encoded) -> H.Section:
+    model = info.model
+    order = L.dimension_order(enc)
+    dims = order[:MAX_TRAVERSED]
+    values, col_labels, xlabel = _traversal_values(info, enc, dims)
+    base = enc.z[0]
+    codes = L.traversal_codes(base, dims, values)  # (len(dims), steps, d)
+    with torch.no_grad():
+        decoded = _np(model.decode(codes).mean)  # (len(dims), steps, *event)
+    score = enc.kl if enc.kl is not None else enc.z.var(0)
+    unit = "KL {:.2f} nats" if enc.kl is not None else "var {:.2g}"
+    row_labels = [f"z{j} ({unit.format(score[j])})" for j in dims]
+    note = (f"Each row varies one latent dimension of the first test input's code, the others held fixed; the "
+            f"{len(dims)} most-used of {model.latent_dim} dimensions, ordered by "
+            f"{'mean KL per dimension' if enc.kl is not None else 'code variance (no KL in a plain AE)'}.")
+    if is_image_shape(model.event_shape):
+        png = P.image_table(decoded, row_labels, "latent traversals (decoder means)",
+                            P.display_range(_np(_test_x(info, 200, 0))), col_labels=col_labels, xlabel=xlabel)
+    else:
+        t = values if values.ndim == 1 else np.arange(TRAVERSAL_STEPS) - TRAVERSAL_STEPS // 2
+        flat = decoded.reshape(len(dims), TRAVERSAL_STEPS, -1)
+        panels = [(row_labels[i], t if values.ndim == 1 else values[i], flat[i]) for i in range(len(dims))]
+        png = P.feature_lines(panels, "value of the traversed dimension", _features(model.data_dim)[:6])
+    return H.Section("traversals", "Latent traversals", H.para(note) + H.image(png, "latent traversals"))
+
+
+def _interpolation_pairs(y: np.ndarray | None, n: int, pairs: int) -> list[tuple[int, int]]:
+    """Pairs of test rows, preferring different labels so the path crosses classes."""
+    out: list[tuple[int, int]] = []
+    used: set[int] = set()
+    for a in range(n):
+        if a in used:
+            continue
+        for b in range(a + 1, n):
+            if b not in used and (y is None or y[a] != y[b]):
+                out.append((a, b))
+                used |= {a, b}
+                break
+        if len(out) == pairs:
+            break
+    return out
+
+
+def interpolations_section(info: RunInfo, seed: int) -> H.Section:
+    model = info.model
+    x = _test_x(info, 40, seed)
+    y = info.test.y[: len(x)].numpy() if info.test.y is not None and len(info.test.y) else None
+    pairs = _interpolation_pairs(y, len(x), 5)
+    if not pairs:
+        return H.Section("interpolations", "Interpolations", H.para("Not enough test inputs to interpolate."))
+    ia, ib = [p[0] for p in pairs], [p[1] for p in pairs]
+    with torch.no_grad():
+        z = _np(model.encode(x).mean)
+        codes = L.interpolation_codes(z[ia], z[ib], INTERP_STEPS)  # (p, steps, d)
+        decoded = _np(model.decode(codes).mean)
+    note = ("Decoder means along straight lines between the posterior means of two test inputs "
+            "(input A left, input B right).")
+    if is_image_shape(model.event_shape):
+        xa, xb = _np(x[ia])[:, None], _np(x[ib])[:, None]
+        imgs = np.concatenate([xa, decoded, xb], axis=1)
+        cols = ["A"] + [f"{t:.2f}" for t in np.linspace(0, 1, INTERP_STEPS)] + ["B"]
+        labels = [f"{a}→{b}" if y is None else f"{y[a]}→{y[b]}" for a, b in pairs]
+        png = P.image_table(imgs, labels, "interpolations between test inputs", P.display_range(_np(x)),
+                            col_labels=cols, xlabel="position t along the line from z_A to z_B")
+    else:
+        t = np.linspace(0, 1, INTERP_STEPS)
+        flat = decoded.reshape(len(pairs), INTERP_STEPS, -1)
+        panels = [(f"test {a} → test {b}", t, flat[i]) for i, (a, b) in enumerate(pairs)]
+        png = P.feature_lines(panels, "position t from z_A to z_B", _features(model.data_dim)[:6])
+    return H.Section("interpolations", "Interpolations", H.para(note) + H.image(png, "interpolations"))
+
+
+def kl_section(info: RunInfo, enc: L.Encoded) -> H.Section:
+    if enc.kl is None:
+        var = enc.z.var(0)
+        order = np.argsort(-var)
+        rows = [[f"z{j}", float(var[j])] for j in order]
+        body = H.para("A plain autoencoder has a deterministic code and no KL term; its dimensions are ranked "
+                      "by the variance of their codes instead.") + H.table(["dimension", "code variance"], rows)
+        return H.Section("kl-per-dim", "KL per dimension", body)
+    order = L.dimension_order(enc)
+    png = P.kl_bars(enc.kl, order)
+    note = (f"Mean KL(q(z_j|x) || N(0, 1)) over {len(enc.z)} test inputs; {L.active_units(enc.z)} of "
+            f"{len(enc.kl)} units active (variance of the posterior mean > {probes.ACTIVE_THRESHOLD}).")
+    return H.Section("kl-per-dim", "KL per dimension", H.para(note) + H.image(png, "KL per dimension"))
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    """Nested dicts to dotted keys (one level of lists kept as values)."""
+    out: list[tuple[str, Any]] = []
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out += flatten(value, f"{prefix}{key}.")
+        else:
+            out.append((f"{prefix}{key}", value))
+    return out
+
+
+def evaluation_section(info: RunInfo, enc: L.Encoded, seed: int) -> H.Section:
+    if info.eval:
+        body = H.para("From eval.json (vaekit eval):") + H.table(["metric", "value"], flatten(info.eval))
+    else:
+        body = H.para(f"No eval.json yet: run `vaekit eval {info.run_dir}` for the test ELBO and the "
+                      "importance-sampled log-likelihood, then `vaekit report` again.")
+    rows: list[list[Any]] = [["active units (Var_x E[z_j|x] > 0.01)", L.active_units(enc.z)],
+                             ["latent dimensions", info.model.latent_dim]]
+    probe = report_probe(info, enc, seed)
+    if probe is not None:
+        rows.append(["linear probe accuracy on posterior means (test)", probe])
+    body += H.para(f"Computed for this report on {len(enc.z)} test inputs:") + H.table(["metric", "value"], rows)
+    return H.Section("evaluation", "Evaluation", body)
+
+
+def report_probe(info: RunInfo, enc: L.Encoded, seed: int) -> float | None:
+    """Logistic-regression accuracy on posterior means: trained on <= 2000 training rows, tested on ``enc``."""
+    if enc.y is None or info.data.train.y is None:
+        return None
+    train = L.encode_split(info.model, info.data.train, limit=2000, seed=seed)
+    if train.y is None:
+        return None
+    return L.probe_accuracy(train.z, train.y, enc.z, enc.y, seed=seed)
+
+
+def config_section(info: RunInfo) -> H.Section:
+    return H.Section("config", "Resolved config", H.para("config.toml of the run:") + H.pre(info.config_text))
+
+
+def provenance_section(info: RunInfo) -> H.Section:
+    from vaekit.checkpoint import resolve_checkpoint
+
+    ckpt = resolve_checkpoint(info.run_dir)
+    head = H.table(["checkpoint", "epoch", "step", "event shape"],
+                   [[ckpt.name, info.meta.get("epoch"), info.meta.get("step"), str(tuple(info.model.event_shape))]])
+    data = info.meta.get("data")
+    text = json.dumps(data, indent=2, sort_keys=True, default=str) if data else "(no data provenance recorded)"
+    return H.Section("provenance", "Data provenance", head + H.para("checkpoint meta.json \"data\":") + H.pre(text))
+
+
+def timings_section(info: RunInfo) -> H.Section:
+    times = [m["epoch_time_s"] for m in info.metrics if isinstance(m.get("epoch_time_s"), (int, float))]
+    rates = [m["samples_per_s"] for m in info.metrics if isinstance(m.get("samples_per_s"), (int, float))]
+    if not times:
+        return H.Section("timings", "Timings", H.para("No epoch timings logged."))
+    rows = [["epochs", len(times)], ["total training time (s)", float(np.sum(times))],
+            ["median epoch time (s)", float(np.median(times))],
+            ["median throughput (examples / s)", float(np.median(rates)) if rates else None],
+            ["steps", info.metrics[-1].get("step")],
+            ["skipped (non-finite) steps", info.metrics[-1].get("skipped_steps")]]
+    return H.Section("timings", "Timings", H.para("From metrics.jsonl (epoch_time_s, samples_per_s); validation "
+                                                  "and checkpointing time not included.") +
+                     H.table(["quantity", "value"], rows))
+
+
+# ------------------------------------------------------------------------------------ the page
+def build_report(info: RunInfo, seed: int = 0) -> str:
+    """The full HTML text of a run's report."""
+    enc = L.encode_split(info.model, info.test, limit=2000, seed=seed)
+    sections = [curves_section(info), reconstructions_section(info, seed), samples_section(info, seed),
+                latent_section(info, enc), traversals_section(info, enc), interpolations_section(info, seed),
+                kl_section(info, enc), evaluation_section(info, enc, seed), config_section(info),
+                provenance_section(info), timings_section(info)]
+    mc = info.config.model
+    data = info.config.data.path or info.config.data.name
+    subtitle = (f"{info.variant} · d = {mc.latent_dim} · {mc.likelihood} likelihood · data {data} "
+                f"{tuple(info.model.event_shape)} · {len(info.metrics)} epochs · written "
+                f"{time.strftime('%Y-%m-%d %H:%M')}")
+    return H.page(f"vaekit report: {info.name}", subtitle, sections)
+
+
+def write_report(run: str | Path, out: str | Path | None = None, seed: int = 0) -> Path:
+    """Write ``report.html`` (or ``out``) for the run at ``run``; returns the path written."""
+    info = load_run_info(run)
+    path = Path(out) if out is not None else info.run_dir / "report.html"
+    return atomic_write_text(path, build_report(info, seed))
