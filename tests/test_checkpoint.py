@@ -253,3 +253,16 @@ def test_a_mid_epoch_checkpoint_is_never_taken_inside_a_bad_run(tmp_path: Path, 
     steps = sorted(int(p.name[5:]) for p in trainer.ckpt_dir.glob("step-*"))
     assert steps == [s for s in range(1, STEPS + 1) if s not in (4, 5)]  # after calls 3, 4 (steps 4, 5)
     assert trainer.state.skipped_steps == 2
+
+
+def test_safetensors_whose_header_length_starts_with_0x80_is_not_mistaken_for_a_pickle(tmp_path):
+    """A header of 0x480 bytes begins with byte 0x80, like a pickle's protocol marker."""
+    for n in range(1, 400):
+        path = tmp_path / f"w{n}.safetensors"
+        save_file({f"t{i}": torch.zeros(1) for i in range(n)}, path)
+        if path.read_bytes()[0] == 0x80:
+            break
+        path.unlink()
+    else:
+        pytest.skip("no header length starting with 0x80 found")
+    assert len(ckpt.load_tensors(path)) == n

@@ -112,18 +112,23 @@ def read_json(path: Path) -> dict[str, Any]:
 
 
 def _refuse_pickles(path: Path) -> None:
-    """Reject files that are pickles or torch.save zip archives, by their first bytes."""
+    """Accept only a well-formed safetensors header; name pickles and torch.save archives as such.
+
+    A safetensors file starts with its JSON header's length (8 bytes, little-endian) followed by '{'.
+    That length may itself begin with byte 0x80, so the pickle test comes only after the header test."""
     try:
         with open(path, "rb") as f:
-            head = f.read(16)
+            head = f.read(9)
+        size = path.stat().st_size
     except OSError as err:
         raise VaekitError(f"cannot read {path}: {err.strerror}; check the checkpoint path") from None
+    if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
+        return
     if head[:2] == b"PK" or head[:1] == b"\x80":
         raise VaekitError(f"{path} is a pickle/torch.save archive, which can run code when loaded; "
                           "vaekit only loads safetensors checkpoints written by vaekit")
-    if len(head) < 9 or head[8:9] != b"{":
-        raise VaekitError(f"{path} is not a safetensors file (truncated or corrupted); "
-                          "use another checkpoint, e.g. the run's checkpoints/best")
+    raise VaekitError(f"{path} is not a safetensors file (truncated or corrupted); "
+                      "use another checkpoint, e.g. the run's checkpoints/best")
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
