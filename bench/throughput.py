@@ -3,7 +3,7 @@
 Usage:
     python bench/throughput.py [--dir /work/shared/data] [--rounds 5] [--threads 0] [--device cpu|cuda]
                                [--batches 128 512] [--limit 0] [--eval-points 100] [--naive-points 10]
-                               [--json out.json]
+                               [--eval-settings 500x500 250x8] [--json out.json]
 
 Training (784-400-20 Bernoulli VAE, ReLU, Adam 1e-3, MNIST with dynamic binarisation as ``vaekit train
 --data.name mnist`` serves it): each round times ONE epoch of
@@ -19,8 +19,9 @@ and the fraction of the GEMM ceiling. After the rounds, the float32 and bf16 mod
 epochs) are scored on the test split (ELBO, nats) to check that bf16 does not cost quality.
 
 Evaluation: importance-sampled log p(x) at k = 5000 with ``vaekit.evaluate.log_likelihood`` on
-``--eval-points`` test images, against a per-example loop on ``--naive-points``; both extrapolated to the
-10,000 test images. On CUDA every timer reads after ``torch.cuda.synchronize()``.
+``--eval-points`` test images (for each ``CHUNKxBATCH`` setting: samples x points decoded at once), against
+a per-example loop on ``--naive-points``; both extrapolated to the 10,000 test images (bench/eval_speed.py
+is the fuller evaluation benchmark). On CUDA every timer reads after ``torch.cuda.synchronize()``.
 """
 
 from __future__ import annotations
@@ -173,18 +174,22 @@ def per_example_log_likelihood(model, x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat(out)
 
 
-def evaluation(model, data: DataBundle, points: int, naive_points: int, k: int, chunk: int, batch_size: int,
-               device: torch.device) -> dict[str, float]:
+def evaluation(model, data: DataBundle, points: int, naive_points: int, k: int, settings: list[str],
+               device: torch.device) -> dict[str, object]:
+    """points/s of ``log_likelihood`` for each ``CHUNKxBATCH`` setting and of the per-example loop."""
     x = data.test.batch(torch.arange(points), torch.Generator().manual_seed(0)).to(device)
     model.eval()
-    log_likelihood(model, x[:2], k=k, chunk=chunk, batch_size=batch_size)  # warm-up
-    t_vaekit = timed(lambda: log_likelihood(model, x, k=k, chunk=chunk, batch_size=batch_size), device)
-    t_naive = timed(lambda: per_example_log_likelihood(model, x[:naive_points], k), device)
-    vaekit_rate, naive_rate = points / t_vaekit, naive_points / t_naive
-    return {"k": k, "chunk": chunk, "batch_size": batch_size, "points": points, "naive_points": naive_points,
-            "vaekit_points_per_s": vaekit_rate, "per_example_points_per_s": naive_rate,
-            "ratio": vaekit_rate / naive_rate, "vaekit_10k_test_minutes": TEST_IMAGES / vaekit_rate / 60,
-            "per_example_10k_test_minutes": TEST_IMAGES / naive_rate / 60}
+    per_example_log_likelihood(model, x[:1], k)  # warm-up
+    naive_rate = naive_points / timed(lambda: per_example_log_likelihood(model, x[:naive_points], k), device)
+    rows = []
+    for setting in settings:
+        chunk, batch_size = (int(v) for v in setting.split("x"))
+        rate = points / timed(lambda c=chunk, b=batch_size: log_likelihood(model, x, k=k, chunk=c, batch_size=b),
+                              device)
+        rows.append({"chunk": chunk, "batch_size": batch_size, "points_per_s": rate, "ratio": rate / naive_rate,
+                     "minutes_10k_test": TEST_IMAGES / rate / 60})
+    return {"k": k, "points": points, "naive_points": naive_points, "per_example_points_per_s": naive_rate,
+            "per_example_minutes_10k_test": TEST_IMAGES / naive_rate / 60, "vaekit": rows}
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
@@ -199,8 +204,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--eval-points", type=int, default=100, help="test images for vaekit's estimator (0: skip)")
     p.add_argument("--naive-points", type=int, default=10, help="test images for the per-example loop")
     p.add_argument("--eval-k", type=int, default=5000)
-    p.add_argument("--eval-chunk", type=int, default=500)
-    p.add_argument("--eval-batch", type=int, default=500)
+    p.add_argument("--eval-settings", nargs="+", default=["500x500", "250x8"],
+                   help="CHUNKxBATCH settings of log_likelihood (samples x points at once)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args(argv)
     if args.threads:
@@ -231,13 +236,16 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
                   + f"; bf16 - fp32 = {elbo['vaekit bf16'] - elbo['vaekit fp32']:+.2f}")
         trained = trainers["vaekit fp32"]
     if args.eval_points and trained is not None:
-        ev = evaluation(trained.model, data, args.eval_points, args.naive_points, args.eval_k, args.eval_chunk,
-                        args.eval_batch, device)
+        ev = evaluation(trained.model, data, args.eval_points, args.naive_points, args.eval_k, args.eval_settings,
+                        device)
         results["evaluation"] = ev
-        print(f"\nlog p(x), k={ev['k']}: vaekit {ev['vaekit_points_per_s']:.2f} points/s "
-              f"({ev['vaekit_10k_test_minutes']:.1f} min for 10k test images), per-example loop "
-              f"{ev['per_example_points_per_s']:.2f} points/s ({ev['per_example_10k_test_minutes']:.1f} min); "
-              f"ratio {ev['ratio']:.2f}")
+        print(f"\nlog p(x), k={ev['k']}, {ev['points']} test images (per-example loop: {ev['naive_points']}):")
+        print("| estimator | points/s | minutes for 10k test images | x per-example loop |\n|---|---|---|---|")
+        print(f"| per-example loop | {ev['per_example_points_per_s']:.2f} | {ev['per_example_minutes_10k_test']:.1f} "
+              "| 1.00 |")
+        for row in ev["vaekit"]:
+            print(f"| log_likelihood chunk={row['chunk']} batch_size={row['batch_size']} | {row['points_per_s']:.2f} "
+                  f"| {row['minutes_10k_test']:.1f} | {row['ratio']:.2f} |")
     info["loadavg_end"] = os.getloadavg()
     print(f"load average start {info['loadavg_start']}, end {info['loadavg_end']}")
     if args.json:
