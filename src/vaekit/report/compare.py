@@ -227,8 +227,9 @@ def build_comparison(infos: list[RunInfo], k: int = QUICK_K, seed: int = 0) -> s
     sections = [metrics_section(infos, names, results), reconstructions_section(infos, names, seed),
                 latent_section(infos, names, results), samples_section(infos, names, seed),
                 H.Section("curves", "Training curves", H.para("Validation terms per epoch (beta = 1), nats per "
-                                                             "example.") +
-                          H.image(P.overlaid_curves([(n, i.metrics) for n, i in zip(names, infos, strict=True)]),
+                                                             "example; a plain AE has no KL, so no ELBO.") +
+                          H.image(P.overlaid_curves([(n, i.metrics, i.config.model.kind == "vae")
+                                                     for n, i in zip(names, infos, strict=True)]),
                                   "training curves"))]
     rd = rate_distortion_section(infos, names, results)
     if rd is not None:

@@ -83,17 +83,18 @@ def training_curves(metrics: Sequence[dict[str, Any]]) -> bytes:
     return to_png(fig)
 
 
-def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> bytes:
-    """Several runs' validation ELBO, reconstruction and KL per epoch on shared axes (1x3 panels)."""
+def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]], bool]]) -> bytes:
+    """Several runs' validation ELBO, reconstruction and KL per epoch on shared axes (1x3 panels); each run
+    is (name, metrics, has_kl). Runs without a KL (plain AEs) are left out of the ELBO and KL panels."""
     fig = _figure(13, 4.0)
     axes = fig.subplots(1, 3)
     panels = (("val_elbo", "validation ELBO", f"ELBO ({NATS})"),
               ("val_recon", "validation reconstruction", f"E_q log p(x|z) ({NATS})"),
               ("val_kl", "validation KL", f"KL ({NATS})"))
     for ax, (key, title, ylabel) in zip(axes, panels, strict=True):
-        for i, (name, metrics) in enumerate(runs):
+        for i, (name, metrics, has_kl) in enumerate(runs):
             e, v = _series(metrics, key)
-            if len(e):
+            if len(e) and (has_kl or key == "val_recon"):
                 ax.plot(e, v, color=f"C{i}", label=name)
         ax.set_title(title)
         ax.set_xlabel("epoch")
