@@ -73,21 +73,21 @@ def test_exact_posterior_gives_the_exact_likelihood_at_any_k_and_chunking():
         torch.testing.assert_close(est, exact, atol=2e-4, rtol=0)
     with torch.no_grad():  # the ELBO is exact in expectation only (its recon term is a Monte-Carlo average)
         torch.manual_seed(0)
-        torch.testing.assert_close(elbo_terms(model, x, n_samples=20000).elbo.double(), exact, atol=0.05, rtol=0)
+        torch.testing.assert_close(elbo_terms(model, x, n_samples=5000).elbo.double(), exact, atol=0.1, rtol=0)
 
 
 @pytest.mark.parametrize("posterior", ["full", "diag"])
 def test_is_estimate_is_within_three_standard_errors_of_exact(posterior):
     model, W, b = ppca(posterior=posterior, perturb=0.15)
-    x = data(W, b, 200)
+    x = data(W, b, 150)
     exact = exact_log_px(W, b, x)
-    est = log_likelihood(model, x, k=2000, chunk=300, batch_size=64, seed=0)
+    est = log_likelihood(model, x, k=1500, chunk=300, batch_size=64, seed=0)
     diff = est - exact
     assert abs(float(diff.mean())) <= 3 * standard_error(diff) + 1e-3
     assert abs(float(diff.mean())) < 0.05
     with torch.no_grad():
         torch.manual_seed(0)
-        elbo = elbo_terms(model, x, n_samples=4000).elbo.double()
+        elbo = elbo_terms(model, x, n_samples=2000).elbo.double()
     assert bool((elbo < exact + 1e-3).all()), "the ELBO must lie below log p(x) for every point"
     assert float((exact - elbo).mean()) > 0.05, "a perturbed posterior leaves a visible ELBO gap"
 
@@ -148,7 +148,7 @@ def test_batched_chunked_equals_plain_per_sample_loop_on_the_same_draws(proposal
 
 def test_seeded_estimates_are_reproducible_and_chunking_changes_only_the_draws():
     model, W, b = ppca(posterior="diag", perturb=0.3)
-    x = data(W, b, 200)
+    x = data(W, b, 100)
     a = log_likelihood(model, x, k=500, chunk=100, batch_size=50, seed=7)
     torch.testing.assert_close(a, log_likelihood(model, x, k=500, chunk=100, batch_size=50, seed=7), atol=0, rtol=0)
     c = log_likelihood(model, x, k=500, chunk=37, batch_size=200, seed=7)
