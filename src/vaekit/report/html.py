@@ -85,6 +85,9 @@ def fmt(value: Any) -> str:
         if not math.isfinite(value):
             return str(value)
         return f"{value:.4g}" if abs(value) >= 1e4 or (value != 0 and abs(value) < 1e-3) else f"{value:.4f}"
+    if isinstance(value, list) and value and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                 for v in value):
+        return "[" + ", ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in value) + "]"
     if isinstance(value, (dict, list)):
         return json.dumps(value, sort_keys=True)
     return str(value)

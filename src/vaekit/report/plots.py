@@ -122,7 +122,8 @@ def image_table(images: np.ndarray, row_labels: Sequence[str], title: str, value
     scale = max(1, 32 // max(h, 1))
     mosaic = grid_array(flat, ncol=n_cols, pad=1, upscale=scale)
     label_w = 0.12 * max(len(s) for s in row_labels) + 0.3
-    fig = _figure(min(n_cols * cell_inches + label_w + 0.3, 13), n_rows * cell_inches * h / w + 0.8)
+    extra = 0.6 + (0.3 if col_labels is not None else 0.0) + (0.3 if xlabel else 0.0)
+    fig = _figure(min(n_cols * cell_inches + label_w + 0.3, 13), n_rows * cell_inches * h / w + extra)
     ax = fig.add_subplot()
     ax.imshow(mosaic, cmap="gray" if mosaic.ndim == 2 else None, vmin=0, vmax=255, interpolation="nearest")
     ax.grid(False)
@@ -168,12 +169,14 @@ def latent_panels(panels: Sequence[dict[str, Any]], width: float = 12) -> bytes:
     axes = np.atleast_1d(fig.subplots(1, n))
     mappable = None
     y = panels[0].get("y")
-    for k, (ax, p) in enumerate(zip(axes, panels, strict=True)):
+    legend_drawn = False
+    for ax, p in zip(axes, panels, strict=True):
         mappable = _scatter(ax, p["points"], p.get("y"))
         if p.get("prior_centre") is not None:
             _prior_contours(ax, p["prior_centre"])
-            if k == 0:
+            if not legend_drawn:  # once per figure
                 ax.legend(loc="best", framealpha=0.85)
+                legend_drawn = True
         if p.get("equal", True):
             ax.set_aspect("equal", adjustable="datalim")
         ax.set_title(p["title"])
@@ -248,14 +251,14 @@ def sample_histograms(x_data: np.ndarray, x_samples: np.ndarray, features: Seque
 def feature_lines(panels: Sequence[tuple[str, np.ndarray, np.ndarray]], xlabel: str, features: Sequence[int]) -> bytes:
     """Decoded feature values along a path: each panel is (title, t (steps,), values (steps, D))."""
     fig, axes = _feature_grid(len(panels), panel=2.6)
-    for i, (ax, (title, t, values)) in enumerate(zip(axes, panels, strict=False)):
+    for ax, (title, t, values) in zip(axes, panels, strict=False):
         for k, j in enumerate(features):
             ax.plot(t, values[:, j], color=f"C{k % 10}", label=f"feature {j}")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel("decoded mean (data units)")
-        if i == 0 and len(features) <= 8:
-            ax.legend(loc="best", fontsize=7)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper")
     return to_png(fig)
 
 

@@ -117,11 +117,14 @@ def latent_panels_for(enc: L.Encoded, name: str = "", tsne: bool = True) -> list
     if d == 2:
         return [{"points": z, "y": y, "title": f"{prefix}posterior means E[z|x]", "xlabel": "z0",
                  "ylabel": "z1", "prior_centre": np.zeros(2)}]
+    if len(z) < 3:  # too few points to project: the first two coordinates
+        return [{"points": z[:, :2], "y": y, "title": f"{prefix}posterior means, first two of d = {d}",
+                 "xlabel": "z0", "ylabel": "z1", "prior_centre": np.zeros(2)}]
     pts, comps, centre, ratio = L.pca_2d(z)
     panels = [{"points": pts, "y": y, "title": f"{prefix}PCA of posterior means (d = {d})",
                "xlabel": f"PC1 ({100 * ratio[0]:.0f}% of variance)",
                "ylabel": f"PC2 ({100 * ratio[1]:.0f}% of variance)", "prior_centre": -comps @ centre}]
-    if tsne:
+    if tsne and len(z) >= 8:
         n = min(len(z), L.MAX_TSNE_POINTS)
         panels.append({"points": L.tsne_2d(z[:n]), "y": None if y is None else y[:n],
                        "title": f"t-SNE of {n} posterior means", "xlabel": "t-SNE 1", "ylabel": "t-SNE 2",
