@@ -186,7 +186,7 @@ def test_bf16_autocast_runs_and_stays_close():
     fp32 = log_likelihood(model, x, k=64, seed=0)
     bf16 = log_likelihood(model, x, k=64, seed=0, precision="bf16")
     assert bf16.dtype == torch.float64 and bf16.shape == (50,)
-    assert abs(float((bf16 - fp32).mean())) < 0.5
+    assert abs(float((bf16 - fp32).mean())) < 0.05  # same draws (sampled in float32), bf16 networks
 
 
 def test_bad_arguments_and_bits_per_dim():

@@ -89,7 +89,9 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 500, batch_size
                         e = torch.randn((c, b, d), generator=gen, device=device)
                     else:
                         e = eps[done:done + c, start:start + b].to(device)
-                    lw = log_weights(model, xb, c, q, z=reparameterise(q, e))  # (c, b)
+                    with torch.autocast(device.type, enabled=False):  # draws and densities in float32
+                        z = reparameterise(q, e)
+                    lw = log_weights(model, xb, c, q, z=z)  # (c, b)
                     acc = torch.logaddexp(acc, torch.logsumexp(lw.float(), 0))
                 out.append(acc.double().cpu() - math.log(k))
     finally:
