@@ -125,9 +125,15 @@ def test_vector_data_report(tmp_path):
     z = rng.normal(size=(300, 2))
     x = np.concatenate([z, z @ rng.normal(size=(2, 3)) + 0.1 * rng.normal(size=(300, 3))], 1).astype(np.float32)
     np.save(tmp_path / "gauss.npy", x)
-    vaekit("train", "--name", "vec", "--data.path", "gauss.npy", "--model.likelihood", "gaussian",
-           "--model.latent_dim", "2", "--model.hidden", "16", "--train.epochs", "2", "--train.batch_size", "32",
-           "--no-progress", "--no-artifacts", cwd=tmp_path)
+    from vaekit.config import Config, apply_overrides
+    from vaekit.report import write_report
+    from vaekit.train import fit
+
+    config = apply_overrides(Config(), {"name": "vec", "data.path": str(tmp_path / "gauss.npy"),
+                                        "model.likelihood": "gaussian", "model.latent_dim": "2",
+                                        "model.hidden": "16", "train.epochs": "2", "train.batch_size": "32"})
+    run_dir, _ = fit(config, runs_root=tmp_path / "runs")
+    assert write_report(run_dir) == run_dir / "report.html"
     html = (tmp_path / "runs" / "vec" / "report.html").read_text()
     assert section_ids(html) == list(SECTION_IDS)
     alts = [alt for alt, _ in decoded_images(html)]
@@ -152,17 +158,19 @@ def test_bad_variant_lists_are_errors(spec, needle):
         parse_variants(spec)
 
 
-def test_cli_errors_are_one_line_and_exit_2(runs, tmp_path):
+def test_cli_errors_are_one_line_and_exit_2(runs, tmp_path, capsys):
+    from vaekit.cli import main
+
     bad = vaekit("compare", "--train", "ae,vea", "--train.epochs", "1", cwd=tmp_path, check=False)
     assert bad.returncode == 2 and bad.stderr.startswith("vaekit: error: unknown variant 'vea'")
     assert len(bad.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "runs").exists()
-    one = vaekit("compare", str(runs / "vae"), cwd=tmp_path, check=False)
-    assert one.returncode == 2 and "at least two runs" in one.stderr
-    both = vaekit("compare", str(runs / "vae"), "--train", "ae,vae", cwd=tmp_path, check=False)
-    assert both.returncode == 2 and "not both" in both.stderr
-    missing = vaekit("report", str(tmp_path / "nope"), cwd=tmp_path, check=False)
-    assert missing.returncode == 2 and "does not exist" in missing.stderr
+    for argv, needle in ((["compare", str(runs / "vae")], "at least two runs"),
+                         (["compare", str(runs / "vae"), "--train", "ae,vae"], "not both"),
+                         (["report", str(tmp_path / "nope")], "does not exist")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("vaekit: error: ") and needle in err and len(err.strip().splitlines()) == 1
 
 
 def test_compare_refuses_runs_on_different_data(runs, tmp_path):
