@@ -59,11 +59,19 @@ def _series(metrics: Sequence[dict[str, Any]], key: str) -> tuple[np.ndarray, np
     return np.asarray(e, float), np.asarray(v, float)
 
 
-def training_curves(metrics: Sequence[dict[str, Any]]) -> bytes:
-    """2x3 panels per epoch: loss, reconstruction, KL, validation ELBO, KL weight, learning rate."""
+AE_TITLES = {"train_kl": "KL (none: plain autoencoder)", "val_elbo": "validation log p(x|z=f(x)) (AE: no ELBO)",
+             "kl_weight": "KL weight (unused by an AE)"}
+
+
+def training_curves(metrics: Sequence[dict[str, Any]], has_kl: bool = True) -> bytes:
+    """2x3 panels per epoch: loss, reconstruction, KL, validation ELBO, KL weight, learning rate.
+    ``has_kl=False`` (a plain AE) retitles the panels that have no meaning without a KL."""
     fig = _figure(12, 6.4)
     axes = fig.subplots(2, 3).ravel()
     for ax, (key, title, ylabel) in zip(axes, CURVES, strict=True):
+        title = title if has_kl else AE_TITLES.get(key, title)
+        if not has_kl and key == "val_elbo":
+            ylabel = f"log p(x|z) ({NATS})"
         e, v = _series(metrics, key)
         ax.plot(e, v, marker="o" if len(e) < 15 else None, ms=3, label="training" if key in VAL_TWIN else None)
         twin = VAL_TWIN.get(key)

@@ -57,8 +57,8 @@ def curves_section(info: RunInfo) -> H.Section:
     note = (f"Per epoch; training terms are averages over the epoch's minibatches, validation terms are "
             f"computed at the end of the epoch with beta = 1. KL weight: beta = {tc.beta:g}, linear warm-up "
             f"over {tc.warmup_steps} steps.")
-    return H.Section("curves", "Training curves", H.para(note) + H.image(P.training_curves(info.metrics),
-                                                                          "training curves"))
+    png = P.training_curves(info.metrics, has_kl=info.config.model.kind == "vae")
+    return H.Section("curves", "Training curves", H.para(note) + H.image(png, "training curves"))
 
 
 def reconstructions_section(info: RunInfo, seed: int) -> H.Section:
