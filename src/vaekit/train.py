@@ -204,10 +204,10 @@ class Trainer:
             out = objective(self.model, x, self.config, weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
         if tc.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip, foreach=True)
         else:  # clipping off: only the norm for the non-finite check, no pass multiplying every gradient by 1
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         bad = ~(torch.isfinite(out.loss) & torch.isfinite(grad_norm))
         self.optimizer.found_inf = bad.float()  # fused Adam leaves weights and moments untouched when set
