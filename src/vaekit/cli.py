@@ -186,6 +186,9 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     s = trainer.state
     print(f"trained {s.epoch} epochs ({s.step} steps, {s.skipped_steps} skipped); best validation ELBO "
           f"{s.best_val_elbo:.3f} nats at epoch {s.best_epoch + 1}")
+    if trainer.resumed_at_step == s.step and (run_dir / "report.html").exists():
+        print(f"{run_dir} had finished already: nothing trained, no file changed")
+        return 0
     print(f"wrote {run_dir}/checkpoints, {run_dir}/metrics.jsonl, {run_dir}/config.toml")
     if not args.no_artifacts:
         from vaekit.api import load

@@ -116,6 +116,7 @@ class Trainer:
         self.state = TrainState()
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.stop_reason: str | None = None
+        self.resumed_at_step: int | None = None  # set by resume(): the step of the checkpoint it continued
         self.epoch_shuffle_state = self.shuffle_rng.get_state()  # the shuffle stream at this epoch's start
         self._position: dict[str, torch.Tensor] | None = None  # a restored mid-epoch position
 
@@ -437,6 +438,7 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None) -> Trai
     data = load_data(config.data, config.model.likelihood)
     trainer = Trainer(config, run_dir, data, callbacks)
     trainer.restore(last)
+    trainer.resumed_at_step = trainer.state.step
     trainer.fit()
     return trainer
 
