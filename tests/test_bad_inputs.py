@@ -12,7 +12,6 @@ import hashlib
 import json
 import shutil
 import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from cli_helpers import run_vaekit
 from PIL import Image
 from safetensors.torch import load_file, save_file
 
@@ -295,7 +295,7 @@ def _snapshot(root: Path) -> dict[str, str]:
 
 
 def _cli(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, timeout=300)
+    return run_vaekit(*args)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_vaekit
 from PIL import Image
 
 from vaekit.report import COMPARE_SECTION_IDS, SECTION_IDS
@@ -94,9 +95,7 @@ def check_page(page: Path, sections: tuple[str, ...], tmp: Path) -> Image.Image:
 
 def test_report_and_comparison_render_in_chromium(tmp_path):
     def vaekit(*args: str) -> None:
-        proc = subprocess.run([sys.executable, "-m", "vaekit", *args], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=600)
-        assert proc.returncode == 0, proc.stderr
+        run_vaekit(*args, cwd=tmp_path, check=True)
 
     vaekit("compare", "--train", "ae,vae,beta-vae:4", "--name", "cmp", "--train.epochs", "3",
            "--model.latent_dim", "2", "--model.hidden", "64", "--data.limit", "600", "--k", "20", "--no-progress")

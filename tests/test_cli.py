@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_vaekit
 from PIL import Image
 
 TINY = ["--train.epochs", "2", "--model.hidden", "32", "--model.latent_dim", "2", "--data.limit", "400",
@@ -16,11 +16,7 @@ TINY = ["--train.epochs", "2", "--model.hidden", "32", "--model.latent_dim", "2"
 
 
 def vaekit(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "vaekit", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vaekit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return run_vaekit(*args, cwd=cwd, check=check)
 
 
 @pytest.fixture(scope="module")

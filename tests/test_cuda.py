@@ -19,6 +19,7 @@ def cuda_trainer(tmp_path, **train) -> Trainer:
     return Trainer(config, tmp_path, load_data(DataConfig(), "bernoulli"))
 
 
+@pytest.mark.filterwarnings("ignore:Synchronization debug mode is a prototype feature:UserWarning")
 def test_training_step_makes_no_host_sync(tmp_path):
     trainer = cuda_trainer(tmp_path)
     assert trainer.data.train.x.device.type == "cuda"

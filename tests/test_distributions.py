@@ -10,13 +10,7 @@ from torch.distributions import MultivariateNormal, Normal, kl_divergence
 
 from vaekit import distributions as D
 
-
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def random_tril(n: int, d: int, g: torch.Generator) -> torch.Tensor:

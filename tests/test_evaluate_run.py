@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import math
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_vaekit
 
 from vaekit import api
 from vaekit.config import Config, DataConfig, ModelConfig, TrainConfig
@@ -101,7 +101,7 @@ def test_api_reexport_is_the_same_function():
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "vaekit", *args], capture_output=True, text=True, timeout=300)
+    return run_vaekit(*args)
 
 
 def test_cli_eval_json_and_errors(runs):

@@ -18,12 +18,7 @@ from vaekit.objectives import elbo_terms, iwae_bound, iwae_terms, kl_weight, log
 D_X, D_Z, SIGMA = 5, 2, 0.5
 
 
-@pytest.fixture(autouse=True)
-def _float64():
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def ppca(exact_posterior: bool, seed: int = 0) -> tuple[VAE, MultivariateNormal]:
@@ -62,7 +57,7 @@ def test_exact_posterior_makes_every_importance_weight_equal_log_px():
     lw = log_weights(model, x, k=50)  # log p(x,z) - log q(z|x) = log p(x) for every z
     assert lw.shape == (50, 16)
     torch.testing.assert_close(lw, exact.expand(50, -1), atol=1e-9, rtol=0)
-    torch.testing.assert_close(log_likelihood(model, x, k=64, chunk=10), exact, atol=1e-6, rtol=0)
+    torch.testing.assert_close(log_likelihood(model, x, k=64, chunk=10), exact, atol=1e-9, rtol=0)
     # the ELBO is tight in expectation: recon (MC) - KL (closed form) -> log p(x)
     torch.manual_seed(0)
     elbo = elbo_terms(model, x, n_samples=20_000).elbo
@@ -76,10 +71,11 @@ def test_elbo_below_exact_and_is_estimate_converges_with_k():
     torch.manual_seed(1)
     elbo = elbo_terms(model, x, n_samples=20_000).elbo
     assert torch.all(elbo < exact - 0.05)
-    errors = []
-    for k in (1, 10, 100, 10_000):
-        torch.manual_seed(2)
-        errors.append((exact - log_likelihood(model, x, k=k, chunk=1000)).mean().item())
+    errors = []  # mean bias of the k-sample estimate, averaged over 200 independent repeats for small k
+    for k in (1, 10, 100):
+        estimate = log_likelihood(model, x.repeat(200, 1), k=k, chunk=1000, seed=2).view(200, -1).mean(0)
+        errors.append((exact - estimate).mean().item())
+    errors.append((exact - log_likelihood(model, x, k=10_000, chunk=1000, seed=2)).mean().item())
     assert errors[0] > errors[1] > errors[2] > abs(errors[3])
     assert abs(errors[3]) < 0.01
 

@@ -8,11 +8,11 @@ import base64
 import io
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from cli_helpers import run_vaekit
 from PIL import Image
 
 from vaekit.report import COMPARE_SECTION_IDS, SECTION_IDS, parse_variants
@@ -22,11 +22,7 @@ IMG = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]
 
 
 def vaekit(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "vaekit", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vaekit {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return run_vaekit(*args, cwd=cwd, check=check)
 
 
 def section_ids(html: str) -> list[str]:

@@ -109,13 +109,16 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Test-time likelihood: ``k`` importance samples per point, processed ``chunk`` at a time."""
+    """Test-time likelihood: ``k`` importance samples per point, ``chunk`` samples for ``batch_size``
+    points decoded at once. The defaults (250 x 8 = 2,000 decoded rows) keep a block in a 2-core CPU's
+    cache, about 2x faster there than 500 x 500; on a GPU use larger blocks (e.g. --chunk 5000
+    --batch-size 200). ``naive_k`` prior samples feed the naive estimator shown beside the IS one."""
 
     k: int = 5000
-    chunk: int = 500
-    batch_size: int = 500
+    chunk: int = 250
+    batch_size: int = 8
     repeats: int = 1
-    naive_k: int = 5000
+    naive_k: int = 1000
 
     def __post_init__(self) -> None:
         for key in ("k", "chunk", "batch_size", "repeats", "naive_k"):

@@ -48,7 +48,7 @@ def reparameterise(q: Distribution, eps: Tensor) -> Tensor:
 
 
 @torch.inference_mode()
-def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 500, batch_size: int = 500,
+def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size: int = 8,
                    seed: int | None = None, *, proposal: str = "posterior", precision: str = "fp32",
                    eps: Tensor | None = None) -> Tensor:
     """Per-example importance-sampled estimate of log p(x) in nats, float64 shape (n,), on the CPU.
@@ -82,7 +82,7 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 500, batch_size
                 xb = x[start:start + batch_size].to(device)
                 b = xb.shape[0]
                 q = model.encode(xb) if proposal == "posterior" else model.prior().expand((b,))
-                acc = torch.full((b,), -math.inf, device=device)
+                acc: Tensor | None = None  # running logsumexp over chunks, in the model's dtype
                 for done in range(0, k, chunk):
                     c = min(chunk, k - done)
                     if eps is None:
@@ -92,7 +92,8 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 500, batch_size
                     with torch.autocast(device.type, enabled=False):  # draws and densities in float32
                         z = reparameterise(q, e)
                     lw = log_weights(model, xb, c, q, z=z)  # (c, b)
-                    acc = torch.logaddexp(acc, torch.logsumexp(lw.float(), 0))
+                    lse = torch.logsumexp(lw, 0)
+                    acc = lse if acc is None else torch.logaddexp(acc, lse)
                 out.append(acc.double().cpu() - math.log(k))
     finally:
         model.train(was_training)
