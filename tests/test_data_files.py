@@ -325,3 +325,26 @@ def test_dynamic_binarisation_on_cuda_split() -> None:
     b1, b2 = s.batch(idx, g), s.batch(idx, g)
     assert b1.device.type == "cuda" and not torch.equal(b1, b2)
     assert float(b1.mean()) == pytest.approx(float(x.mean()), abs=0.01)
+
+
+def test_memory_mapped_loading_and_batches_leave_no_file_pages_resident(tmp_path):
+    """The load-time scans and the batches unmap what they read, so RSS does not grow with the file."""
+    import subprocess
+    import sys
+
+    x = np.random.default_rng(0).random((20_000, 784), dtype=np.float32)  # 63 MB
+    np.save(tmp_path / "big.npy", x)
+    code = f"""
+import re, torch
+from pathlib import Path
+from vaekit.data import DataConfig, load_data
+def rss_file():
+    return int(re.search(r"RssFile:\\s+(\\d+)", Path("/proc/self/status").read_text()).group(1)) // 1024
+before = rss_file()
+data = load_data(DataConfig(path={str(tmp_path / "big.npy")!r}, mmap=True), "bernoulli")
+for b in range(50):
+    data.train.batch(torch.randint(0, len(data.train), (512,)), torch.Generator().manual_seed(b))
+print(rss_file() - before)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300)
+    assert int(out.stdout.strip()) < 16  # MB of file pages left mapped, against a 63 MB file

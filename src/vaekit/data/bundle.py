@@ -7,12 +7,21 @@ input: ``Split.batch`` returns only x.
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
+
+
+def release_pages(x: np.ndarray) -> None:
+    """Unmap the file pages a read of the memmap ``x`` brought into this process (MADV_DONTNEED on a
+    read-only file mapping: the kernel keeps them in its page cache, the process's RSS stays flat)."""
+    m = getattr(x, "_mmap", None)
+    if m is not None and hasattr(m, "madvise") and hasattr(mmap, "MADV_DONTNEED"):
+        m.madvise(mmap.MADV_DONTNEED)
 
 
 def hash_uniform(seed: int, rows: np.ndarray, dim: int) -> np.ndarray:
@@ -72,6 +81,7 @@ class Split:
             order = np.argsort(file_rows, kind="stable")
             sorted_rows = file_rows[order]
             rows = np.asarray(self.x[sorted_rows], dtype=np.float32)
+            release_pages(self.x)
             a, b = self.affine
             if (a, b) != (1.0, 0.0):
                 rows *= np.float32(a)

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.data.bundle import DataBundle, Split
+from vaekit.data.bundle import DataBundle, Split, release_pages
 from vaekit.data.config import DataConfig
 from vaekit.data.raw import RawData
 from vaekit.errors import VaekitError
@@ -36,7 +36,12 @@ def _chunks(x: np.ndarray, rows: np.ndarray | None = None) -> Iterator[tuple[int
     n = len(x) if rows is None else len(rows)
     for start in range(0, n, CHUNK_ROWS):
         sel = slice(start, start + CHUNK_ROWS) if rows is None else rows[start:start + CHUNK_ROWS]
-        yield start, np.asarray(x[sel])
+        if isinstance(x, np.memmap):  # copy the block, then unmap its file pages: RSS stays flat
+            block = np.array(x[sel])
+            release_pages(x)
+        else:
+            block = np.asarray(x[sel])
+        yield start, block
 
 
 def validate(raw: RawData, where: str) -> RawData:
