@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install browser clean
 
 $(STAMP): pyproject.toml requirements-pinned.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,11 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
 
-test: lint
+# Headless Chromium for the report's browser test; without root or apt that test skips and says why.
+browser:
+	-bash scripts/install-browser.sh
+
+test: lint browser
 	$(BIN)/python -m pytest -q
 
 clean:
