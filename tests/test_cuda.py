@@ -27,8 +27,8 @@ def test_training_step_makes_no_host_sync(tmp_path):
     x = trainer.data.train.batch(idx, trainer.binarize_rng)
     trainer.step(x)  # first step allocates the optimiser state
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
+    try:  # inside the try: if enabling the mode raises, the finally still turns it off for later tests
+        torch.cuda.set_sync_debug_mode("error")
         for _ in range(5):
             x = trainer.data.train.batch(idx, trainer.binarize_rng)
             out, bad = trainer.step(x)
