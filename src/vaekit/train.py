@@ -48,8 +48,9 @@ def objective(model: VAE, x: torch.Tensor, config: Config, weight: float) -> Los
 
 
 @torch.no_grad()
-def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int) -> dict[str, float]:
-    """Mean per-example ELBO, reconstruction and KL (nats) over a split, with fixed noise ``seed``."""
+def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_samples: int = 1) -> dict[str, float]:
+    """Mean per-example ELBO, reconstruction and KL (nats) over a split, with fixed noise ``seed`` and
+    ``n_samples`` Monte-Carlo samples per point for the reconstruction term."""
     device = next(model.parameters()).device
     n = len(split)
     totals = torch.zeros(3, dtype=torch.float64, device=device)
@@ -59,7 +60,7 @@ def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int) -> dict
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
             x = split.batch(torch.arange(start, min(start + batch_size, n))).to(device)
-            out = elbo_terms(model, x)
+            out = elbo_terms(model, x, n_samples=n_samples)
             totals += torch.stack([out.elbo.sum(), out.recon.sum(), out.kl.sum()]).double()
     model.train(was_training)
     elbo, recon, kl = (totals / max(n, 1)).tolist()
