@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.checkpoint import load_model, resolve_checkpoint
+from vaekit.checkpoint import load_model
 from vaekit.config import Config
 from vaekit.data import DataBundle, load_data
 from vaekit.errors import VaekitError
@@ -21,12 +21,6 @@ from vaekit.model import VAE
 def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
     """The trained model of a run directory (its best checkpoint) or of a checkpoint directory."""
     return load_model(path, device)[0]
-
-
-def run_dir_of(path: str | Path) -> Path:
-    """The run directory that holds a checkpoint (or the path itself when it is a run)."""
-    ckpt = resolve_checkpoint(path)
-    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(path)
 
 
 def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[str, Any], DataBundle]:

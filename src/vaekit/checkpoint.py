@@ -179,6 +179,12 @@ def resolve_checkpoint(path: str | Path) -> Path:
     raise VaekitError(f"{path} holds no checkpoint; train first with `vaekit train --name NAME`")
 
 
+def run_dir_of(path: str | Path) -> Path:
+    """The run directory holding ``path``'s checkpoint (``path`` itself when it is a run directory)."""
+    ckpt = resolve_checkpoint(path)
+    return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(path)
+
+
 def read_pointer(ckpts: Path, name: str) -> Path | None:
     """Checkpoints are named by step; ``last`` and ``best`` are small text files naming one."""
     pointer = ckpts / name

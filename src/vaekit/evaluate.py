@@ -153,7 +153,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     into the run directory atomically when ``write``.
     """
     from vaekit import probes
-    from vaekit.checkpoint import load_model, resolve_checkpoint
+    from vaekit.checkpoint import load_model, resolve_checkpoint, run_dir_of
     from vaekit.data import load_data
     from vaekit.fileio import atomic_write_text
     from vaekit.train import evaluate_split, pick_device
@@ -163,7 +163,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
         raise VaekitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     dev = pick_device(device)
     ckpt = resolve_checkpoint(path)
-    run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(path)
+    run_dir = run_dir_of(path)
     model, config, _meta = load_model(ckpt, dev)
     config = _eval_config(config, overrides)
     ec = config.eval

@@ -77,7 +77,8 @@ def read_eval(path: Path) -> dict[str, Any]:
 
 def load_run_info(path: str | Path) -> RunInfo:
     """Load the run at ``path`` (a run directory or one of its checkpoints)."""
-    from vaekit.api import load_run, run_dir_of
+    from vaekit.api import load_run
+    from vaekit.checkpoint import run_dir_of
 
     run_dir = run_dir_of(path)
     model, config, meta, data = load_run(path)
