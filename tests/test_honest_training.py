@@ -81,7 +81,7 @@ def test_lr_10_on_digits_is_an_error_not_a_success_and_leaves_no_run(tmp_path: P
     assert done.returncode == 2, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("vaekit: error: "), done.stderr
-    assert "learned nothing" in lines[0] and "train.lr" in lines[0]
+    assert "learned nothing" in lines[0] and "train.lr" in lines[0] and "was removed" in lines[0]
     assert "-inf" not in done.stdout and "wrote" not in done.stdout
     assert not (tmp_path / "x").exists()  # item 10: nothing of value, the name is free again
     again = run_vaekit("train", "--runs", str(tmp_path), "--name", "x", "--train.epochs", "1", "--no-progress",
@@ -176,6 +176,14 @@ def test_a_run_killed_before_its_first_checkpoint_resumes_from_step_0(tmp_path: 
     assert all(torch.equal(got[k], want[k]) for k in want)
 
 
+def test_resume_refuses_a_last_pointer_to_a_missing_checkpoint(tmp_path: Path, digits: DataBundle) -> None:
+    run, _ = train.fit(_config(**{"train.epochs": "1"}), runs_root=tmp_path, data=digits)
+    shutil.rmtree(run / "checkpoints" / f"step-{STEPS:09d}")
+    with pytest.raises(VaekitError, match="names step-000000023, which is missing.*new --name"):
+        train.resume(run)
+    assert (run / "config.toml").is_file() and (run / "metrics.jsonl").is_file()  # nothing started over
+
+
 # ----------------------------------------------------------------------------------- item 11
 class FreezeAfterEpoch1(train.Callback):
     """lr x0 after epoch 1: later epochs cannot improve, so ``best`` stays at epoch 1's checkpoint."""
@@ -234,7 +242,7 @@ def test_killed_between_the_last_and_best_pointers(tmp_path: Path) -> None:
     proc = subprocess.Popen(
         [sys.executable, "-m", "vaekit", "train", "--runs", str(tmp_path), "--name", "p", "--train.epochs", "3",
          "--no-artifacts", "--no-report", "--no-progress", *TINY],
-        env={**ENV, train.PAUSE_BEFORE_BEST_ENV: "30"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        env={**ENV, train.PAUSE_BEFORE_BEST_ENV: "5"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
     while not ((run / "checkpoints" / "last").is_file() and _pointer(run, "last") == "step-000000046"):
         assert proc.poll() is None and time.monotonic() < deadline
@@ -246,6 +254,26 @@ def test_killed_between_the_last_and_best_pointers(tmp_path: Path) -> None:
     done = run_vaekit("train", "--resume", str(run), "--no-artifacts", "--no-report", "--no-progress", env=ENV)
     assert done.returncode == 0, done.stderr
     assert _pointer(run, "best") == _pointer(run, "last") == f"step-{3 * STEPS:09d}"
+
+
+class Frozen(train.Callback):
+    """lr x0 from the start: the resumed epochs cannot improve on the checkpoint's validation ELBO."""
+
+    def on_train_start(self, trainer: train.Trainer) -> None:
+        trainer.state.lr_scale = 0.0
+
+
+def test_checkpoints_from_before_best_checkpoint_keep_working(tmp_path: Path, digits: DataBundle) -> None:
+    run, _ = train.fit(_config(**{"train.epochs": "1"}), runs_root=tmp_path, data=digits)
+    last = run / "checkpoints" / f"step-{STEPS:09d}"
+    old = {k: v for k, v in json.loads((last / ckpt.TRAINER_JSON).read_text()).items()
+           if k not in ("bad_streak", "best_checkpoint", "selected_on")}
+    (last / ckpt.TRAINER_JSON).write_text(json.dumps(old))  # as written before issue #8
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace("epochs = 1", "epochs = 3"))
+    trainer = train.resume(run, callbacks=[Frozen()])
+    assert trainer.state.best_checkpoint == f"step-{STEPS:09d}"  # taken over from the `best` file
+    assert ckpt.choose_checkpoint(run).path == last and ckpt.choose_checkpoint(run).role == "best"
+    assert last.is_dir() and _pointer(run, "last") == f"step-{3 * STEPS:09d}"
 
 
 # ----------------------------------------------------------------------------------- item 17

@@ -270,13 +270,10 @@ def best_name(ckpts: Path, last: Path) -> str | None:
     records the best checkpoint (``best_checkpoint``), which wins over a ``best`` file left stale by a
     kill between the two pointer writes. Checkpoints older than that field use the ``best`` file."""
     state_path = last / TRAINER_JSON
-    if state_path.is_file():
-        recorded = read_json(state_path).get("best_checkpoint")
-        if isinstance(recorded, str) and STEP_NAME.fullmatch(recorded):
-            return recorded
-        if "best_checkpoint" in read_json(state_path):  # recorded as none yet: no epoch has been best
-            return None
-    return pointer_name(ckpts, "best")
+    recorded = read_json(state_path).get("best_checkpoint") if state_path.is_file() else None
+    if isinstance(recorded, str) and STEP_NAME.fullmatch(recorded):
+        return recorded
+    return pointer_name(ckpts, "best")  # none recorded: the file (written only after a record) is not stale
 
 
 def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Tensor] | None = None) -> None:

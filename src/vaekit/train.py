@@ -404,6 +404,8 @@ class Trainer:
         current = self.model.state_dict()
         if set(weights) != set(current) or any(weights[k].shape != v.shape for k, v in current.items()):
             ckpt.load_weights(copy.deepcopy(self.model), path, weights)  # its one-line error, on a copy
+        if "best_checkpoint" not in raw_state:  # a checkpoint older than the field: the pointer file's
+            state.best_checkpoint = ckpt.pointer_name(self.ckpt_dir, "best")
         # ---- checked: from here on, state changes
         ckpt.load_weights(self.model, path, weights)
         sd = self.optimizer.state_dict()
@@ -425,6 +427,7 @@ class Trainer:
             torch.cuda.manual_seed_all(seed)
         if note is not None:
             state.history.append(note)
+            self.resume_note = note
         self.state = state
         self._position = {k: v for k, v in tensors.items() if k.startswith("epoch.")} if state.batch_in_epoch \
             else None
