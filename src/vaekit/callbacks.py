@@ -28,7 +28,8 @@ class ProgressBar(Callback):
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict[str, Any]) -> None:
         if self.bar is not None:
-            self.bar.set_postfix(loss=f"{metrics['train_loss']:.2f}", val_elbo=f"{metrics['val_elbo']:.2f}",
+            val = metrics.get("val_elbo")  # None without a validation split
+            self.bar.set_postfix(loss=f"{metrics['train_loss']:.2f}", val_elbo="-" if val is None else f"{val:.2f}",
                                  kl=f"{metrics['train_kl']:.2f}", sps=f"{metrics['samples_per_s']:.0f}")
             self.bar.update(1)
 

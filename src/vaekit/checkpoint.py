@@ -19,6 +19,8 @@ import os
 import re
 import shutil
 import time
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -111,8 +113,9 @@ def read_json(path: Path) -> dict[str, Any]:
     return value
 
 
-def _refuse_pickles(path: Path) -> None:
-    """Accept only a well-formed safetensors header; name pickles and torch.save archives as such.
+def _file_kind(path: Path) -> str:
+    """'safetensors' for a well-formed safetensors header, 'pickle' for a pickle or torch.save archive,
+    else 'other'.
 
     A safetensors file starts with its JSON header's length (8 bytes, little-endian) followed by '{'.
     That length may itself begin with byte 0x80, so the pickle test comes only after the header test."""
@@ -123,12 +126,25 @@ def _refuse_pickles(path: Path) -> None:
     except OSError as err:
         raise VaekitError(f"cannot read {path}: {err.strerror}; check the checkpoint path") from None
     if len(head) == 9 and head[8:9] == b"{" and 0 < int.from_bytes(head[:8], "little") <= size - 8:
-        return
+        return "safetensors"
     if head[:2] == b"PK" or head[:1] == b"\x80":
-        raise VaekitError(f"{path} is a pickle/torch.save archive, which can run code when loaded; "
-                          "vaekit only loads safetensors checkpoints written by vaekit")
-    raise VaekitError(f"{path} is not a safetensors file (truncated or corrupted); "
-                      "use another checkpoint, e.g. the run's checkpoints/best")
+        return "pickle"
+    return "other"
+
+
+def _pickle_error(path: Path) -> VaekitError:
+    return VaekitError(f"{path} is a pickle/torch.save archive, which can run code when loaded; "
+                       "vaekit only loads safetensors checkpoints written by vaekit")
+
+
+def _refuse_pickles(path: Path) -> None:
+    """Accept only a well-formed safetensors header; name pickles and torch.save archives as such."""
+    kind = _file_kind(path)
+    if kind == "pickle":
+        raise _pickle_error(path)
+    if kind != "safetensors":
+        raise VaekitError(f"{path} is not a safetensors file (truncated or corrupted); "
+                          "use another checkpoint, e.g. the run's checkpoints/best")
 
 
 def load_tensors(path: Path) -> dict[str, torch.Tensor]:
@@ -161,32 +177,71 @@ def read_meta(path: str | Path) -> dict[str, Any]:
     return meta
 
 
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A run directory resolves to its best checkpoint (else its last); a checkpoint is itself."""
+@dataclass(frozen=True)
+class CheckpointChoice:
+    """The checkpoint a run or checkpoint path stands for. ``role`` is 'best', 'last', 'given' (a checkpoint
+    directory passed directly) or 'last (best step-... is missing)' / 'last (no best recorded)'; ``warning``
+    says why, whenever it is not the run's best checkpoint that was asked for and found."""
+
+    path: Path
+    role: str
+    warning: str | None = None
+
+
+def choose_checkpoint(path: str | Path) -> CheckpointChoice:
+    """A run directory stands for its best checkpoint, else (with a warning) its last; a checkpoint
+    directory stands for itself. Which checkpoint is best is read from the committed ``last`` checkpoint
+    (see :func:`best_name`), so a kill between the ``last`` and ``best`` pointer writes cannot make an
+    older checkpoint 'best'."""
     path = Path(path)
     if not path.exists():
         raise VaekitError(f"{path} does not exist; pass a run directory such as runs/<name>")
     if path.is_file():
-        _refuse_pickles(path)
-        raise VaekitError(f"{path} is a file; pass a run directory or a checkpoint directory, not a weights file")
+        kind = _file_kind(path)
+        if kind == "pickle":
+            raise _pickle_error(path)
+        what = "a weights file" if kind == "safetensors" else "a file"
+        raise VaekitError(f"{path} is {what}, not a run directory or checkpoint; pass a run directory such as "
+                          "runs/<name> or one of its checkpoints/step-* folders")
     if (path / META_FILE).exists():
-        return path
+        return CheckpointChoice(path, "given")
     ckpts = path / "checkpoints"
-    for pointer in ("best", "last"):
-        target = read_pointer(ckpts, pointer)
-        if target is not None:
-            return target
+    best_file = pointer_name(ckpts, "best")  # a corrupted pointer is an error even where it is not needed
+    last = read_pointer(ckpts, "last")
+    best = best_name(ckpts, last) if last is not None else best_file
+    if best is not None and (ckpts / best / META_FILE).exists():
+        return CheckpointChoice(ckpts / best, "best")
+    if last is not None:
+        if best is not None:
+            return CheckpointChoice(last, f"last (best {best} is missing)",
+                                    f"best checkpoint {best} is missing from {ckpts}; using last {last.name}, "
+                                    "the final weights rather than the best ones")
+        return CheckpointChoice(last, "last (no best recorded)",
+                                f"{ckpts} records no best checkpoint (no epoch reached a finite validation "
+                                f"ELBO); using last {last.name}")
     raise VaekitError(f"{path} holds no checkpoint; train first with `vaekit train --name NAME`")
+
+
+def resolve_checkpoint(path: str | Path, notes: list[str] | None = None) -> Path:
+    """:func:`choose_checkpoint`'s path. When it is not the best checkpoint asked for, the reason is
+    appended to ``notes``, or without ``notes`` issued as a ``UserWarning`` (the CLI prints it)."""
+    choice = choose_checkpoint(path)
+    if choice.warning is not None:
+        if notes is None:
+            warnings.warn(choice.warning, UserWarning, stacklevel=2)
+        else:
+            notes.append(choice.warning)
+    return choice.path
 
 
 def run_dir_of(path: str | Path) -> Path:
     """The run directory holding ``path``'s checkpoint (``path`` itself when it is a run directory)."""
-    ckpt = resolve_checkpoint(path)
+    ckpt = choose_checkpoint(path).path
     return ckpt.parent.parent if ckpt.parent.name == "checkpoints" else Path(path)
 
 
-def read_pointer(ckpts: Path, name: str) -> Path | None:
-    """Checkpoints are named by step; ``last`` and ``best`` are small text files naming one."""
+def pointer_name(ckpts: Path, name: str) -> str | None:
+    """The checkpoint name in the pointer file ``ckpts/name`` (``last`` or ``best``); None without one."""
     pointer = ckpts / name
     if not pointer.is_file():
         return None
@@ -197,8 +252,28 @@ def read_pointer(ckpts: Path, name: str) -> Path | None:
     if not STEP_NAME.fullmatch(target_name):
         raise VaekitError(f"{pointer} is corrupted (it must name a checkpoint such as step-000000100); "
                           f"write the name of one of the folders in {ckpts} into it")
+    return target_name
+
+
+def read_pointer(ckpts: Path, name: str) -> Path | None:
+    """Checkpoints are named by step; ``last`` and ``best`` are small text files naming one. None when
+    the pointer or the checkpoint it names is missing."""
+    target_name = pointer_name(ckpts, name)
+    if target_name is None:
+        return None
     target = ckpts / target_name
     return target if (target / META_FILE).exists() else None
+
+
+def best_name(ckpts: Path, last: Path) -> str | None:
+    """The name of the run's best checkpoint. ``last`` is the commit point: the trainer state inside it
+    records the best checkpoint (``best_checkpoint``), which wins over a ``best`` file left stale by a
+    kill between the two pointer writes. Checkpoints older than that field use the ``best`` file."""
+    state_path = last / TRAINER_JSON
+    recorded = read_json(state_path).get("best_checkpoint") if state_path.is_file() else None
+    if isinstance(recorded, str) and STEP_NAME.fullmatch(recorded):
+        return recorded
+    return pointer_name(ckpts, "best")  # none recorded: the file (written only after a record) is not stale
 
 
 def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Tensor] | None = None) -> None:

@@ -5,10 +5,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
+
+_PYTHON_SHOWWARNING = warnings.showwarning
 
 EPILOG_TRAIN = """\
 config overrides: any field of the config as --section.key VALUE, e.g.
@@ -170,11 +174,14 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     progress = ProgressBar(enabled=not args.no_progress)
     if args.resume is not None:
-        if extra or args.config or args.name:
-            dropped = " ".join([*extra, *(["--config"] if args.config else []), *(["--name"] if args.name else [])])
+        overrides = _split_overrides(extra)
+        device = overrides.pop("train.device", None)  # where to continue is not part of what is trained
+        if overrides or args.config or args.name:
+            dropped = " ".join([*(f"--{k}" for k in overrides), *(["--config"] if args.config else []),
+                                *(["--name"] if args.name else [])])
             raise VaekitError(f"--resume continues the run with its saved config; drop {dropped} "
-                              f"(edit {args.resume}/config.toml to change it)")
-        trainer = resume(args.resume, callbacks=[progress])
+                              f"(edit {args.resume}/config.toml to change it; only --train.device may be given)")
+        trainer = resume(args.resume, callbacks=[progress], device=device)
         run_dir = Path(args.resume)
     else:
         config = load_config(args.config) if args.config else Config()
@@ -184,8 +191,14 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         config = apply_overrides(config, overrides)
         run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress])
     s = trainer.state
-    print(f"trained {s.epoch} epochs ({s.step} steps, {s.skipped_steps} skipped); best validation ELBO "
-          f"{s.best_val_elbo:.3f} nats at epoch {s.best_epoch + 1}")
+    if trainer.resume_note:
+        print(trainer.resume_note)
+    if s.selected_on == "last":
+        chosen = (f"no validation split (data.val_fraction 0): best = last checkpoint (epoch {s.best_epoch + 1}), "
+                  "not selected on a validation ELBO")
+    else:
+        chosen = f"best validation ELBO {s.best_val_elbo:.3f} nats at epoch {s.best_epoch + 1}"
+    print(f"trained {s.epoch} epochs ({s.step} steps, {s.skipped_steps} skipped); {chosen}")
     if trainer.resumed_at_step == s.step and (run_dir / "report.html").exists():
         print(f"{run_dir} had finished already: nothing trained, no file changed")
         return 0
@@ -228,6 +241,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--debug`` the traceback is printed first. Any other exception is a bug and keeps its traceback."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    warnings.showwarning = _show_warning
     if args.command is None:
         parser.print_help()
         return 0
@@ -246,6 +260,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"vaekit: error: {message}", file=sys.stderr)
         return 2
+
+
+def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                  file: object = None, line: str | None = None) -> None:
+    """vaekit's own warnings (e.g. 'best checkpoint ... is missing; using last') as one line on stderr,
+    like errors; other libraries' warnings keep Python's format."""
+    if issubclass(category, UserWarning) and f"{os.sep}vaekit{os.sep}" in filename:
+        print(f"vaekit: warning: {message}", file=sys.stderr)
+    else:
+        _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)  # type: ignore[arg-type]
 
 
 def _user_error(err: Exception) -> str | None:

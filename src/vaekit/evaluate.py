@@ -153,7 +153,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     into the run directory atomically when ``write``.
     """
     from vaekit import probes
-    from vaekit.checkpoint import load_model, resolve_checkpoint, run_dir_of
+    from vaekit.checkpoint import choose_checkpoint, load_model, run_dir_of
     from vaekit.data import load_data
     from vaekit.fileio import atomic_write_text
     from vaekit.train import evaluate_split, pick_device
@@ -162,7 +162,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     if precision not in PRECISIONS:
         raise VaekitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
     dev = pick_device(device)
-    ckpt = resolve_checkpoint(path)
+    choice = choose_checkpoint(path)  # which checkpoint, and why when it is not the best one asked for
+    ckpt = choice.path
     run_dir = run_dir_of(path)
     model, config, _meta = load_model(ckpt, dev)
     config = _eval_config(config, overrides)
@@ -185,7 +186,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     dims = math.prod(model.event_shape)
     is_vae = config.model.kind == "vae"
     d = model.latent_dim
-    warnings: list[str] = []
+    warnings: list[str] = [choice.warning] if choice.warning else []
 
     terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
     means = probes.posterior_means(model, x, batch_size)
@@ -203,6 +204,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     result: dict[str, Any] = {
         "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": config.data.path or
         config.data.name, "n_examples": len(split), "dims": dims, "latent_dim": d, "k": k, "naive_k": naive_k,
+        "checkpoint_role": choice.role,  # 'best', 'last (best step-... is missing)', 'given', ...
         "repeats": repeats, "precision": precision, "seed": seed,
         "elbo_nats": terms["elbo"] if is_vae else None, "recon_nats": terms["recon"],
         "kl_nats": terms["kl"] if is_vae else None,

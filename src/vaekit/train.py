@@ -8,6 +8,7 @@ the non-finite check and the skip decision stay on the device (fused Adam skips 
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import os
@@ -29,6 +30,12 @@ from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_
 
 LOG_EVERY = 25
 VAL_SEED_OFFSET = 1_000_003
+# A run that skipped at least this fraction of its steps (non-finite loss or gradients) learned nothing.
+SKIPPED_FRACTION_LIMIT = 0.9
+FIX_DIVERGENCE = "lower --train.lr or set --train.grad_clip, and check the data for NaN/inf"
+# Test hook: seconds to sleep between writing the ``last`` and the ``best`` pointers, so a test can kill
+# the process in between (the torn state that the trainer state's ``best_checkpoint`` repairs).
+PAUSE_BEFORE_BEST_ENV = "VAEKIT_TEST_PAUSE_BEFORE_BEST"
 
 
 def pick_device(name: str) -> torch.device:
@@ -50,9 +57,13 @@ def objective(model: VAE, x: torch.Tensor, config: Config, weight: float) -> Los
 @torch.no_grad()
 def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_samples: int = 1) -> dict[str, float]:
     """Mean per-example ELBO, reconstruction and KL (nats) over a split, with fixed noise ``seed`` and
-    ``n_samples`` Monte-Carlo samples per point for the reconstruction term."""
+    ``n_samples`` Monte-Carlo samples per point for the reconstruction term. An empty split has no mean:
+    that is an error, never an ELBO of 0."""
     device = next(model.parameters()).device
     n = len(split)
+    if n == 0:
+        raise VaekitError("cannot evaluate a split with no examples; give the data a validation or test split "
+                          "(data.val_fraction / data.test_fraction, e.g. --data.val_fraction 0.1)")
     totals = torch.zeros(3, dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
@@ -63,7 +74,7 @@ def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_sampl
             out = elbo_terms(model, x, n_samples=n_samples)
             totals += torch.stack([out.elbo.sum(), out.recon.sum(), out.kl.sum()]).double()
     model.train(was_training)
-    elbo, recon, kl = (totals / max(n, 1)).tolist()
+    elbo, recon, kl = (totals / n).tolist()
     return {"elbo": elbo, "recon": recon, "kl": kl}
 
 
@@ -90,6 +101,9 @@ class TrainState:
     lr_scale: float = 1.0
     history: list[str] = field(default_factory=list)
     batch_in_epoch: int = 0  # > 0 in a mid-epoch checkpoint: the batches of ``epoch`` already done
+    bad_streak: int = 0  # non-finite steps in a row at the end of epoch ``epoch``: the streak goes on
+    best_checkpoint: str | None = None  # the best checkpoint's name; the copy in ``last``'s state is the truth
+    selected_on: str = "val_elbo"  # what picks ``best``: "val_elbo", or "last" without a validation split
 
 
 class Trainer:
@@ -102,6 +116,9 @@ class Trainer:
         if tc.batch_size > len(data.train):
             raise VaekitError(f"train.batch_size {tc.batch_size} is larger than the {len(data.train)} training "
                               f"examples; use --train.batch_size {max(1, len(data.train) // 4)} or fewer")
+        if tc.patience and len(data.val) == 0:
+            raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
+                              "none; set --data.val_fraction 0.1 or --train.patience 0")
         self.device = pick_device(tc.device)
         torch.manual_seed(tc.seed)
         self.model = VAE(config.model, data.event_shape, data.loc, data.scale).to(self.device)
@@ -118,6 +135,7 @@ class Trainer:
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.stop_reason: str | None = None
         self.resumed_at_step: int | None = None  # set by resume(): the step of the checkpoint it continued
+        self.resume_note: str | None = None  # set by resume() when it did not continue a checkpoint exactly
         self.epoch_shuffle_state = self.shuffle_rng.get_state()  # the shuffle stream at this epoch's start
         self._position: dict[str, torch.Tensor] | None = None  # a restored mid-epoch position
 
@@ -128,18 +146,31 @@ class Trainer:
 
     # --------------------------------------------------------------------------------- the loop
     def fit(self) -> TrainState:
+        """Train until ``train.epochs`` (or an early stop). ``best`` is the epoch with the highest finite
+        validation ELBO, or the last epoch when there is no validation split (``state.selected_on``). Raises
+        a VaekitError for a run that learned nothing (see :meth:`check_learned`)."""
         tc = self.config.train
+        has_val = len(self.data.val) > 0
+        self.state.selected_on = "val_elbo" if has_val else "last"
         for cb in self.callbacks:
             cb.on_train_start(self)
         while self.state.epoch < tc.epochs:
             metrics = self.train_epoch()
             if metrics is None:  # rolled back after non-finite steps: redo from the restored state
                 continue
-            val = evaluate_split(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
+            val: dict[str, float | None] = dict.fromkeys(("elbo", "recon", "kl"))
+            if has_val:
+                val = evaluate_split(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
+                if not math.isfinite(val["elbo"]):  # a model that cannot score data is never checkpointed
+                    self.rollback(reason=f"the validation ELBO is not finite ({val['elbo']}) after epoch "
+                                         f"{self.state.epoch + 1}")
+                    continue
             metrics.update({f"val_{k}": v for k, v in val.items()})
-            improved = val["elbo"] > self.state.best_val_elbo
+            improved = not has_val or val["elbo"] > self.state.best_val_elbo
             if improved:
-                self.state.best_val_elbo, self.state.best_epoch = val["elbo"], self.state.epoch
+                if has_val:
+                    self.state.best_val_elbo = val["elbo"]
+                self.state.best_epoch = self.state.epoch
                 self.state.epochs_without_improvement = 0
             else:
                 self.state.epochs_without_improvement += 1
@@ -156,16 +187,28 @@ class Trainer:
                 break
         for cb in self.callbacks:
             cb.on_train_end(self)
+        self.check_learned()
         return self.state
+
+    def check_learned(self) -> None:
+        """A run that skipped nearly all its steps, or never reached a finite validation ELBO, learned
+        nothing: it is an error, never a success."""
+        s = self.state
+        if s.step and s.skipped_steps >= SKIPPED_FRACTION_LIMIT * s.step:
+            raise VaekitError(f"{self.run_dir} skipped {s.skipped_steps} of {s.step} steps (non-finite loss or "
+                              f"gradients): the run learned nothing; {FIX_DIVERGENCE}")
+        if s.selected_on == "val_elbo" and not math.isfinite(s.best_val_elbo):
+            raise VaekitError(f"{self.run_dir} never reached a finite validation ELBO: the run learned nothing; "
+                              f"{FIX_DIVERGENCE}")
 
     def train_epoch(self) -> dict[str, Any] | None:
         """One pass over the training split; returns the epoch's metrics, or None after a rollback."""
         tc, split = self.config.train, self.data.train
         n = len(split)
-        start, sums, run, worst_run, seen = self._epoch_position()
+        start, sums, run, worst_run, seen, carried = self._epoch_position()
         self.epoch_shuffle_state = self.shuffle_rng.get_state()
         perm = torch.randperm(n, generator=self.shuffle_rng).to(self.data_device)
-        t0 = time.perf_counter()
+        t0, seen0 = time.perf_counter(), seen  # this process's clock covers the samples after seen0 only
         self.model.train()
         for b in range(start, self.steps_per_epoch):
             idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
@@ -181,7 +224,7 @@ class Trainer:
                 if int(worst_run.item()) >= tc.max_bad_steps:
                     self.rollback(skipped=int(sums[3].item()))
                     return None
-                stats = self._stats(sums, seen, time.perf_counter() - t0)
+                stats = self._stats(sums, seen, seen - seen0, time.perf_counter() - t0, carried)
                 for cb in self.callbacks:
                     cb.on_log(self, stats)
             if tc.checkpoint_every and (b + 1) % tc.checkpoint_every == 0 and b + 1 < self.steps_per_epoch:
@@ -189,9 +232,11 @@ class Trainer:
                     self.rollback(skipped=int(sums[3].item()))
                     return None
                 if int(run.item()) == 0:  # never checkpoint inside a run of non-finite steps
-                    self.save_checkpoint(best=False, position=(b + 1, sums, run, worst_run, seen))
-        stats = self._stats(sums, seen, time.perf_counter() - t0)
+                    position = (b + 1, sums, run, worst_run, seen, carried + time.perf_counter() - t0)
+                    self.save_checkpoint(best=False, position=position)
+        stats = self._stats(sums, seen, seen - seen0, time.perf_counter() - t0, carried)
         self.state.skipped_steps += int(stats.pop("skipped"))
+        self.state.bad_streak = int(run.item())  # carried into the next epoch (and saved with the checkpoint)
         return {"epoch": self.state.epoch + 1, "step": self.state.step, **stats,
                 "kl_weight": kl_weight(self.state.step, tc.warmup_steps, tc.beta),
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
@@ -217,39 +262,46 @@ class Trainer:
         self.state.step += 1
         return out, bad
 
-    def _epoch_position(self) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, int]:
-        """Where this epoch starts: batch 0 with zero sums, or a restored mid-epoch position (whose
+    def _epoch_position(self) -> tuple[int, torch.Tensor, torch.Tensor, torch.Tensor, int, float]:
+        """Where this epoch starts: (batch, sums, bad-step streak, worst streak, samples seen, seconds
+        already spent). At batch 0 the sums are zero and the streak is the one the last epoch ended with
+        (a streak does not stop at an epoch boundary); a restored mid-epoch position has its own (its
         shuffle generator ``restore`` already rewound to the epoch's start, so the order is the same)."""
         pos, self._position = self._position, None
-        zero = torch.zeros((), device=self.device)
         if pos is None:
-            return 0, torch.zeros(4, dtype=torch.float64, device=self.device), zero, zero.clone(), 0
+            streak = torch.tensor(float(self.state.bad_streak), device=self.device)
+            return 0, torch.zeros(4, dtype=torch.float64, device=self.device), streak, streak.clone(), 0, 0.0
+        seconds = float(pos["epoch.seconds"]) if "epoch.seconds" in pos else 0.0  # older checkpoints: unknown
         return (self.state.batch_in_epoch, pos["epoch.sums"].to(self.device), pos["epoch.run"].to(self.device),
-                pos["epoch.worst_run"].to(self.device), int(pos["epoch.seen"]))
+                pos["epoch.worst_run"].to(self.device), int(pos["epoch.seen"]), seconds)
 
-    def _stats(self, sums: torch.Tensor, seen: int, seconds: float) -> dict[str, float]:
+    def _stats(self, sums: torch.Tensor, seen: int, new: int, seconds: float, carried: float) -> dict[str, float]:
+        """The epoch's means so far. ``samples_per_s`` is this process's rate (``new`` samples in
+        ``seconds``); ``epoch_time_s`` adds the ``carried`` seconds spent before a mid-epoch resume."""
         loss, recon, kl, bad = sums.tolist()
         good = max(seen - bad * self.config.train.batch_size, 1)
         return {"train_loss": loss / good, "train_recon": recon / good, "train_kl": kl / good,
-                "samples_per_s": seen / max(seconds, 1e-9), "epoch_time_s": seconds, "skipped": bad}
+                "samples_per_s": new / max(seconds, 1e-9), "epoch_time_s": carried + seconds, "skipped": bad}
 
     # ------------------------------------------------------------------------- numerical faults
-    def rollback(self, skipped: int = 0) -> None:
-        """Too many non-finite steps in a row: restore the last good checkpoint with half the learning
-        rate; a second time, stop with an error. ``skipped`` (this stretch's skipped steps) stays counted.
-        Checkpoints are never rewritten, so the good one is left byte-for-byte as it was."""
+    def rollback(self, skipped: int = 0, reason: str | None = None) -> None:
+        """Too many non-finite steps in a row (or a non-finite validation ELBO, the ``reason``): restore
+        the last good checkpoint with half the learning rate; a second time, or with no checkpoint yet,
+        stop with an error. ``skipped`` (this stretch's skipped steps) stays counted. Checkpoints are never
+        rewritten, so the good one is left byte-for-byte as it was."""
         tc = self.config.train
+        reason = reason or f"{tc.max_bad_steps}+ non-finite steps in a row"
         self.state.skipped_steps += skipped
         if self.state.rollbacks >= 1:
-            raise VaekitError(f"training diverged again: {tc.max_bad_steps} non-finite steps in a row after a "
-                              "rollback; lower --train.lr or set --train.grad_clip, and check the data")
+            raise VaekitError(f"training diverged again after a rollback: {reason}; {FIX_DIVERGENCE}")
         last = ckpt.read_pointer(self.ckpt_dir, "last")
         if last is None:
-            raise VaekitError(f"training diverged before the first checkpoint ({tc.max_bad_steps} non-finite "
-                              "steps in a row) with nothing to roll back to; lower --train.lr or check the data")
+            raise VaekitError(f"training learned nothing: {reason} (step {self.state.step}, {self.state.skipped_steps} "
+                              f"steps skipped) before the first checkpoint, with nothing to roll back to; "
+                              f"{FIX_DIVERGENCE}")
         skipped_total, lr_scale = self.state.skipped_steps, self.state.lr_scale * 0.5
-        history = [*self.state.history, f"rolled back to {last.name} after {tc.max_bad_steps}+ non-finite "
-                   f"steps in a row at step {self.state.step}; lr x{lr_scale}"]
+        history = [*self.state.history, f"rolled back to {last.name} after {reason} at step {self.state.step}; "
+                   f"lr x{lr_scale}"]
         self.restore(last)
         self.state.rollbacks, self.state.lr_scale = self.state.rollbacks + 1, lr_scale
         self.state.skipped_steps, self.state.history = skipped_total, history
@@ -266,9 +318,10 @@ class Trainer:
         if self.device.type == "cuda":
             out["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if mid_epoch:
-            _, sums, run, worst_run, seen = position
+            _, sums, run, worst_run, seen, seconds = position
             out.update({"epoch.sums": sums.detach().cpu(), "epoch.run": run.detach().cpu(),
-                        "epoch.worst_run": worst_run.detach().cpu(), "epoch.seen": torch.tensor(seen)})
+                        "epoch.worst_run": worst_run.detach().cpu(), "epoch.seen": torch.tensor(seen),
+                        "epoch.seconds": torch.tensor(seconds, dtype=torch.float64)})
         for i, p in enumerate(self.model.parameters()):
             for key, value in self.optimizer.state.get(p, {}).items():
                 out[f"opt.{i}.{key}"] = value.detach().cpu()
@@ -276,17 +329,29 @@ class Trainer:
 
     def save_checkpoint(self, best: bool, position: tuple | None = None) -> Path:
         """Write ``checkpoints/step-<step>/`` atomically, then point ``last`` (and ``best``) at it and
-        prune. ``position`` = (next batch, sums, run, worst_run, seen) for a mid-epoch checkpoint."""
+        prune. ``position`` = (next batch, sums, run, worst_run, seen, seconds) for a mid-epoch checkpoint.
+
+        The ``last`` pointer is the commit point: the checkpoint's own trainer state already names the
+        best checkpoint, so a kill before the ``best`` pointer is written leaves a ``best`` file that
+        readers (``checkpoint.choose_checkpoint``, ``_prune``, ``resume``) overrule and resume repairs."""
         self.state.batch_in_epoch = position[0] if position is not None else 0
         name = f"step-{self.state.step:09d}"
+        previous_best = self.state.best_checkpoint
+        if best:
+            self.state.best_checkpoint = name
         try:
             path = ckpt.save_checkpoint(
                 self.ckpt_dir / name, self.model, self.config, self.meta(),
                 trainer_tensors=self.trainer_tensors(position), trainer_state=vars(self.state))
+        except BaseException:
+            self.state.best_checkpoint = previous_best
+            raise
         finally:
             self.state.batch_in_epoch = 0
         atomic_write_text(self.ckpt_dir / "last", name)
         if best:
+            if os.environ.get(PAUSE_BEFORE_BEST_ENV):
+                time.sleep(float(os.environ[PAUSE_BEFORE_BEST_ENV]))
             atomic_write_text(self.ckpt_dir / "best", name)
         self._prune()
         return path
@@ -296,9 +361,10 @@ class Trainer:
                 "data": self.data.info, "step": self.state.step, "epoch": self.state.epoch}
 
     def _prune(self) -> None:
-        """Keep the newest ``train.keep_last`` checkpoints plus those ``last`` and ``best`` name."""
-        keep = {p.name for p in (ckpt.read_pointer(self.ckpt_dir, "best"), ckpt.read_pointer(self.ckpt_dir, "last"))
-                if p is not None}
+        """Keep the newest ``train.keep_last`` checkpoints plus those ``last`` and ``best`` name (the best
+        one as the trainer state records it, and the ``best`` file's too)."""
+        keep = {n for n in (self.state.best_checkpoint, ckpt.pointer_name(self.ckpt_dir, "best"),
+                            ckpt.pointer_name(self.ckpt_dir, "last")) if n is not None}
         steps = sorted(p for p in self.ckpt_dir.glob("step-*") if p.is_dir())
         keep |= {p.name for p in steps[-self.config.train.keep_last:]}
         for p in steps:
@@ -307,7 +373,12 @@ class Trainer:
 
     def restore(self, path: Path) -> None:
         """Load weights, optimiser, RNG streams, counters and any mid-epoch position from a training
-        checkpoint. Everything is read and checked before anything is changed."""
+        checkpoint. Everything is read and checked before anything is changed.
+
+        A checkpoint written on another device type (CUDA <-> CPU) resumes too: RNG states that fit this
+        device are restored, those that cannot (a CUDA generator's 16-byte Philox state into a CPU
+        generator, or back) are re-seeded deterministically from the step, and the run's history notes
+        that the continuation is not bit-identical to an uninterrupted run."""
         ckpt.read_meta(path)
         tensors = ckpt.load_tensors(path / ckpt.TRAINER_TENSORS)
         raw_state = ckpt.read_json(path / ckpt.TRAINER_JSON)
@@ -326,9 +397,16 @@ class Trainer:
             if missing:
                 raise KeyError(f"missing tensors {missing}")
             opt_state = self._optimizer_state(tensors)
+            rng_states, reseed, note = self._rng_plan(tensors, state)
         except (TypeError, ValueError, KeyError) as err:
             raise VaekitError(f"{path} has an invalid trainer state ({err}); it is tampered or from another "
                               "run, resume from another checkpoint") from None
+        current = self.model.state_dict()
+        if set(weights) != set(current) or any(weights[k].shape != v.shape for k, v in current.items()):
+            ckpt.load_weights(copy.deepcopy(self.model), path, weights)  # its one-line error, on a copy
+        if "best_checkpoint" not in raw_state:  # a checkpoint older than the field: the pointer file's
+            state.best_checkpoint = ckpt.pointer_name(self.ckpt_dir, "best")
+        # ---- checked: from here on, state changes
         ckpt.load_weights(self.model, path, weights)
         sd = self.optimizer.state_dict()
         sd["state"] = opt_state
@@ -336,15 +414,64 @@ class Trainer:
         for p in self.model.parameters():  # fused Adam keeps 'step' on the parameter's device
             for k, v in self.optimizer.state.get(p, {}).items():
                 self.optimizer.state[p][k] = v.to(p.device)
-        torch.set_rng_state(tensors["rng.torch"])
-        self.shuffle_rng.set_state(tensors["rng.shuffle"])
-        self.binarize_rng.set_state(tensors["rng.binarize"])
-        if "rng.cuda" in tensors and self.device.type == "cuda":
-            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        torch.set_rng_state(rng_states["rng.torch"])
+        self.shuffle_rng.set_state(rng_states["rng.shuffle"])
+        seed = self.config.train.seed + state.step  # deterministic re-seeding of what cannot transfer
+        if "rng.binarize" in rng_states:
+            self.binarize_rng.set_state(rng_states["rng.binarize"])
+        else:
+            self.binarize_rng.manual_seed(seed + 1)
+        if "rng.cuda" in rng_states:
+            torch.cuda.set_rng_state(rng_states["rng.cuda"], self.device)
+        elif "the CUDA stream" in reseed:
+            torch.cuda.manual_seed_all(seed)
+        if note is not None:
+            state.history.append(note)
+            self.resume_note = note
         self.state = state
         self._position = {k: v for k, v in tensors.items() if k.startswith("epoch.")} if state.batch_in_epoch \
             else None
         self._truncate_metrics(self.state.epoch)
+
+    def _rng_plan(self, tensors: dict[str, torch.Tensor], state: TrainState
+                  ) -> tuple[dict[str, torch.Tensor], list[str], str | None]:
+        """The saved RNG states that fit this trainer's generators, the streams to re-seed instead and,
+        for a checkpoint written on another device type, the history note. Changes nothing."""
+        def fits(key: str, current: torch.Tensor) -> bool:
+            saved = tensors[key]
+            return saved.dtype == current.dtype and saved.shape == current.shape
+
+        def wrong(key: str, current: torch.Tensor) -> ValueError:
+            return ValueError(f"{key} holds {tuple(tensors[key].shape)} {tensors[key].dtype}, expected "
+                              f"{tuple(current.shape)} {current.dtype}")
+
+        here, written_on = self.device.type, "cuda" if "rng.cuda" in tensors else "cpu"
+        states: dict[str, torch.Tensor] = {}
+        for key, current in (("rng.torch", torch.get_rng_state()), ("rng.shuffle", self.shuffle_rng.get_state())):
+            if not fits(key, current):  # CPU generators on every device: a mismatch is damage
+                raise wrong(key, current)
+            states[key] = tensors[key]
+        reseed: list[str] = []
+        current = self.binarize_rng.get_state()
+        if fits("rng.binarize", current):
+            states["rng.binarize"] = tensors["rng.binarize"]
+        elif written_on != here:  # the binarisation generator lives on the data's device
+            reseed.append("the binarisation stream")
+        else:
+            raise wrong("rng.binarize", current)
+        if here == "cuda":
+            current = torch.cuda.get_rng_state(self.device)
+            if written_on == "cuda" and not fits("rng.cuda", current):
+                raise wrong("rng.cuda", current)
+            if written_on == "cuda":
+                states["rng.cuda"] = tensors["rng.cuda"]
+            else:
+                reseed.append("the CUDA stream")
+        if written_on == here:
+            return states, reseed, None
+        what = f"{' and '.join(reseed)} re-seeded from the step" if reseed else "every RNG state restored"
+        return states, reseed, (f"resumed at step {state.step} on {here} from a checkpoint written on {written_on} "
+                                f"({what}): the continuation is not bit-identical to an uninterrupted run")
 
     def _optimizer_state(self, tensors: dict[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
         """The Adam state saved as ``opt.<param index>.<name>``, with every moment's shape checked."""
@@ -414,32 +541,56 @@ def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
         raise
     atomic_write_text(run_dir / "config.toml", config_to_toml(config))
-    trainer.fit()
+    try:
+        trainer.fit()
+    except VaekitError as err:
+        if ckpt.pointer_name(trainer.ckpt_dir, "last") is None:  # failed before its first checkpoint
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing of value: free the name for the next try
+            raise VaekitError(f"{err} ({run_dir} held no checkpoint and was removed)") from None
+        raise
     return run_dir, trainer
 
 
-def resume(run_dir: str | Path, callbacks: list[Callback] | None = None) -> Trainer:
+def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device: str | None = None) -> Trainer:
     """Continue ``run_dir`` from its last checkpoint with its saved config, exactly where it stopped
     (mid-epoch when the checkpoint is). Leftovers of a killed writer are removed first: temporary
-    files and checkpoints newer than ``last`` (written but never pointed to)."""
+    files and checkpoints newer than ``last`` (written but never pointed to). A run killed before its
+    first checkpoint (a config but no ``last`` pointer) starts again from step 0 with its saved config.
+    ``device`` overrides ``train.device`` (e.g. 'cpu' to continue a GPU run on a machine without one);
+    a ``best`` pointer left stale by a kill is rewritten from the checkpoint's own record."""
+    import dataclasses
+
     from vaekit.config import load_config
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass --resume runs/<name>")
     config = load_config(run_dir / "config.toml")
+    if device is not None:
+        config = config.replace(train=dataclasses.replace(config.train, device=device))
     ckpts = run_dir / "checkpoints"
     ckpt.clean_temporaries(ckpts)
-    last = ckpt.read_pointer(ckpts, "last")
-    if last is None:
-        raise VaekitError(f"{run_dir} has no checkpoint to resume from; start it again with a new --name")
-    for orphan in ckpts.glob("step-*"):
-        if orphan.is_dir() and orphan.name > last.name:
+    last_name = ckpt.pointer_name(ckpts, "last")
+    last = None if last_name is None else ckpt.read_pointer(ckpts, "last")
+    if last_name is not None and last is None:
+        raise VaekitError(f"{ckpts / 'last'} names {last_name}, which is missing or incomplete; the run is "
+                          "damaged: train it again with a new --name")
+    for orphan in ckpts.glob("step-*"):  # never pointed to: a killed writer's, not a checkpoint of the run
+        if orphan.is_dir() and (last is None or orphan.name > last.name):
             shutil.rmtree(orphan)
     data = load_data(config.data, config.model.likelihood)
     trainer = Trainer(config, run_dir, data, callbacks)
-    trainer.restore(last)
-    trainer.resumed_at_step = trainer.state.step
+    if last is None:
+        trainer.resume_note = f"{run_dir} had no checkpoint: started again from step 0 with its saved config"
+        trainer.state.history.append(trainer.resume_note)
+        trainer._truncate_metrics(0)
+        trainer.resumed_at_step = 0
+    else:
+        trainer.restore(last)
+        trainer.resumed_at_step = trainer.state.step
+        best = trainer.state.best_checkpoint
+        if best is not None and ckpt.pointer_name(ckpts, "best") != best and (ckpts / best).is_dir():
+            atomic_write_text(ckpts / "best", best)  # torn by a kill between the `last` and `best` writes
     trainer.fit()
     return trainer
 
