@@ -23,7 +23,7 @@ from vaekit import checkpoint as ckpt
 from vaekit.config import Config, config_to_toml
 from vaekit.data import DataBundle, Split, load_data
 from vaekit.errors import VaekitError
-from vaekit.fileio import atomic_write_text
+from vaekit.fileio import atomic_write_text, write_errors
 from vaekit.model import VAE
 from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_factor
 
@@ -282,14 +282,20 @@ class Trainer:
         try:
             path = ckpt.save_checkpoint(
                 self.ckpt_dir / name, self.model, self.config, self.meta(),
-                trainer_tensors=self.trainer_tensors(position), trainer_state=vars(self.state))
+                trainer_tensors=self.trainer_tensors(position), trainer_state=vars(self.state),
+                fix=self._write_fix())
         finally:
             self.state.batch_in_epoch = 0
-        atomic_write_text(self.ckpt_dir / "last", name)
+        atomic_write_text(self.ckpt_dir / "last", name, self._write_fix())
         if best:
-            atomic_write_text(self.ckpt_dir / "best", name)
+            atomic_write_text(self.ckpt_dir / "best", name, self._write_fix())
         self._prune()
         return path
+
+    def _write_fix(self) -> str:
+        """The fix for a failed write during training: the last checkpoint is whole, so free space and resume."""
+        return (f"the last checkpoint is intact: free space (or make the folder writable), then continue with "
+                f"`vaekit train --resume {self.run_dir}` (vaekit.train.resume in Python)")
 
     def meta(self) -> dict[str, Any]:
         return {"event_shape": list(self.data.event_shape), "standardised": self.data.loc is not None,
@@ -362,8 +368,10 @@ class Trainer:
         return opt_state
 
     def _append_metrics(self, metrics: dict[str, Any]) -> None:
-        """One JSON line per finished epoch, written with one call and fsynced."""
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        """One JSON line per finished epoch, written with one call and fsynced. A torn line left by a full
+        disk is dropped by the next resume's :meth:`_truncate_metrics`."""
+        path = self.run_dir / "metrics.jsonl"
+        with write_errors(path, self._write_fix()), open(path, "a") as f:
             f.write(json.dumps(metrics) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -410,10 +418,10 @@ def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback
     run_dir = create_run_dir(config, runs_root)
     try:
         trainer = Trainer(config, run_dir, data, callbacks)  # checks the config against the data first
+        atomic_write_text(run_dir / "config.toml", config_to_toml(config))
     except VaekitError:
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
         raise
-    atomic_write_text(run_dir / "config.toml", config_to_toml(config))
     trainer.fit()
     return run_dir, trainer
 
