@@ -26,12 +26,13 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from cli_helpers import run_vaekit
 
 from vaekit import checkpoint as ckpt
 from vaekit.errors import VaekitError
-from vaekit.fileio import atomic_write_bytes, atomic_write_text
+from vaekit.fileio import atomic_write_bytes, atomic_write_text, check_writable
 
 TINY = ["--model.hidden", "16", "--model.latent_dim", "2", "--train.device", "cpu", "--no-progress"]
 QUICK_EVAL = ["--k", "4", "--naive-k", "4", "--batch-size", "64"]
@@ -94,6 +95,18 @@ def digits_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run_vaekit("train", "--name", "d", "--runs", str(root), *TINY, "--train.epochs", "2", "--no-artifacts",
                "--no-report", check=True, env=ENV)
     return root / "d"
+
+
+@pytest.fixture(scope="module")
+def npy_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A one-epoch run on a user .npy file of 8x8 images in [0, 1]; returns (run, data file)."""
+    root = tmp_path_factory.mktemp("npy")
+    x = np.random.default_rng(0).random((200, 8, 8), dtype=np.float32)
+    data = root / "x.npy"
+    np.save(data, x)
+    run_vaekit("train", "--name", "n", "--runs", str(root), "--data.path", str(data), *TINY, "--train.epochs",
+               "1", "--train.batch_size", "32", "--no-artifacts", "--no-report", check=True, env=ENV)
+    return root / "n", data
 
 
 # ------------------------------------------------------------------------ 16: file modes
@@ -232,3 +245,63 @@ def test_download_gets_the_umask_mode(tmp_path: Path) -> None:
     finally:
         os.umask(old)
     assert stat.S_IMODE(dest.stat().st_mode) == 0o664
+
+
+# ------------------------------------------------------- 14: check before computing, --out
+@pytest.fixture
+def read_only_npy_run(tmp_path: Path, npy_run: tuple[Path, Path]) -> Iterator[tuple[Path, Path]]:
+    """A copy of the .npy run on a read-only tmpfs, whose data file is gone: any command that computed
+    before checking its output would fail on the data instead of on the read-only folder."""
+    run, data = npy_run
+    with tmpfs(tmp_path / "ro", "1m") as disk:
+        shutil.copytree(run, disk / "n")
+        remount(disk, "ro")
+        hidden = data.with_suffix(".away")
+        data.rename(hidden)
+        try:
+            yield disk / "n", tmp_path
+        finally:
+            hidden.rename(data)
+
+
+@pytest.mark.parametrize("command", ["eval", "report", "reconstruct", "encode", "sample"])
+def test_read_only_output_is_refused_before_any_computation(read_only_npy_run: tuple[Path, Path],
+                                                            command: str) -> None:
+    run, _ = read_only_npy_run
+    before = snapshot(run.parent)
+    out = {"eval": [], "report": [], "reconstruct": ["--out", str(run / "r.npy")],
+           "encode": ["--out", str(run / "z.npy")], "sample": ["--out", str(run / "s.npy")]}[command]
+    line = one_error_line(run_vaekit(command, str(run), *out, env=ENV))
+    assert f"cannot write in {run}: Read-only file system" in line, line
+    assert "--out FILE" in line, line
+    assert snapshot(run.parent) == before
+
+
+def test_eval_out_writes_eval_json_elsewhere(tmp_path: Path, digits_run: Path) -> None:
+    with tmpfs(tmp_path / "ro", "1m") as disk:
+        shutil.copytree(digits_run, disk / "run")
+        remount(disk, "ro")
+        out = tmp_path / "elsewhere" / "e.json"
+        out.parent.mkdir()
+        proc = run_vaekit("eval", str(disk / "run"), *QUICK_EVAL, "--out", str(out), check=True, env=ENV)
+        assert f"wrote {out}" in proc.stdout
+        result = json.loads(out.read_text())
+        assert result["k"] == 4 and np.isfinite(result["log_likelihood_nats"])
+        assert not (disk / "run" / "eval.json").exists()
+
+
+def test_evaluate_run_out_and_its_early_check_in_python(tmp_path: Path, digits_run: Path) -> None:
+    from vaekit.evaluate import evaluate_run
+
+    out = tmp_path / "e.json"
+    result = evaluate_run(digits_run, k=4, naive_k=4, out=out)
+    assert json.loads(out.read_text())["log_likelihood_nats"] == result["log_likelihood_nats"]
+    with pytest.raises(VaekitError, match=r"output folder .*missing does not exist; .*out="):
+        evaluate_run(digits_run, k=0, out=tmp_path / "missing" / "e.json")  # before --k is even looked at
+
+
+def test_check_writable_probes_for_real_even_as_root(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "64k") as disk:
+        remount(disk, "ro")
+        with pytest.raises(VaekitError, match=r"cannot write in .*: Read-only file system"):
+            check_writable(disk / "out.png")
