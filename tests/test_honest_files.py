@@ -20,10 +20,13 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -305,3 +308,85 @@ def test_check_writable_probes_for_real_even_as_root(tmp_path: Path) -> None:
         remount(disk, "ro")
         with pytest.raises(VaekitError, match=r"cannot write in .*: Read-only file system"):
             check_writable(disk / "out.png")
+
+
+# --------------------------------------------------------------------- 15: one writer per run
+def _wait(ready: Callable[[], bool], proc: subprocess.Popen | None = None, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not ready():
+        if proc is not None and proc.poll() is not None:
+            raise AssertionError(f"process ended early ({proc.returncode}): {proc.stderr.read()}")
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def _train(args: list[str], pause: str | None = None) -> Iterator[subprocess.Popen]:
+    """``vaekit train ARGS`` in the background (each checkpoint pausing ``pause`` s before its rename);
+    killed at the end of the block if it is still running."""
+    env = dict(ENV)
+    if pause:
+        env[ckpt.PAUSE_ENV] = pause
+    proc = subprocess.Popen([sys.executable, "-m", "vaekit", "train", *args], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:  # not reaped by the test: stop it
+            proc.kill()
+            proc.communicate(timeout=60)
+
+
+def test_resume_is_refused_while_another_process_holds_the_run(digits_run: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(digits_run, run)
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from vaekit.runlock import run_lock\n"
+                               f"with run_lock({str(run)!r}):\n    print('locked', flush=True); sys.stdin.read()"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        before = snapshot(run)
+        line = one_error_line(run_vaekit("train", "--resume", str(run), "--no-progress", env=ENV))
+        assert f"pid {holder.pid}" in line and f"kill {holder.pid}" in line, line
+        assert snapshot(run) == before
+    finally:
+        holder.communicate("", timeout=30)
+    assert holder.returncode == 0
+    assert not (run / ".lock").exists()  # a clean holder removes its lock file
+
+
+def test_second_resume_of_a_run_still_training_is_refused_and_the_first_finishes(tmp_path: Path) -> None:
+    """The reported case: the second writer used to delete the first's checkpoint in progress."""
+    ckpts = tmp_path / "a" / "checkpoints"
+    with _train(["--name", "a", "--runs", str(tmp_path), *TINY, "--train.epochs", "1", "--no-artifacts",
+                 "--no-report"], pause="20") as first:
+        _wait(lambda: ckpts.is_dir() and any(p.name.startswith(".step-") for p in ckpts.iterdir()), first)
+        second = run_vaekit("train", "--resume", str(tmp_path / "a"), "--no-progress", env=ENV)
+        still_running = first.poll() is None
+        _, err = first.communicate(timeout=300)
+    line = one_error_line(second)
+    assert still_running, "the first run ended before the second started; the test proved nothing"
+    assert f"pid {first.pid}" in line and "in use" in line, line
+    assert first.returncode == 0, err
+    assert ckpt.read_pointer(ckpts, "last").name == "step-000000012"
+    from vaekit.api import load
+
+    load(tmp_path / "a")
+
+
+def test_a_lock_file_left_by_a_killed_run_does_not_block_resume(tmp_path: Path) -> None:
+    ckpts = tmp_path / "k" / "checkpoints"
+    lock = tmp_path / "k" / ".lock"
+    with _train(["--name", "k", "--runs", str(tmp_path), *TINY, "--train.epochs", "2", "--no-artifacts",
+                 "--no-report"], pause="20") as first:
+        _wait(lambda: (ckpts / "last").exists() and any(p.name.startswith(".step-") for p in ckpts.iterdir()),
+              first)
+        assert f"pid={first.pid}" in lock.read_text()
+        first.send_signal(signal.SIGKILL)
+        first.communicate(timeout=60)
+    assert lock.exists()  # left behind, naming a dead process
+    run_vaekit("train", "--resume", str(tmp_path / "k"), "--no-progress", "--no-artifacts", "--no-report",
+               check=True, env=ENV)
+    assert ckpt.read_pointer(ckpts, "last").name == "step-000000024"
+    assert not lock.exists()

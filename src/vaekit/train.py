@@ -26,6 +26,7 @@ from vaekit.errors import VaekitError
 from vaekit.fileio import atomic_write_text, write_errors
 from vaekit.model import VAE
 from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_factor
+from vaekit.runlock import run_lock
 
 LOG_EVERY = 25
 VAL_SEED_OFFSET = 1_000_003
@@ -411,30 +412,40 @@ def create_run_dir(config: Config, runs_root: str | Path = "runs") -> Path:
 def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback] | None = None,
         data: DataBundle | None = None) -> tuple[Path, Trainer]:
     """Load the data, create ``runs/<name>/``, save the resolved config and train. Returns the run
-    directory and the trainer (its ``model`` holds the last weights)."""
+    directory and the trainer (its ``model`` holds the last weights). The run's lock
+    (:mod:`vaekit.runlock`) is held from its creation until training ends."""
     data = data if data is not None else load_data(config.data, config.model.likelihood)
     config = config.replace(name=config.name or time.strftime("run-%Y%m%d-%H%M%S"))
     config = _with_resolved_data(config, data)
     run_dir = create_run_dir(config, runs_root)
-    try:
-        trainer = Trainer(config, run_dir, data, callbacks)  # checks the config against the data first
-        atomic_write_text(run_dir / "config.toml", config_to_toml(config))
-    except VaekitError:
-        shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
-        raise
-    trainer.fit()
+    with run_lock(run_dir):
+        try:
+            trainer = Trainer(config, run_dir, data, callbacks)  # checks the config against the data first
+            atomic_write_text(run_dir / "config.toml", config_to_toml(config))
+        except VaekitError:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
+            raise
+        trainer.fit()
     return run_dir, trainer
 
 
 def resume(run_dir: str | Path, callbacks: list[Callback] | None = None) -> Trainer:
     """Continue ``run_dir`` from its last checkpoint with its saved config, exactly where it stopped
     (mid-epoch when the checkpoint is). Leftovers of a killed writer are removed first: temporary
-    files and checkpoints newer than ``last`` (written but never pointed to)."""
-    from vaekit.config import load_config
-
+    files and checkpoints newer than ``last`` (written but never pointed to). The run's lock
+    (:mod:`vaekit.runlock`) is taken before any file is touched: a run another process is still writing
+    is refused with one line naming that process."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
         raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass --resume runs/<name>")
+    with run_lock(run_dir):
+        return _resume(run_dir, callbacks)
+
+
+def _resume(run_dir: Path, callbacks: list[Callback] | None) -> Trainer:
+    """:func:`resume` once the run's lock is held."""
+    from vaekit.config import load_config
+
     config = load_config(run_dir / "config.toml")
     ckpts = run_dir / "checkpoints"
     ckpt.clean_temporaries(ckpts)
