@@ -280,6 +280,16 @@ def test_read_only_output_is_refused_before_any_computation(read_only_npy_run: t
     assert snapshot(run.parent) == before
 
 
+def test_compare_train_checks_its_out_before_training(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "ro", "64k") as disk:
+        remount(disk, "ro")
+        proc = run_vaekit("compare", "--train", "ae,vae", "--runs", str(tmp_path / "runs"), "--name", "c",
+                          "--out", str(disk / "c.html"), "--model.hidden", "16", "--no-progress", env=ENV)
+        line = one_error_line(proc)
+    assert f"cannot write in {disk}: Read-only file system" in line, line
+    assert not (tmp_path / "runs" / "c").exists()  # nothing was trained
+
+
 def test_eval_out_writes_eval_json_elsewhere(tmp_path: Path, digits_run: Path) -> None:
     with tmpfs(tmp_path / "ro", "1m") as disk:
         shutil.copytree(digits_run, disk / "run")

@@ -75,6 +75,8 @@ def train_and_compare(spec: str, overrides: dict[str, str], runs_root: str | Pat
     group_dir = Path(runs_root) / group
     if group_dir.exists():
         raise VaekitError(f"{group_dir} already exists; choose another --name for this comparison")
+    if out is not None:
+        check_writable(out)  # before training the variants, not after
     data = load_data(base.data, base.model.likelihood)
     run_dirs = []
     for vname, vover in variants:
