@@ -76,8 +76,8 @@ def save_checkpoint(
             (tmp / TRAINER_JSON).write_text(json.dumps(trainer_state or {}, indent=2))
         mode = file_mode()  # safetensors writes 0600: give what an ordinary write would (the umask)
         for f in tmp.iterdir():
+            _fsync_file(f)  # first: a umask like 0277 leaves no write permission to open it with
             f.chmod(mode)
-            _fsync_file(f)
         fsync_dir(tmp)
         if os.environ.get(PAUSE_ENV):
             time.sleep(float(os.environ[PAUSE_ENV]))
