@@ -183,6 +183,18 @@ def test_checkpoint_hitting_a_full_disk_is_one_line_and_the_run_resumes(tmp_path
         assert epochs == [1, 2, 3]
 
 
+@pytest.mark.parametrize("size, file", [("8k", "metrics.jsonl"), ("12k", "checkpoints/step-000000012")])
+def test_a_full_disk_before_the_first_checkpoint_does_not_promise_one(tmp_path: Path, size: str, file: str) -> None:
+    """8 KiB hold the config but not the first metrics line; 12 KiB that line but not the first checkpoint."""
+    with tmpfs(tmp_path / "disk", size) as disk:
+        proc = run_vaekit("train", "--name", "r", "--runs", str(disk), *TINY, "--train.epochs", "2",
+                          "--no-artifacts", "--no-report", env=ENV)
+        line = one_error_line(proc)
+        assert f"cannot write {disk / 'r' / file}: No space left on device" in line, line
+        assert "no checkpoint was written yet" in line and "intact" not in line, line
+        assert temporaries(disk) == []
+
+
 @pytest.mark.parametrize("command", ["eval", "sample-png", "sample-npy", "report"])
 def test_output_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path: Path, digits_run: Path,
                                                                     command: str) -> None:

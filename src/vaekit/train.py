@@ -294,7 +294,11 @@ class Trainer:
         return path
 
     def _write_fix(self) -> str:
-        """The fix for a failed write during training: the last checkpoint is whole, so free space and resume."""
+        """The fix for a failed write during training: free space, then resume from the last checkpoint
+        (which is whole), or start again when none was written yet."""
+        if ckpt.read_pointer(self.ckpt_dir, "last") is None:
+            return (f"no checkpoint was written yet: free space (or make the folder writable), then train again "
+                    f"(remove {self.run_dir} first or choose another name, --name)")
         return (f"the last checkpoint is intact: free space (or make the folder writable), then continue with "
                 f"`vaekit train --resume {self.run_dir}` (vaekit.train.resume in Python)")
 
