@@ -401,7 +401,7 @@ def test_a_lock_file_left_by_a_killed_run_does_not_block_resume(tmp_path: Path) 
     ckpts = tmp_path / "k" / "checkpoints"
     lock = tmp_path / "k" / ".lock"
     with _train(["--name", "k", "--runs", str(tmp_path), *TINY, "--train.epochs", "2", "--no-artifacts",
-                 "--no-report"], pause="20") as first:
+                 "--no-report"], pause="5") as first:  # killed while its second checkpoint pauses
         _wait(lambda: (ckpts / "last").exists() and any(p.name.startswith(".step-") for p in ckpts.iterdir()),
               first)
         assert f"pid={first.pid}" in lock.read_text()
