@@ -53,6 +53,7 @@ def sample(path: str | Path, n: int, out: str | Path, seed: int = 0, mean: bool 
     """Draw n samples from the prior, decode, and write a .png grid or a .npy array."""
     if n < 1:
         raise VaekitError(f"-n must be >= 1, got {n}")
+    check_writable(out)  # before any work: a read-only or missing folder fails at once
     model = load(path)
     x = model.sample(n, mean=mean, generator=torch.Generator().manual_seed(seed))
     return _save_array_or_grid(x, out, model.event_shape)
@@ -60,6 +61,7 @@ def sample(path: str | Path, n: int, out: str | Path, seed: int = 0, mean: bool 
 
 def reconstruct(path: str | Path, out: str | Path, n: int = 32) -> Path:
     """Reconstruct the first n test examples; a .png shows inputs (odd rows) above outputs."""
+    check_writable(out)  # before loading the data
     model, _, _, data = load_run(path)
     split = data.test if len(data.test) else data.val
     x = split.batch(torch.arange(min(n, len(split))))
@@ -74,6 +76,9 @@ def reconstruct(path: str | Path, out: str | Path, n: int = 32) -> Path:
 def encode(path: str | Path, out: str | Path, input: str | Path | None = None, split: str = "test",
            sample: bool = False) -> Path:
     """Posterior means (or one draw per point) of an array file or of a split: (n, d) float32 .npy."""
+    out = check_writable(out)  # before loading the data
+    if out.suffix != ".npy":
+        raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')}")
     model = load(path)
     if input is not None:
         try:
@@ -92,9 +97,6 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
     with torch.no_grad():
         q_z = model.encode(x)
         z = q_z.sample() if sample else q_z.mean
-    out = check_writable(out)
-    if out.suffix != ".npy":
-        raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')}")
     return _save_array_or_grid(z, out, model.event_shape)
 
 

@@ -30,7 +30,7 @@ from safetensors.torch import load_file, save_file
 
 from vaekit.config import Config, config_from_dict, config_to_dict
 from vaekit.errors import VaekitError
-from vaekit.fileio import fsync_dir
+from vaekit.fileio import error_message, file_mode, fsync_dir, is_write_error
 
 FORMAT_VERSION = 1
 MODEL_FILE, META_FILE, TRAINER_TENSORS, TRAINER_JSON = (
@@ -53,15 +53,18 @@ def save_checkpoint(
     meta: dict[str, Any],
     trainer_tensors: dict[str, torch.Tensor] | None = None,
     trainer_state: dict[str, Any] | None = None,
+    fix: str | None = None,
 ) -> Path:
-    """Write a checkpoint directory at ``path`` atomically. ``path`` must not exist yet."""
+    """Write a checkpoint directory at ``path`` atomically. ``path`` must not exist yet. A failed write
+    (disk full, read-only folder) removes the temporary and raises a one-line :class:`VaekitError`
+    naming ``path``; ``fix`` replaces the fix it suggests."""
     path = Path(path)
     if path.exists():
         raise VaekitError(f"checkpoint {path} already exists; vaekit never overwrites a checkpoint")
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)
         state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
         for name, tensor in state.items():
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
@@ -73,15 +76,19 @@ def save_checkpoint(
         if trainer_tensors is not None:
             save_file({k: v.contiguous().cpu() for k, v in trainer_tensors.items()}, tmp / TRAINER_TENSORS)
             (tmp / TRAINER_JSON).write_text(json.dumps(trainer_state or {}, indent=2))
+        mode = file_mode()  # safetensors writes 0600: give what an ordinary write would (the umask)
         for f in tmp.iterdir():
-            _fsync_file(f)
+            _fsync_file(f)  # first: a umask like 0277 leaves no write permission to open it with
+            f.chmod(mode)
         fsync_dir(tmp)
         if os.environ.get(PAUSE_ENV):
             time.sleep(float(os.environ[PAUSE_ENV]))
         os.rename(tmp, path)
         fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, Exception) and is_write_error(err):  # disk full, read-only: one line naming it
+            raise VaekitError(error_message(path, err, fix)) from None
         raise
     return path
 

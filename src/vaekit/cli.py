@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--device", default="cpu", help="cpu, cuda or auto (default cpu)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--json", action="store_true", help="print one JSON object")
+    e.add_argument("--out", type=Path, metavar="FILE",
+                   help="write the result here instead of RUN/eval.json (e.g. for a read-only run)")
 
     s = sub.add_parser("sample", help="draw from the prior and decode")
     s.add_argument("run", type=Path)
@@ -220,7 +222,7 @@ def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     result = evaluate_run(args.run, k=args.k, chunk=args.chunk, batch_size=args.batch_size, seed=args.seed,
                           repeats=args.repeats, naive_k=args.naive_k, precision=args.precision,
-                          overrides=_split_overrides(extra), device=args.device)
+                          overrides=_split_overrides(extra), device=args.device, out=args.out)
     for warning in result["warnings"]:
         print(f"vaekit: warning: {warning}", file=sys.stderr)
     if args.json:
@@ -232,7 +234,7 @@ def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if isinstance(value, list):
             value = "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
         print(f"{key:>26}: {value:.4f}" if isinstance(value, float) else f"{key:>26}: {value}")
-    print(f"wrote {Path(result['run']) / 'eval.json'}")
+    print(f"wrote {args.out or Path(result['run']) / 'eval.json'}")
     return 0
 
 

@@ -138,7 +138,7 @@ def _eval_config(config, overrides: dict[str, str] | None):
 def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = None, batch_size: int | None = None,
                  seed: int = 0, write: bool = True, *, repeats: int | None = None, naive_k: int | None = None,
                  precision: str = "fp32", overrides: dict[str, str] | None = None,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", out: str | Path | None = None) -> dict[str, Any]:
     """Evaluate a run (or checkpoint) on its test split (validation split when there is no test split).
 
     Reports, in nats per example averaged over the split: ``elbo_nats``, ``recon_nats``, ``kl_nats`` and
@@ -149,13 +149,14 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     ``bits_per_dim``, the naive prior-sampling estimate ``naive_log_likelihood_nats`` (``naive_k``
     samples) with ``naive_log_likelihood_se``, ``active_units``, ``probe_accuracy`` (None without labels)
     and ``warnings``. For an autoencoder the likelihood keys are None. ``overrides`` are dotted
-    ``data.*`` / ``eval.*`` settings (evaluate on other data of the same shape). Writes ``eval.json``
-    into the run directory atomically when ``write``.
+    ``data.*`` / ``eval.*`` settings (evaluate on other data of the same shape). When ``write``, writes
+    the result atomically to ``out`` (default: ``eval.json`` in the run directory), whose folder is
+    probed for writability before anything is computed.
     """
     from vaekit import probes
     from vaekit.checkpoint import choose_checkpoint, load_model, run_dir_of
     from vaekit.data import load_data
-    from vaekit.fileio import atomic_write_text
+    from vaekit.fileio import atomic_write_text, check_writable
     from vaekit.train import evaluate_split, pick_device
 
     t0 = time.perf_counter()
@@ -165,6 +166,9 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     choice = choose_checkpoint(path)  # which checkpoint, and why when it is not the best one asked for
     ckpt = choice.path
     run_dir = run_dir_of(path)
+    out = Path(out) if out is not None else run_dir / "eval.json"
+    if write:  # before minutes of computing: a read-only run needs out= (--out FILE) elsewhere
+        check_writable(out, "--out FILE (out= in evaluate_run)")
     model, config, _meta = load_model(ckpt, dev)
     config = _eval_config(config, overrides)
     ec = config.eval
@@ -236,5 +240,5 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     result["warnings"] = warnings
     result["seconds"] = time.perf_counter() - t0
     if write:
-        atomic_write_text(run_dir / "eval.json", json.dumps(result, indent=2) + "\n")
+        atomic_write_text(out, json.dumps(result, indent=2) + "\n")
     return result

@@ -24,9 +24,10 @@ from vaekit import checkpoint as ckpt
 from vaekit.config import Config, config_to_toml
 from vaekit.data import DataBundle, Split, load_data
 from vaekit.errors import VaekitError
-from vaekit.fileio import atomic_write_text
+from vaekit.fileio import atomic_write_text, write_errors
 from vaekit.model import VAE
 from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_factor
+from vaekit.runlock import run_lock
 
 LOG_EVERY = 25
 VAL_SEED_OFFSET = 1_000_003
@@ -342,19 +343,29 @@ class Trainer:
         try:
             path = ckpt.save_checkpoint(
                 self.ckpt_dir / name, self.model, self.config, self.meta(),
-                trainer_tensors=self.trainer_tensors(position), trainer_state=vars(self.state))
+                trainer_tensors=self.trainer_tensors(position), trainer_state=vars(self.state),
+                fix=self._write_fix())
         except BaseException:
             self.state.best_checkpoint = previous_best
             raise
         finally:
             self.state.batch_in_epoch = 0
-        atomic_write_text(self.ckpt_dir / "last", name)
+        atomic_write_text(self.ckpt_dir / "last", name, self._write_fix())
         if best:
             if os.environ.get(PAUSE_BEFORE_BEST_ENV):
                 time.sleep(float(os.environ[PAUSE_BEFORE_BEST_ENV]))
-            atomic_write_text(self.ckpt_dir / "best", name)
+            atomic_write_text(self.ckpt_dir / "best", name, self._write_fix())
         self._prune()
         return path
+
+    def _write_fix(self) -> str:
+        """The fix for a failed write during training: free space, then resume from the last checkpoint
+        (which is whole), or start again when none was written yet."""
+        if ckpt.read_pointer(self.ckpt_dir, "last") is None:
+            return (f"no checkpoint was written yet: free space (or make the folder writable), then train again "
+                    f"(remove {self.run_dir} first or choose another name, --name)")
+        return (f"the last checkpoint is intact: free space (or make the folder writable), then continue with "
+                f"`vaekit train --resume {self.run_dir}` (vaekit.train.resume in Python)")
 
     def meta(self) -> dict[str, Any]:
         return {"event_shape": list(self.data.event_shape), "standardised": self.data.loc is not None,
@@ -489,8 +500,10 @@ class Trainer:
         return opt_state
 
     def _append_metrics(self, metrics: dict[str, Any]) -> None:
-        """One JSON line per finished epoch, written with one call and fsynced."""
-        with open(self.run_dir / "metrics.jsonl", "a") as f:
+        """One JSON line per finished epoch, written with one call and fsynced. A torn line left by a full
+        disk is dropped by the next resume's :meth:`_truncate_metrics`."""
+        path = self.run_dir / "metrics.jsonl"
+        with write_errors(path, self._write_fix()), open(path, "a") as f:
             f.write(json.dumps(metrics) + "\n")
             f.flush()
             os.fsync(f.fileno())
@@ -530,24 +543,26 @@ def create_run_dir(config: Config, runs_root: str | Path = "runs") -> Path:
 def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback] | None = None,
         data: DataBundle | None = None) -> tuple[Path, Trainer]:
     """Load the data, create ``runs/<name>/``, save the resolved config and train. Returns the run
-    directory and the trainer (its ``model`` holds the last weights)."""
+    directory and the trainer (its ``model`` holds the last weights). The run's lock
+    (:mod:`vaekit.runlock`) is held from its creation until training ends."""
     data = data if data is not None else load_data(config.data, config.model.likelihood)
     config = config.replace(name=config.name or time.strftime("run-%Y%m%d-%H%M%S"))
     config = _with_resolved_data(config, data)
     run_dir = create_run_dir(config, runs_root)
-    try:
-        trainer = Trainer(config, run_dir, data, callbacks)  # checks the config against the data first
-    except VaekitError:
-        shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
-        raise
-    atomic_write_text(run_dir / "config.toml", config_to_toml(config))
-    try:
-        trainer.fit()
-    except VaekitError as err:
-        if ckpt.pointer_name(trainer.ckpt_dir, "last") is None:  # failed before its first checkpoint
-            shutil.rmtree(run_dir, ignore_errors=True)  # nothing of value: free the name for the next try
-            raise VaekitError(f"{err} ({run_dir} held no checkpoint and was removed)") from None
-        raise
+    with run_lock(run_dir):
+        try:
+            trainer = Trainer(config, run_dir, data, callbacks)  # checks the config against the data first
+            atomic_write_text(run_dir / "config.toml", config_to_toml(config))
+        except VaekitError:
+            shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
+            raise
+        try:
+            trainer.fit()
+        except VaekitError as err:
+            if ckpt.pointer_name(trainer.ckpt_dir, "last") is None:  # failed before its first checkpoint
+                shutil.rmtree(run_dir, ignore_errors=True)  # nothing of value: free the name for the next try
+                raise VaekitError(f"{err} ({run_dir} held no checkpoint and was removed)") from None
+            raise
     return run_dir, trainer
 
 
@@ -557,14 +572,22 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device:
     files and checkpoints newer than ``last`` (written but never pointed to). A run killed before its
     first checkpoint (a config but no ``last`` pointer) starts again from step 0 with its saved config.
     ``device`` overrides ``train.device`` (e.g. 'cpu' to continue a GPU run on a machine without one);
-    a ``best`` pointer left stale by a kill is rewritten from the checkpoint's own record."""
+    a ``best`` pointer left stale by a kill is rewritten from the checkpoint's own record. The run's lock
+    (:mod:`vaekit.runlock`) is taken before any file is touched: a run another process is still writing
+    is refused with one line naming that process."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file():
+        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass --resume runs/<name>")
+    with run_lock(run_dir):
+        return _resume(run_dir, callbacks, device)
+
+
+def _resume(run_dir: Path, callbacks: list[Callback] | None, device: str | None) -> Trainer:
+    """:func:`resume` once the run's lock is held."""
     import dataclasses
 
     from vaekit.config import load_config
 
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").is_file():
-        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass --resume runs/<name>")
     config = load_config(run_dir / "config.toml")
     if device is not None:
         config = config.replace(train=dataclasses.replace(config.train, device=device))

@@ -9,6 +9,7 @@ survives under the final name.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import tempfile
@@ -18,8 +19,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vaekit.errors import VaekitError
+from vaekit.fileio import error_message, file_mode, write_errors
 
 CHUNK = 1 << 20
+#: Errors of writing the local file (another mirror would not help): a one-line VaekitError naming it.
+LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
 def sha256_file(path: Path) -> str:
@@ -38,10 +42,14 @@ def fetch(url: str, dest: Path, sha256: str | None = None,
     ``sha256``: expected hex digest of the file bytes (checked when given). ``verify``: an extra check
     on the downloaded temporary file that raises :class:`VaekitError` (e.g. a content hash of a parsed
     array). Network errors propagate as ``urllib.error.URLError`` / ``OSError`` so the caller can try
-    another mirror; a checksum or truncation failure raises :class:`VaekitError`.
+    another mirror; a checksum or truncation failure raises :class:`VaekitError`, and so does a failure to
+    write the local file (disk full, read-only: one line naming ``dest``). The file gets the mode an
+    ordinary write would give it (the umask).
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    with write_errors(dest):
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+        os.fchmod(fd, file_mode(dest))  # mkstemp makes 0600; give what an ordinary write would
     tmp = Path(tmp_name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -73,6 +81,8 @@ def fetch(url: str, dest: Path, sha256: str | None = None,
         if isinstance(err, (urllib.error.HTTPError)):
             raise VaekitError(f"download of {url} failed: HTTP {err.code} {err.reason}; "
                               "check the mirror (VAEKIT_MIRROR) or place the file by hand") from None
+        if isinstance(err, OSError) and err.errno in LOCAL_ERRNOS:  # our disk, not the mirror: say which file
+            raise VaekitError(error_message(dest, err)) from None
         if isinstance(err, VaekitError | urllib.error.URLError | OSError) or not isinstance(err, Exception):
             raise
         # http.client.IncompleteRead and friends: the connection dropped midway

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.fileio import atomic_write_text
+from vaekit.fileio import atomic_write_text, check_writable
 from vaekit.images import is_image_shape
 from vaekit.report import html as H
 from vaekit.report import latent as L
@@ -75,6 +75,8 @@ def train_and_compare(spec: str, overrides: dict[str, str], runs_root: str | Pat
     group_dir = Path(runs_root) / group
     if group_dir.exists():
         raise VaekitError(f"{group_dir} already exists; choose another --name for this comparison")
+    if out is not None:
+        check_writable(out)  # before training the variants, not after
     data = load_data(base.data, base.model.likelihood)
     run_dirs = []
     for vname, vover in variants:
@@ -246,7 +248,7 @@ def write_comparison(runs: list[str | Path], out: str | Path | None = None, k: i
         raise VaekitError("compare needs at least two runs, e.g. vaekit compare runs/ae runs/vae")
     if k < 1:
         raise VaekitError(f"--k must be >= 1, got {k}")
+    path = check_writable(Path(out) if out is not None else default_out([Path(r) for r in runs]))
     infos = [load_run_info(r) for r in runs]
     _check_same_data(infos)
-    path = Path(out) if out is not None else default_out([Path(r) for r in runs])
     return atomic_write_text(path, build_comparison(infos, k, seed))

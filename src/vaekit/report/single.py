@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vaekit import probes
-from vaekit.fileio import atomic_write_text
+from vaekit.fileio import atomic_write_text, check_writable
 from vaekit.images import is_image_shape
 from vaekit.report import html as H
 from vaekit.report import latent as L
@@ -323,7 +323,11 @@ def build_report(info: RunInfo, seed: int = 0) -> str:
 
 
 def write_report(run: str | Path, out: str | Path | None = None, seed: int = 0) -> Path:
-    """Write ``report.html`` (or ``out``) for the run at ``run``; returns the path written."""
+    """Write ``report.html`` (or ``out``) for the run at ``run``; returns the path written. The output's
+    folder is probed for writability before the run is loaded."""
+    from vaekit.checkpoint import run_dir_of
+
+    path = Path(out) if out is not None else run_dir_of(run) / "report.html"
+    check_writable(path)
     info = load_run_info(run)
-    path = Path(out) if out is not None else info.run_dir / "report.html"
     return atomic_write_text(path, build_report(info, seed))
