@@ -15,6 +15,7 @@ from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run as evaluate_run  # re-export: the library call behind `vaekit eval`
 from vaekit.fileio import atomic_write_bytes, check_writable
 from vaekit.images import is_image_shape, save_grid
+from vaekit.inputs import check_input, trusted
 from vaekit.model import VAE
 
 
@@ -86,10 +87,11 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
             raise VaekitError(f"{input} has rows of shape {arr.shape[1:]} but the model expects "
                               f"{model.event_shape}; reshape the array")
         x = torch.from_numpy(np.asarray(arr, dtype=np.float32))
+        check_input(model, x, str(input))  # NaN/inf, or values outside what the model was trained on
     else:
         _, _, _, data = load_run(path)
         x = getattr(data, split).all()
-    with torch.no_grad():
+    with torch.no_grad(), trusted(model):
         q_z = model.encode(x)
         z = q_z.sample() if sample else q_z.mean
     out = check_writable(out)

@@ -214,6 +214,7 @@ def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Ten
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model from a run or checkpoint directory; returns (model, config, meta)."""
+    from vaekit.inputs import spec_from_meta
     from vaekit.model import VAE
 
     ckpt = resolve_checkpoint(path)
@@ -224,5 +225,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     model = VAE(config.model, meta["event_shape"], data_loc=state.get("data_loc") if standardised else None,
                 data_scale=state.get("data_scale") if standardised else None)
     load_weights(model, ckpt, state)
+    model.input_spec = spec_from_meta(meta, config.model.likelihood)  # what check_input compares inputs with
     model.to(device).eval()
     return model, config, meta

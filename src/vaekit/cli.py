@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -234,7 +235,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command not in ("train", "eval", "compare") and extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return _dispatch(args, extra)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _dispatch(args, extra)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("vaekit: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
         return 130
@@ -246,6 +249,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             traceback.print_exc()
         print(f"vaekit: error: {message}", file=sys.stderr)
         return 2
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A :class:`~vaekit.errors.VaekitWarning` is printed as one line ``vaekit: warning: ...``; other
+    warnings keep Python's format."""
+    from vaekit.errors import VaekitWarning
+
+    if issubclass(category, VaekitWarning):
+        print(f"vaekit: warning: {message}", file=sys.stderr)
+    else:
+        sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
 def _user_error(err: Exception) -> str | None:

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from vaekit.errors import VaekitError
+from vaekit.inputs import check_input, trusted
 from vaekit.objectives import log_weights
 
 PROPOSALS = ("posterior", "prior")
@@ -68,6 +69,7 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
         raise ValueError(f"proposal must be one of {PROPOSALS}, got '{proposal}'")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    check_input(model, x, "log_likelihood's x")  # once per call, not per chunk (the loop runs trusted)
     n, d = x.shape[0], model.latent_dim
     if eps is not None and tuple(eps.shape) != (k, n, d):
         raise ValueError(f"eps must have shape (k, n, d) = {(k, n, d)}, got {tuple(eps.shape)}")
@@ -77,7 +79,7 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
     model.eval()
     out = []
     try:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), trusted(model):
             for start in range(0, n, batch_size):
                 xb = x[start:start + batch_size].to(device)
                 b = xb.shape[0]

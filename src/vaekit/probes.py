@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from vaekit.distributions import kl_per_dim
+from vaekit.inputs import check_input, trusted
 
 ACTIVE_THRESHOLD = 0.01
 #: Warn when fewer than this fraction of the d latent units are active (and always when none is).
@@ -27,9 +28,12 @@ PROBE_MAX_TRAIN = 10_000
 def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
     """E_q[z|x] for x of shape (n, *event_shape): float32 (n, d) on the CPU (the code itself for an AE)."""
     device = next(model.parameters()).device
+    check_input(model, x, "x")
     was_training = model.training
     model.eval()
-    out = [model.encode(x[i:i + batch_size].to(device)).mean.float().cpu() for i in range(0, x.shape[0], batch_size)]
+    with trusted(model):
+        out = [model.encode(x[i:i + batch_size].to(device)).mean.float().cpu()
+               for i in range(0, x.shape[0], batch_size)]
     model.train(was_training)
     return torch.cat(out)
 
@@ -38,9 +42,11 @@ def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
 def mean_kl_per_dim(model, x: Tensor, batch_size: int = 1000) -> Tensor:
     """KL(q(z|x) || N(0, I)) split by latent dimension and averaged over the n rows of x: (d,), nats."""
     device = next(model.parameters()).device
+    check_input(model, x, "x")
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
-    for i in range(0, x.shape[0], batch_size):
-        total += kl_per_dim(model.encode(x[i:i + batch_size].to(device))).double().sum(0).cpu()
+    with trusted(model):
+        for i in range(0, x.shape[0], batch_size):
+            total += kl_per_dim(model.encode(x[i:i + batch_size].to(device))).double().sum(0).cpu()
     return total / max(x.shape[0], 1)
 
 

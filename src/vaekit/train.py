@@ -24,6 +24,7 @@ from vaekit.config import Config, config_to_toml
 from vaekit.data import DataBundle, Split, load_data
 from vaekit.errors import VaekitError
 from vaekit.fileio import atomic_write_text
+from vaekit.inputs import trusted
 from vaekit.model import VAE
 from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_factor
 
@@ -56,7 +57,7 @@ def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_sampl
     totals = torch.zeros(3, dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trusted(model):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
             x = split.batch(torch.arange(start, min(start + batch_size, n))).to(device)

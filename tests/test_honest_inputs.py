@@ -1,0 +1,193 @@
+"""Issue #8, part D: inputs in the wrong units, honest Python API errors, one latent-summary path.
+
+Real runs (the bundled digits, real MNIST and Frey Face files from /work/shared/data), real subprocesses
+for the CLI; every test asserts a number, a shape, an equality or an error."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_helpers import run_vaekit
+
+import vaekit
+from vaekit import api, probes
+from vaekit.config import Config, ModelConfig, apply_overrides
+from vaekit.errors import VaekitError
+from vaekit.evaluate import log_likelihood
+from vaekit.model import VAE
+from vaekit.train import fit
+
+SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA_DIR = SHARED if SHARED.is_dir() else Path("/work/shared/data")
+TINY = {"model.hidden": "16", "model.latent_dim": "2", "train.epochs": "1", "train.batch_size": "64",
+        "train.device": "cpu"}
+
+
+def _fit(root: Path, name: str, **over: str) -> Path:
+    return fit(apply_overrides(Config(), {**TINY, **over, "name": name}), runs_root=root)[0]
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory) -> dict[str, Path]:
+    """Digits runs: a Bernoulli VAE (data.scale unit: 0..16 mapped to [0, 1], dynamic binarisation) and a
+    fixed-sigma Gaussian VAE on the same [0, 1] data."""
+    root = tmp_path_factory.mktemp("inputs")
+    return {"bernoulli": _fit(root, "bern"), "gaussian": _fit(root, "gauss", **{"model.likelihood": "gaussian"})}
+
+
+def _test_x(run: Path) -> torch.Tensor:
+    _, _, _, data = api.load_run(run)
+    return data.test.all()[:20]
+
+
+def _raw_digits() -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return load_digits().images.astype(np.float32)  # (1797, 8, 8) grey levels 0..16
+
+
+# ------------------------------------------------------------------------------------ item 7
+def test_elbo_of_inputs_in_the_wrong_units_is_an_error(runs):
+    model = vaekit.load(runs["bernoulli"])
+    x = _test_x(runs["bernoulli"])
+    assert torch.isfinite(model.elbo(x)).all() and model.elbo(x).shape == (20,)
+    with pytest.raises(VaekitError, match=r"Bernoulli model was trained on 0/1 data in \[0, 1\].*data.scale unit"):
+        model.elbo(x * 255)
+    with pytest.raises(VaekitError, match=r"values in \[0, 255\]"):
+        model.reconstruct(x * 255)
+
+
+def test_log_likelihood_of_inputs_in_the_wrong_units_is_an_error(runs):
+    model = vaekit.load(runs["bernoulli"])
+    x = _test_x(runs["bernoulli"])
+    assert torch.isfinite(vaekit.log_likelihood(model, x, k=5)).all()
+    with pytest.raises(VaekitError, match="Bernoulli"):
+        vaekit.log_likelihood(model, x * 255, k=5)
+
+
+@pytest.mark.parametrize("entry", ["encode", "elbo", "reconstruct", "log_likelihood", "posterior_means"])
+def test_non_finite_inputs_name_the_count_and_the_first_index(runs, entry):
+    model = vaekit.load(runs["gaussian"])
+    x = _test_x(runs["gaussian"]).clone()
+    x[3, 2, 5] = float("nan")
+    x[7, 0, 0] = float("inf")
+    call = {"encode": model.encode, "elbo": model.elbo, "reconstruct": model.reconstruct,
+            "log_likelihood": lambda v: log_likelihood(model, v, k=3),
+            "posterior_means": lambda v: probes.posterior_means(model, v)}[entry]
+    with pytest.raises(VaekitError, match=r"2 NaN/inf values, the first at index \(3, 2, 5\)") as err:
+        call(x)
+    assert "\n" not in str(err.value)
+
+
+def test_a_flat_input_to_an_image_model_names_the_expected_shape(runs):
+    model = vaekit.load(runs["gaussian"])
+    x = _test_x(runs["gaussian"])
+    assert model.event_shape == (8, 8)
+    with pytest.raises(VaekitError, match=r"shape \(20, 64\) but the model expects \(n, 8, 8\).*reshape"):
+        model.elbo(x.reshape(20, 64))
+    with pytest.raises(VaekitError, match=r"expects \(n, 8, 8\); add the batch axis"):
+        model.reconstruct(x[0])
+    with pytest.raises(VaekitError, match=r"takes float codes of shape \(\.\.\., 2\)"):
+        model.decode(torch.zeros(5, 3))
+
+
+def test_a_gaussian_model_warns_on_inputs_far_outside_its_training_range(runs):
+    from vaekit.errors import VaekitWarning
+
+    model = vaekit.load(runs["gaussian"])
+    x = _test_x(runs["gaussian"])
+    assert model.input_spec is not None and (model.input_spec.lo, model.input_spec.hi) == (0.0, 1.0)
+    assert torch.isfinite(model.elbo(x)).all()  # the run's own test data: no warning (warnings are errors here)
+    with pytest.warns(VaekitWarning, match=r"spans \[0, 16\], far outside the range \[0, 1\]"):
+        model.encode(x * 16)
+    with pytest.warns(VaekitWarning, match="far outside"):
+        log_likelihood(model, x * 16, k=3)
+
+
+def test_the_training_range_comes_from_the_checkpoint_and_old_runs_still_load(runs, tmp_path):
+    """meta["data"]["input_range"] (written by new runs) wins; a run without it falls back gracefully."""
+    from vaekit.errors import VaekitWarning
+
+    run = shutil.copytree(runs["gaussian"], tmp_path / "run")
+    metas = list(run.glob("checkpoints/step-*/meta.json"))
+    assert metas
+    for m in metas:  # an old run: no input_range, no input_binary
+        meta = json.loads(m.read_text())
+        meta["data"].pop("input_range", None)
+        meta["data"].pop("input_binary", None)
+        m.write_text(json.dumps(meta))
+    model = vaekit.load(run)  # loads strictly: the check needs nothing in the state_dict
+    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 1.0)  # data.scale unit -> [0, 1]
+    x16 = _test_x(run) * 16
+    with pytest.warns(VaekitWarning):
+        model.encode(x16)
+    for m in metas:  # a run whose inputs spanned [0, 16]
+        meta = json.loads(m.read_text())
+        meta["data"]["input_range"] = [0.0, 16.0]
+        m.write_text(json.dumps(meta))
+    model = vaekit.load(run)
+    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 16.0)
+    assert model.encode(x16).mean.shape == (20, 2)  # in range: no warning
+    assert set(model.state_dict()) == set(VAE(model.config, (8, 8)).state_dict())
+
+
+def test_training_mode_skips_the_check_and_trusted_loops_check_once(runs):
+    """The training loop (train mode) pays nothing; eval mode checks every public call."""
+    model = vaekit.load(runs["gaussian"])
+    x = _test_x(runs["gaussian"]).clone()
+    x[0, 0, 0] = float("nan")
+    model.train()
+    assert torch.isnan(model.encode(x).mean).any()  # the training path: data validated when loaded
+    model.eval()
+    with pytest.raises(VaekitError, match="NaN"):
+        model.encode(x)
+
+
+def test_cli_encode_refuses_raw_digits_and_nan_for_a_bernoulli_model(runs, tmp_path):
+    raw = tmp_path / "raw.npy"
+    np.save(raw, _raw_digits()[:50])
+    out = tmp_path / "z.npy"
+    proc = run_vaekit("encode", str(runs["bernoulli"]), "--input", str(raw), "--out", str(out))
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("vaekit: error: ") and proc.stderr.count("\n") == 1
+    assert "raw.npy has values in [0, 16]" in proc.stderr and "Bernoulli" in proc.stderr
+    assert not out.exists()
+    bad = _raw_digits()[:50] / 16
+    bad[4, 1, 1] = np.nan
+    np.save(raw, bad)
+    proc = run_vaekit("encode", str(runs["bernoulli"]), "--input", str(raw), "--out", str(out))
+    assert proc.returncode == 2 and "1 NaN/inf values, the first at index (4, 1, 1)" in proc.stderr
+    assert not out.exists()
+    np.save(raw, _raw_digits()[:50] / 16)
+    proc = run_vaekit("encode", str(runs["bernoulli"]), "--input", str(raw), "--out", str(out))
+    assert proc.returncode == 0 and proc.stderr == ""
+    assert np.load(out).shape == (50, 2)
+
+
+def test_cli_encode_warns_on_raw_digits_for_a_gaussian_model(runs, tmp_path):
+    raw = tmp_path / "raw.npy"
+    np.save(raw, _raw_digits()[:50])
+    out = tmp_path / "z.npy"
+    proc = run_vaekit("encode", str(runs["gaussian"]), "--input", str(raw), "--out", str(out))
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("vaekit: warning: ")
+    assert "spans [0, 16], far outside the range [0, 1]" in lines[0]
+    assert np.load(out).shape == (50, 2)
+
+# ------------------------------------------------------------------------- autoencoder ELBO
+def test_an_autoencoder_has_no_elbo():
+    model = VAE(ModelConfig(kind="ae", hidden=(8,), latent_dim=2, likelihood="gaussian"), (5,)).eval()
+    x = torch.randn(4, 5, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(VaekitError, match=r"autoencoder \(model.kind 'ae'\) has no ELBO.*reconstruction_log_lik"):
+        model.elbo(x)
+    ll = model.reconstruction_log_likelihood(x)
+    with torch.no_grad():
+        ref = model.decode(model.encoder(x)).log_prob(x)
+    assert ll.shape == (4,)
+    torch.testing.assert_close(ll, ref)
