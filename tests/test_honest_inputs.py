@@ -16,7 +16,8 @@ from cli_helpers import run_vaekit
 
 import vaekit
 from vaekit import api, probes
-from vaekit.config import Config, ModelConfig, apply_overrides
+from vaekit.config import Config, EvalConfig, ModelConfig, TrainConfig, apply_overrides, config_from_dict
+from vaekit.data import DataConfig
 from vaekit.errors import VaekitError
 from vaekit.evaluate import log_likelihood
 from vaekit.model import VAE
@@ -191,3 +192,47 @@ def test_an_autoencoder_has_no_elbo():
         ref = model.decode(model.encoder(x)).log_prob(x)
     assert ll.shape == (4,)
     torch.testing.assert_close(ll, ref)
+
+# ------------------------------------------------------------------------- config type checks
+@pytest.mark.parametrize(("make", "key", "expected"), [
+    (lambda: TrainConfig(epochs="10"), "train.epochs", "expected an integer, got '10'"),
+    (lambda: TrainConfig(epochs=True), "train.epochs", "expected an integer"),
+    (lambda: TrainConfig(lr="1e-3"), "train.lr", "expected a number"),
+    (lambda: TrainConfig(device=0), "train.device", "expected a string"),
+    (lambda: ModelConfig(latent_dim=2.5), "model.latent_dim", "expected an integer"),
+    (lambda: ModelConfig(hidden=16), "model.hidden", "expected a list"),
+    (lambda: ModelConfig(hidden=("16",)), "model.hidden", "expected an integer"),
+    (lambda: EvalConfig(k="100"), "eval.k", "expected an integer"),
+    (lambda: DataConfig(limit="5"), "data.limit", "expected an integer"),
+    (lambda: DataConfig(mmap="yes"), "data.mmap", "expected true or false"),
+    (lambda: DataConfig(image_size=[28, "28"]), "data.image_size", "expected an integer"),
+    (lambda: Config(name=3), "name", "expected a string"),
+    (lambda: Config(train={"lr": 1e-3}), "train", "expected a TrainConfig"),
+])
+def test_config_dataclasses_check_their_types_in_python(make, key, expected):
+    with pytest.raises(VaekitError) as err:
+        make()
+    assert f"config key '{key}'" in str(err.value) and expected in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_config_accepts_lists_and_widens_numbers_like_the_toml_parser():
+    m = ModelConfig(hidden=[16, 8])
+    assert m.hidden == (16, 8) and isinstance(m.hidden, tuple)
+    assert m == ModelConfig(hidden=(16, 8))
+    t = TrainConfig(lr=1, epochs=np.int64(3), beta=np.float32(0.5))
+    assert t.lr == 1.0 and type(t.lr) is float and t.epochs == 3 and type(t.epochs) is int and t.beta == 0.5
+    assert DataConfig(image_size=[28, 28]).image_size == (28, 28)
+    c = config_from_dict({"model": {"hidden": [32]}, "train": {"lr": 1}})
+    assert c.model.hidden == (32,) and c.train.lr == 1.0
+
+
+def test_an_empty_hidden_list_is_refused_and_none_is_explicit(tmp_path):
+    for text in ("", " , "):
+        with pytest.raises(VaekitError, match=r"config key 'model.hidden': empty value.*--model.hidden none"):
+            apply_overrides(Config(), {"model.hidden": text})
+    assert apply_overrides(Config(), {"model.hidden": "none"}).model.hidden == ()
+    proc = run_vaekit("train", "--model.hidden", "", "--no-progress", cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "model.hidden" in proc.stderr and "empty value" in proc.stderr
+    assert not (tmp_path / "runs").exists()
