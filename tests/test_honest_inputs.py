@@ -19,9 +19,9 @@ from vaekit import api, probes
 from vaekit.config import Config, EvalConfig, ModelConfig, TrainConfig, apply_overrides, config_from_dict
 from vaekit.data import DataConfig
 from vaekit.errors import VaekitError
-from vaekit.evaluate import log_likelihood
+from vaekit.evaluate import evaluate_run, log_likelihood
 from vaekit.model import VAE
-from vaekit.train import fit
+from vaekit.train import create_run_dir, fit, resume
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 DATA_DIR = SHARED if SHARED.is_dir() else Path("/work/shared/data")
@@ -236,3 +236,19 @@ def test_an_empty_hidden_list_is_refused_and_none_is_explicit(tmp_path):
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "model.hidden" in proc.stderr and "empty value" in proc.stderr
     assert not (tmp_path / "runs").exists()
+
+# ---------------------------------------------------------------------- Python API messages
+def test_python_api_messages_name_the_config_key_or_argument(runs, tmp_path):
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(VaekitError, match=r"config.name.*vaekit.resume"):
+        create_run_dir(Config(name="taken"), tmp_path)
+    with pytest.raises(VaekitError, match=r"vaekit.resume\('runs/<name>'\)"):
+        resume(tmp_path / "taken")
+    with pytest.raises(VaekitError, match="argument precision in Python"):
+        evaluate_run(runs["bernoulli"], k=2, precision="fp16", write=False)
+    with pytest.raises(VaekitError, match="argument naive_k in Python"):
+        evaluate_run(runs["bernoulli"], k=2, naive_k=0, write=False)
+    with pytest.raises(VaekitError, match=r"overrides\) can be changed"):
+        evaluate_run(runs["bernoulli"], k=2, overrides={"model.latent_dim": "3"}, write=False)
+    with pytest.raises(VaekitError, match=r"number of samples n \(-n\)"):
+        api.sample(runs["bernoulli"], 0, tmp_path / "s.png")

@@ -30,7 +30,7 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[s
     data = load_data(config.data, config.model.likelihood)
     if tuple(data.event_shape) != tuple(model.event_shape):
         raise VaekitError(f"the run's data now have shape {data.event_shape} but the model expects "
-                          f"{model.event_shape}; point --data.* at the data the run was trained on")
+                          f"{model.event_shape}; point data.* (--data.*) at the data the run was trained on")
     return model, config, meta, data
 
 
@@ -53,7 +53,7 @@ def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tupl
 def sample(path: str | Path, n: int, out: str | Path, seed: int = 0, mean: bool = True) -> Path:
     """Draw n samples from the prior, decode, and write a .png grid or a .npy array."""
     if n < 1:
-        raise VaekitError(f"-n must be >= 1, got {n}")
+        raise VaekitError(f"the number of samples n (-n) must be >= 1, got {n}")
     model = load(path)
     x = model.sample(n, mean=mean, generator=torch.Generator().manual_seed(seed))
     return _save_array_or_grid(x, out, model.event_shape)
@@ -96,7 +96,7 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
         z = q_z.sample() if sample else q_z.mean
     out = check_writable(out)
     if out.suffix != ".npy":
-        raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')}")
+        raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')} (out= in Python)")
     return _save_array_or_grid(z, out, model.event_shape)
 
 

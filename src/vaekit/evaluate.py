@@ -120,7 +120,8 @@ def standard_error(values: Tensor) -> float:
 
 def _check_positive(name: str, value: int) -> int:
     if value < 1:
-        raise VaekitError(f"--{name} must be >= 1, got {value}; give a positive number of samples/points")
+        raise VaekitError(f"--{name.replace('_', '-')} (argument {name} in Python) must be >= 1, got {value}; "
+                          "give a positive number of samples/points")
     return value
 
 
@@ -132,8 +133,9 @@ def _eval_config(config, overrides: dict[str, str] | None):
     overrides = overrides or {}
     for key in overrides:
         if not key.startswith(("data.", "eval.")):
-            raise VaekitError(f"option '--{key}' does not apply to eval: the model and training settings come "
-                              "from the checkpoint; only --data.* and --eval.* can be changed")
+            raise VaekitError(f"override '{key}' (--{key}) does not apply to eval: the model and training settings "
+                              "come from the checkpoint; only --data.* and --eval.* (data.* and eval.* keys of "
+                              "overrides) can be changed")
     return apply_overrides(config, overrides)
 
 
@@ -162,7 +164,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
 
     t0 = time.perf_counter()
     if precision not in PRECISIONS:
-        raise VaekitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+        raise VaekitError(f"--precision (argument precision in Python) must be one of {', '.join(PRECISIONS)}, "
+                          f"got '{precision}'")
     dev = pick_device(device)
     ckpt = resolve_checkpoint(path)
     run_dir = run_dir_of(path)
@@ -171,9 +174,9 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     ec = config.eval
     k = _check_positive("k", ec.k if k is None else k)
     chunk = _check_positive("chunk", ec.chunk if chunk is None else chunk)
-    batch_size = _check_positive("batch-size", ec.batch_size if batch_size is None else batch_size)
+    batch_size = _check_positive("batch_size", ec.batch_size if batch_size is None else batch_size)
     repeats = _check_positive("repeats", ec.repeats if repeats is None else repeats)
-    naive_k = _check_positive("naive-k", ec.naive_k if naive_k is None else naive_k)
+    naive_k = _check_positive("naive_k", ec.naive_k if naive_k is None else naive_k)
 
     data = load_data(config.data, config.model.likelihood)
     if tuple(data.event_shape) != tuple(model.event_shape):

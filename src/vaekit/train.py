@@ -389,15 +389,17 @@ def create_run_dir(config: Config, runs_root: str | Path = "runs") -> Path:
     """Make ``runs/<name>/``; an existing run is never overwritten."""
     name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
     if "/" in name or name in (".", ".."):
-        raise VaekitError(f"run name '{name}' must be a plain folder name; use e.g. --name digits-vae")
+        raise VaekitError(f"run name '{name}' (config.name, --name) must be a plain folder name; use e.g. "
+                          "--name digits-vae")
     run_dir = Path(runs_root) / name
     if run_dir.exists():
-        raise VaekitError(f"run directory {run_dir} already exists; choose another --name, or continue it "
-                          f"with --resume {run_dir}")
+        raise VaekitError(f"run directory {run_dir} already exists; choose another --name (config.name in "
+                          f"Python), or continue it with --resume {run_dir} (vaekit.resume('{run_dir}'))")
     try:
         run_dir.mkdir(parents=True)
     except OSError as err:
-        raise VaekitError(f"cannot create {run_dir}: {err.strerror}; choose a writable --runs folder") from None
+        raise VaekitError(f"cannot create {run_dir}: {err.strerror}; choose a writable --runs folder (runs_root in "
+                          "Python)") from None
     return run_dir
 
 
@@ -427,13 +429,15 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None) -> Trai
 
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
-        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass --resume runs/<name>")
+        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass a run such as runs/<name> "
+                          "(--resume runs/<name>, vaekit.resume('runs/<name>'))")
     config = load_config(run_dir / "config.toml")
     ckpts = run_dir / "checkpoints"
     ckpt.clean_temporaries(ckpts)
     last = ckpt.read_pointer(ckpts, "last")
     if last is None:
-        raise VaekitError(f"{run_dir} has no checkpoint to resume from; start it again with a new --name")
+        raise VaekitError(f"{run_dir} has no checkpoint to resume from; start it again under a new name "
+                          "(--name, config.name in Python)")
     for orphan in ckpts.glob("step-*"):
         if orphan.is_dir() and orphan.name > last.name:
             shutil.rmtree(orphan)
