@@ -120,7 +120,7 @@ def standard_error(values: Tensor) -> float:
 
 def _check_positive(name: str, value: int) -> int:
     if value < 1:
-        raise VaekitError(f"--{name.replace('_', '-')} (argument {name} in Python) must be >= 1, got {value}; "
+        raise VaekitError(f"--{name.replace('_', '-')} must be >= 1 (argument {name} in Python), got {value}; "
                           "give a positive number of samples/points")
     return value
 
@@ -164,7 +164,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
 
     t0 = time.perf_counter()
     if precision not in PRECISIONS:
-        raise VaekitError(f"--precision (argument precision in Python) must be one of {', '.join(PRECISIONS)}, "
+        raise VaekitError(f"--precision must be one of {', '.join(PRECISIONS)} (argument precision in Python), "
                           f"got '{precision}'")
     dev = pick_device(device)
     ckpt = resolve_checkpoint(path)
