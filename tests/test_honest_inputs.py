@@ -6,6 +6,8 @@ for the CLI; every test asserts a number, a shape, an equality or an error."""
 from __future__ import annotations
 
 import json
+import math
+import re
 import shutil
 from pathlib import Path
 
@@ -252,3 +254,47 @@ def test_python_api_messages_name_the_config_key_or_argument(runs, tmp_path):
         evaluate_run(runs["bernoulli"], k=2, overrides={"model.latent_dim": "3"}, write=False)
     with pytest.raises(VaekitError, match=r"number of samples n \(-n\)"):
         api.sample(runs["bernoulli"], 0, tmp_path / "s.png")
+
+# --------------------------------------------------------- report and eval: one latent summary
+def test_the_reports_active_units_and_probe_equal_eval_json(tmp_path):
+    """Real MNIST (3,000 rows per split): the report's figures come from the same function as eval's."""
+    from vaekit.report.runinfo import load_run_info
+    from vaekit.report.single import build_report
+
+    run = _fit(tmp_path, "mnist", **{"data.name": "mnist", "data.dir": str(DATA_DIR), "data.download": "false",
+                                     "data.limit": "3000", "model.latent_dim": "4"})
+    result = evaluate_run(run, k=2, naive_k=2, write=False)
+    html = build_report(load_run_info(run), seed=0)
+    active = re.search(r"<td>active units \(Var_x E\[z_j\|x\] &gt; 0.01\)</td><td class=\"num\">([^<]+)</td>", html)
+    probe = re.search(r"<td>linear probe accuracy on posterior means[^<]*</td><td class=\"num\">([^<]+)</td>", html)
+    assert active is not None and probe is not None
+    assert result["n_examples"] == 3000 and result["probe_accuracy"] is not None
+    assert int(active.group(1)) == result["active_units"]
+    assert float(probe.group(1)) == pytest.approx(result["probe_accuracy"], abs=5e-5)
+    kl_note = re.search(r"; (\d+) of 4 units active", html)
+    assert kl_note is not None and int(kl_note.group(1)) == result["active_units"]
+
+# ------------------------------------------------------------------------ collapse warning
+@pytest.mark.parametrize(("active", "d", "warns"), [(1, 8, True), (2, 8, False), (12, 50, True), (13, 50, False)])
+def test_the_collapse_rule_counts_a_quarter(active, d, warns):
+    assert (probes.collapse_warning(active, d) is not None) == warns
+
+
+def test_frey_face_with_a_learned_variance_collapses_and_train_says_so(tmp_path):
+    """Real Frey Face at the default settings (data.scale unit, d = 8, 100 epochs) with a learned-variance
+    Gaussian: one unit of eight is used; `vaekit train` prints a hint that fits the likelihood."""
+    proc = run_vaekit("train", "--name", "frey", "--data.name", "frey-faces", "--data.dir", str(DATA_DIR),
+                      "--data.download", "false", "--model.likelihood", "gaussian-learned", "--train.device", "cpu",
+                      "--no-progress", "--no-artifacts", "--no-report", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    warning = [line for line in proc.stderr.splitlines() if line.startswith("vaekit: warning: posterior collapse")]
+    assert len(warning) == 1, proc.stderr
+    assert "1 of 8 latent units are active" in warning[0]
+    assert "learned-variance" in warning[0] and "--model.likelihood gaussian" in warning[0]
+    run = tmp_path / "runs" / "frey"
+    model, config, _, data = api.load_run(run)
+    summary = probes.latent_summary(model, data, "val", probe=False)
+    assert summary.n_active == 1 and summary.latent_dim == 8
+    assert summary.warning(config.model.likelihood) == api.collapse_warning(run, data)
+    assert math.isfinite(float(summary.variances.max()))
+

@@ -109,3 +109,14 @@ def write_artifacts(run_dir: Path, model: VAE, data: DataBundle, seed: int = 0) 
     written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape))
     written.append(reconstruct(run_dir, run_dir / f"reconstructions{ext}"))
     return written
+
+
+def collapse_warning(path: str | Path, data: DataBundle) -> str | None:
+    """The posterior-collapse warning (:func:`vaekit.probes.collapse_warning`) for the run at ``path``
+    on its validation split (the training split when there is none), or None: active units by
+    :func:`vaekit.probes.latent_summary`, the function behind ``vaekit eval``. ``vaekit train`` prints it."""
+    from vaekit.probes import latent_summary
+
+    model, config, _ = load_model(path)
+    split = "val" if len(data.val) else "train"
+    return latent_summary(model, data, split, probe=False).warning(config.model.likelihood)

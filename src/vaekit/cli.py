@@ -191,6 +191,10 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(f"{run_dir} had finished already: nothing trained, no file changed")
         return 0
     print(f"wrote {run_dir}/checkpoints, {run_dir}/metrics.jsonl, {run_dir}/config.toml")
+    from vaekit.api import collapse_warning
+
+    if (msg := collapse_warning(run_dir, trainer.data)) is not None:
+        print(f"vaekit: warning: {msg}", file=sys.stderr)
     if not args.no_artifacts:
         from vaekit.api import load
 

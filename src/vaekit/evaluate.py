@@ -193,17 +193,10 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     warnings: list[str] = []
 
     terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
-    means = probes.posterior_means(model, x, batch_size)
-    n_active, _ = probes.active_units(means)
-    if (msg := probes.collapse_warning(n_active, d)) is not None:
+    latent = probes.latent_summary(model, data, split_name, seed=seed)  # the report calls the same function
+    n_active, probe = latent.n_active, latent.probe
+    if (msg := latent.warning(config.model.likelihood)) is not None:
         warnings.append(msg)
-    probe = None
-    if split.y is not None and data.train.y is not None and len(data.train):
-        gen = torch.Generator().manual_seed(seed)
-        n_train = min(len(data.train), probes.PROBE_MAX_TRAIN)
-        rows = torch.randperm(len(data.train), generator=gen)[:n_train]
-        train_means = probes.posterior_means(model, data.train.batch(rows, gen), batch_size)
-        probe = probes.probe_accuracy(train_means, data.train.y[rows], means, split.y, seed=seed)
 
     result: dict[str, Any] = {
         "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": config.data.path or
