@@ -298,3 +298,12 @@ def test_frey_face_with_a_learned_variance_collapses_and_train_says_so(tmp_path)
     assert summary.warning(config.model.likelihood) == api.collapse_warning(run, data)
     assert math.isfinite(float(summary.variances.max()))
 
+
+# ------------------------------------------------------------------------------- the docs
+def test_every_documented_row_names_a_test_here():
+    doc = (Path(__file__).parents[1] / "docs" / "bad-inputs.md").read_text(encoding="utf-8")
+    section = doc.split("## Inputs and the Python API (issue #8)", 1)[1]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    named = [re.findall(r"`(test_\w+)`", row) for row in rows]
+    assert len(rows) >= 15 and all(len(n) == 1 for n in named)
+    assert [n[0] for n in named if n[0] not in globals()] == []
