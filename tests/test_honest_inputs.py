@@ -139,6 +139,19 @@ def test_the_training_range_comes_from_the_checkpoint_and_old_runs_still_load(ru
     assert set(model.state_dict()) == set(VAE(model.config, (8, 8)).state_dict())
 
 
+def test_the_trainers_model_knows_its_training_range_too(tmp_path):
+    from vaekit.errors import VaekitWarning
+
+    config = apply_overrides(Config(), {**TINY, "name": "g", "model.likelihood": "gaussian"})
+    _, trainer = fit(config, runs_root=tmp_path)
+    model = trainer.model.eval()
+    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 1.0)
+    x = trainer.data.test.all()[:10]
+    assert torch.isfinite(model.elbo(x)).all()
+    with pytest.warns(VaekitWarning, match="far outside"):
+        model.elbo(x * 16)
+
+
 def test_training_mode_skips_the_check_and_trusted_loops_check_once(runs):
     """The training loop (train mode) pays nothing; eval mode checks every public call."""
     model = vaekit.load(runs["gaussian"])

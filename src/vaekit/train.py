@@ -24,7 +24,7 @@ from vaekit.config import Config, config_to_toml
 from vaekit.data import DataBundle, Split, load_data
 from vaekit.errors import VaekitError
 from vaekit.fileio import atomic_write_text
-from vaekit.inputs import trusted
+from vaekit.inputs import spec_from_meta, trusted
 from vaekit.model import VAE
 from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_factor
 
@@ -106,6 +106,7 @@ class Trainer:
         self.device = pick_device(tc.device)
         torch.manual_seed(tc.seed)
         self.model = VAE(config.model, data.event_shape, data.loc, data.scale).to(self.device)
+        self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                           fused=True)
         if self.device.type == "cuda":  # in-memory splits live on the GPU: batches never cross the bus
