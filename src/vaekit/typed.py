@@ -27,16 +27,25 @@ def _is_bool(value: Any) -> bool:
     return isinstance(value, bool) or type(value).__name__ == "bool_"  # numpy.bool_ too
 
 
-def coerce(value: Any, kind: Any, key: str) -> Any:
-    """``value`` checked against the annotation ``kind`` and converted to it (see the module doc)."""
+def coerce(value: Any, kind: Any, key: str, strict: bool = True) -> Any:
+    """``value`` checked against the annotation ``kind`` and converted to it (see the module doc).
+    An annotation outside these rules is a TypeError when ``strict``, else the value passes unchecked."""
     origin = typing.get_origin(kind)
     if origin is tuple:
         (item_kind, _) = typing.get_args(kind)
         if not isinstance(value, (list, tuple)):
             _fail(key, f"expected a list, got {value!r}")
-        return tuple(coerce(v, item_kind, key) for v in value)
-    if origin in (typing.Union, types.UnionType):  # pragma: no cover - none are declared
-        _fail(key, "unsupported annotation")
+        return tuple(coerce(v, item_kind, key, strict) for v in value)
+    if origin in (typing.Union, types.UnionType):  # X | None: None, or a value of X
+        args = typing.get_args(kind)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        if len(inner) == 1:
+            return coerce(value, inner[0], key, strict)
+        if strict:  # pragma: no cover - none are declared
+            raise TypeError(f"unsupported config annotation {kind!r} for {key}")
+        return value
     if kind is bool:
         if not _is_bool(value):
             _fail(key, f"expected true or false, got {value!r}")
@@ -58,7 +67,9 @@ def coerce(value: Any, kind: Any, key: str) -> Any:
             _fail(key, f"expected a {kind.__name__}, got {type(value).__name__}; pass {kind.__name__}(...) or "
                   "build the whole config with vaekit.config.config_from_dict")
         return value
-    raise TypeError(f"unsupported config annotation {kind!r} for {key}")  # pragma: no cover
+    if strict:  # pragma: no cover - every declared annotation is handled above
+        raise TypeError(f"unsupported config annotation {kind!r} for {key}")
+    return value
 
 
 @functools.cache
@@ -73,6 +84,6 @@ def check_fields(obj: Any, prefix: str) -> None:
     for f in dataclasses.fields(obj):
         key = f"{prefix}.{f.name}" if prefix else f.name
         value = getattr(obj, f.name)
-        converted = coerce(value, hints[f.name], key)
+        converted = coerce(value, hints[f.name], key, strict=False)
         if converted is not value:
             object.__setattr__(obj, f.name, converted)
