@@ -35,8 +35,8 @@ def test_active_units_of_a_known_linear_encoder_match_numpy_variances():
     assert n_active == int((expected > 0.01).sum()) == 2
 
 
-@pytest.mark.parametrize(("active", "d", "warns"), [(0, 8, True), (1, 8, False), (0, 1, True), (4, 50, True),
-                                                    (5, 50, False), (20, 20, False)])
+@pytest.mark.parametrize(("active", "d", "warns"), [(0, 8, True), (1, 8, True), (2, 8, False), (0, 1, True),
+                                                    (12, 50, True), (13, 50, False), (20, 20, False)])
 def test_collapse_rule(active, d, warns):
     msg = probes.collapse_warning(active, d)
     assert (msg is not None) == warns

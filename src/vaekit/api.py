@@ -15,6 +15,7 @@ from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run as evaluate_run  # re-export: the library call behind `vaekit eval`
 from vaekit.fileio import atomic_write_bytes, check_writable
 from vaekit.images import is_image_shape, save_grid
+from vaekit.inputs import check_input, trusted
 from vaekit.model import VAE
 
 
@@ -29,7 +30,7 @@ def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[s
     data = load_data(config.data, config.model.likelihood)
     if tuple(data.event_shape) != tuple(model.event_shape):
         raise VaekitError(f"the run's data now have shape {data.event_shape} but the model expects "
-                          f"{model.event_shape}; point --data.* at the data the run was trained on")
+                          f"{model.event_shape}; point data.* (--data.*) at the data the run was trained on")
     return model, config, meta, data
 
 
@@ -52,7 +53,7 @@ def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tupl
 def sample(path: str | Path, n: int, out: str | Path, seed: int = 0, mean: bool = True) -> Path:
     """Draw n samples from the prior, decode, and write a .png grid or a .npy array."""
     if n < 1:
-        raise VaekitError(f"-n must be >= 1, got {n}")
+        raise VaekitError(f"the number of samples n (-n) must be >= 1, got {n}")
     check_writable(out)  # before any work: a read-only or missing folder fails at once
     model = load(path)
     x = model.sample(n, mean=mean, generator=torch.Generator().manual_seed(seed))
@@ -78,7 +79,7 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
     """Posterior means (or one draw per point) of an array file or of a split: (n, d) float32 .npy."""
     out = check_writable(out)  # before loading the data
     if out.suffix != ".npy":
-        raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')}")
+        raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')} (out= in Python)")
     model = load(path)
     if input is not None:
         try:
@@ -91,10 +92,11 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
             raise VaekitError(f"{input} has rows of shape {arr.shape[1:]} but the model expects "
                               f"{model.event_shape}; reshape the array")
         x = torch.from_numpy(np.asarray(arr, dtype=np.float32))
+        check_input(model, x, str(input))  # NaN/inf, or values outside what the model was trained on
     else:
         _, _, _, data = load_run(path)
         x = getattr(data, split).all()
-    with torch.no_grad():
+    with torch.no_grad(), trusted(model):
         q_z = model.encode(x)
         z = q_z.sample() if sample else q_z.mean
     return _save_array_or_grid(z, out, model.event_shape)
@@ -109,3 +111,14 @@ def write_artifacts(run_dir: Path, model: VAE, data: DataBundle, seed: int = 0) 
     written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape))
     written.append(reconstruct(run_dir, run_dir / f"reconstructions{ext}"))
     return written
+
+
+def collapse_warning(path: str | Path, data: DataBundle) -> str | None:
+    """The posterior-collapse warning (:func:`vaekit.probes.collapse_warning`) for the run at ``path``
+    on its validation split (the training split when there is none), or None: active units by
+    :func:`vaekit.probes.latent_summary`, the function behind ``vaekit eval``. ``vaekit train`` prints it."""
+    from vaekit.probes import latent_summary
+
+    model, config, _ = load_model(path)
+    split = "val" if len(data.val) else "train"
+    return latent_summary(model, data, split, probe=False).warning(config.model.likelihood)

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from vaekit.config import Config, config_from_dict, config_to_dict
-from vaekit.errors import VaekitError
+from vaekit.errors import VaekitError, VaekitWarning
 from vaekit.fileio import error_message, file_mode, fsync_dir, is_write_error
 
 FORMAT_VERSION = 1
@@ -231,11 +231,11 @@ def choose_checkpoint(path: str | Path) -> CheckpointChoice:
 
 def resolve_checkpoint(path: str | Path, notes: list[str] | None = None) -> Path:
     """:func:`choose_checkpoint`'s path. When it is not the best checkpoint asked for, the reason is
-    appended to ``notes``, or without ``notes`` issued as a ``UserWarning`` (the CLI prints it)."""
+    appended to ``notes``, or without ``notes`` issued as a ``VaekitWarning`` (the CLI prints it)."""
     choice = choose_checkpoint(path)
     if choice.warning is not None:
         if notes is None:
-            warnings.warn(choice.warning, UserWarning, stacklevel=2)
+            warnings.warn(choice.warning, VaekitWarning, stacklevel=2)
         else:
             notes.append(choice.warning)
     return choice.path
@@ -296,6 +296,7 @@ def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Ten
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"):
     """Rebuild the model from a run or checkpoint directory; returns (model, config, meta)."""
+    from vaekit.inputs import spec_from_meta
     from vaekit.model import VAE
 
     ckpt = resolve_checkpoint(path)
@@ -306,5 +307,6 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     model = VAE(config.model, meta["event_shape"], data_loc=state.get("data_loc") if standardised else None,
                 data_scale=state.get("data_scale") if standardised else None)
     load_weights(model, ckpt, state)
+    model.input_spec = spec_from_meta(meta, config.model.likelihood)  # what check_input compares inputs with
     model.to(device).eval()
     return model, config, meta

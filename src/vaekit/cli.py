@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import traceback
 import warnings
@@ -205,6 +204,10 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(f"{run_dir} had finished already: nothing trained, no file changed")
         return 0
     print(f"wrote {run_dir}/checkpoints, {run_dir}/metrics.jsonl, {run_dir}/config.toml")
+    from vaekit.api import collapse_warning
+
+    if (msg := collapse_warning(run_dir, trainer.data)) is not None:
+        print(f"vaekit: warning: {msg}", file=sys.stderr)
     if not args.no_artifacts:
         from vaekit.api import load
 
@@ -250,7 +253,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command not in ("train", "eval", "compare") and extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        return _dispatch(args, extra)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return _dispatch(args, extra)
     except KeyboardInterrupt:  # pragma: no cover - interactive
         print("vaekit: interrupted; the last checkpoint is intact (continue with --resume)", file=sys.stderr)
         return 130
@@ -266,9 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _show_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
                   file: object = None, line: str | None = None) -> None:
-    """vaekit's own warnings (e.g. 'best checkpoint ... is missing; using last') as one line on stderr,
-    like errors; other libraries' warnings keep Python's format."""
-    if issubclass(category, UserWarning) and f"{os.sep}vaekit{os.sep}" in filename:
+    """A :class:`~vaekit.errors.VaekitWarning` (e.g. 'best checkpoint ... is missing; using last', inputs
+    outside the training range) is printed as one line ``vaekit: warning: ...``, like errors; other
+    libraries' warnings keep Python's format."""
+    from vaekit.errors import VaekitWarning
+
+    if issubclass(category, VaekitWarning):
         print(f"vaekit: warning: {message}", file=sys.stderr)
     else:
         _PYTHON_SHOWWARNING(message, category, filename, lineno, file, line)  # type: ignore[arg-type]

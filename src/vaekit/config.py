@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
-import types
 import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 
 from vaekit.data.config import DataConfig
 from vaekit.errors import VaekitError
+from vaekit.typed import check_fields, coerce
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus")
 LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
@@ -37,6 +37,9 @@ class ModelConfig:
     ``sigma`` is the fixed decoder standard deviation of the ``gaussian`` likelihood (in data units);
     ``variance`` picks one learned variance per data dimension (``per-dim``, a free parameter) or one
     per output (``per-output``, predicted by the decoder) for ``gaussian-learned``.
+    ``hidden`` lists the hidden widths of the encoder (the decoder mirrors them); ``()`` is an explicit
+    linear encoder and decoder (``hidden = []`` in TOML, ``--model.hidden none``; an empty
+    ``--model.hidden ''`` is refused).
     """
 
     kind: str = "vae"
@@ -49,6 +52,7 @@ class ModelConfig:
     posterior: str = "diag"
 
     def __post_init__(self) -> None:
+        check_fields(self, "model")  # types first: one-line errors naming the key
         _check(self.kind in ("vae", "ae"), "model.kind", f"got '{self.kind}'; use 'vae' or 'ae'")
         _check(self.latent_dim >= 1, "model.latent_dim", f"must be >= 1, got {self.latent_dim}")
         _check(all(h >= 1 for h in self.hidden), "model.hidden", f"widths must be >= 1, got {self.hidden}")
@@ -86,6 +90,7 @@ class TrainConfig:
     checkpoint_every: int = 0
 
     def __post_init__(self) -> None:
+        check_fields(self, "train")  # types first: one-line errors naming the key
         _check(self.epochs >= 1, "train.epochs", f"must be >= 1, got {self.epochs}")
         _check(self.batch_size >= 1, "train.batch_size", f"must be >= 1, got {self.batch_size}")
         _check(self.lr > 0 and math.isfinite(self.lr), "train.lr", f"must be > 0, got {self.lr}")
@@ -121,6 +126,7 @@ class EvalConfig:
     naive_k: int = 1000
 
     def __post_init__(self) -> None:
+        check_fields(self, "eval")  # types first: one-line errors naming the key
         for key in ("k", "chunk", "batch_size", "repeats", "naive_k"):
             value = getattr(self, key)
             _check(value >= 1, f"eval.{key}", f"must be >= 1, got {value}")
@@ -136,6 +142,9 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
+    def __post_init__(self) -> None:
+        check_fields(self, "")
+
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)
 
@@ -143,36 +152,23 @@ class Config:
 # ----------------------------------------------------------------------------------------- parsing
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
-    """Check ``value`` (from TOML or JSON) against the annotation ``kind``; ints widen to floats."""
-    origin = typing.get_origin(kind)
-    if origin is tuple:
-        (item_kind, _) = typing.get_args(kind)
-        _check(isinstance(value, (list, tuple)), key, f"expected a list, got {value!r}")
-        return tuple(_coerce(v, item_kind, key) for v in value)
-    if origin in (typing.Union, types.UnionType):
-        _check(False, key, "unsupported annotation")  # pragma: no cover - none are declared
-    if kind is bool:
-        _check(isinstance(value, bool), key, f"expected true or false, got {value!r}")
-        return value
-    if kind is int:
-        _check(isinstance(value, int) and not isinstance(value, bool), key, f"expected an integer, got {value!r}")
-        return value
-    if kind is float:
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key,
-               f"expected a number, got {value!r}")
-        return float(value)
-    if kind is str:
-        _check(isinstance(value, str), key, f"expected a string, got {value!r}")
-        return value
-    raise TypeError(f"unsupported config annotation {kind!r} for {key}")  # pragma: no cover
+    """Check ``value`` (from TOML or JSON) against the annotation ``kind``; ints widen to floats
+    (:func:`vaekit.typed.coerce`, the same rules as the dataclasses' own checks)."""
+    return coerce(value, kind, key)
 
 
 def _parse_text(text: str, kind: Any, key: str) -> Any:
-    """Parse a command-line string into the type of the field."""
+    """Parse a command-line string into the type of the field. A list is comma-separated; an empty
+    value is refused (say ``none`` for an empty list, e.g. ``--model.hidden none``: no hidden layer)."""
     origin = typing.get_origin(kind)
     if origin is tuple:
         (item_kind, _) = typing.get_args(kind)
+        if text.strip().lower() == "none":
+            return ()
         parts = [p for p in text.replace("[", "").replace("]", "").split(",") if p.strip()]
+        example = "256,128" if key == "model.hidden" else "28,28"
+        _check(bool(parts), key, f"empty value '{text}'; give comma-separated values, e.g. --{key} {example}, "
+               f"or --{key} none for an empty list")
         return tuple(_parse_text(p.strip(), item_kind, key) for p in parts)
     if kind is bool:
         low = text.strip().lower()

@@ -13,3 +13,8 @@ class VaekitError(Exception):
 
     def __init__(self, message: str) -> None:
         super().__init__(" ".join(message.split()))
+
+
+class VaekitWarning(UserWarning):
+    """Something the user should know but that does not stop the work (inputs outside the training range,
+    a collapsed posterior). ``warnings.warn(msg, VaekitWarning)``; the CLI prints ``vaekit: warning: msg``."""

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
 from vaekit.errors import VaekitError
+from vaekit.inputs import check_input, trusted
 from vaekit.objectives import log_weights
 
 PROPOSALS = ("posterior", "prior")
@@ -68,6 +69,7 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
         raise ValueError(f"proposal must be one of {PROPOSALS}, got '{proposal}'")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
+    check_input(model, x, "log_likelihood's x")  # once per call, not per chunk (the loop runs trusted)
     n, d = x.shape[0], model.latent_dim
     if eps is not None and tuple(eps.shape) != (k, n, d):
         raise ValueError(f"eps must have shape (k, n, d) = {(k, n, d)}, got {tuple(eps.shape)}")
@@ -77,7 +79,7 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
     model.eval()
     out = []
     try:
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), trusted(model):
             for start in range(0, n, batch_size):
                 xb = x[start:start + batch_size].to(device)
                 b = xb.shape[0]
@@ -118,7 +120,8 @@ def standard_error(values: Tensor) -> float:
 
 def _check_positive(name: str, value: int) -> int:
     if value < 1:
-        raise VaekitError(f"--{name} must be >= 1, got {value}; give a positive number of samples/points")
+        raise VaekitError(f"--{name.replace('_', '-')} must be >= 1 (argument {name} in Python), got {value}; "
+                          "give a positive number of samples/points")
     return value
 
 
@@ -130,8 +133,9 @@ def _eval_config(config, overrides: dict[str, str] | None):
     overrides = overrides or {}
     for key in overrides:
         if not key.startswith(("data.", "eval.")):
-            raise VaekitError(f"option '--{key}' does not apply to eval: the model and training settings come "
-                              "from the checkpoint; only --data.* and --eval.* can be changed")
+            raise VaekitError(f"override '{key}' (--{key}) does not apply to eval: the model and training settings "
+                              "come from the checkpoint; only --data.* and --eval.* (data.* and eval.* keys of "
+                              "overrides) can be changed")
     return apply_overrides(config, overrides)
 
 
@@ -161,7 +165,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
 
     t0 = time.perf_counter()
     if precision not in PRECISIONS:
-        raise VaekitError(f"--precision must be one of {', '.join(PRECISIONS)}, got '{precision}'")
+        raise VaekitError(f"--precision must be one of {', '.join(PRECISIONS)} (argument precision in Python), "
+                          f"got '{precision}'")
     dev = pick_device(device)
     choice = choose_checkpoint(path)  # which checkpoint, and why when it is not the best one asked for
     ckpt = choice.path
@@ -174,9 +179,9 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     ec = config.eval
     k = _check_positive("k", ec.k if k is None else k)
     chunk = _check_positive("chunk", ec.chunk if chunk is None else chunk)
-    batch_size = _check_positive("batch-size", ec.batch_size if batch_size is None else batch_size)
+    batch_size = _check_positive("batch_size", ec.batch_size if batch_size is None else batch_size)
     repeats = _check_positive("repeats", ec.repeats if repeats is None else repeats)
-    naive_k = _check_positive("naive-k", ec.naive_k if naive_k is None else naive_k)
+    naive_k = _check_positive("naive_k", ec.naive_k if naive_k is None else naive_k)
 
     data = load_data(config.data, config.model.likelihood)
     if tuple(data.event_shape) != tuple(model.event_shape):
@@ -193,17 +198,10 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     warnings: list[str] = [choice.warning] if choice.warning else []
 
     terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
-    means = probes.posterior_means(model, x, batch_size)
-    n_active, _ = probes.active_units(means)
-    if (msg := probes.collapse_warning(n_active, d)) is not None:
+    latent = probes.latent_summary(model, data, split_name, seed=seed)  # the report calls the same function
+    n_active, probe = latent.n_active, latent.probe
+    if (msg := latent.warning(config.model.likelihood)) is not None:
         warnings.append(msg)
-    probe = None
-    if split.y is not None and data.train.y is not None and len(data.train):
-        gen = torch.Generator().manual_seed(seed)
-        n_train = min(len(data.train), probes.PROBE_MAX_TRAIN)
-        rows = torch.randperm(len(data.train), generator=gen)[:n_train]
-        train_means = probes.posterior_means(model, data.train.batch(rows, gen), batch_size)
-        probe = probes.probe_accuracy(train_means, data.train.y[rows], means, split.y, seed=seed)
 
     result: dict[str, Any] = {
         "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": config.data.path or

@@ -18,6 +18,8 @@ from torch.distributions import Distribution
 
 from vaekit import distributions as D
 from vaekit.config import ModelConfig
+from vaekit.errors import VaekitError
+from vaekit.inputs import InputSpec, check_codes, check_input, default_spec, trusted
 from vaekit.nn import MLP
 
 
@@ -55,6 +57,10 @@ class VAE(nn.Module):
         self.register_buffer("data_scale",
                              torch.ones(self.event_shape) if data_scale is None else data_scale.float())
         self.standardised = standardised
+        #: What the model was trained on (set from the checkpoint's metadata when a run is loaded); the
+        #: public entry points check their inputs against it (vaekit.inputs). Not part of the state_dict.
+        self.input_spec: InputSpec | None = default_spec(config.likelihood)
+        self._inputs_trusted = False
 
     # ------------------------------------------------------------------------------ distributions
     @property
@@ -66,7 +72,10 @@ class VAE(nn.Module):
         return D.standard_normal(self.latent_dim, device=self.data_loc.device, dtype=self.data_loc.dtype)
 
     def encode(self, x: Tensor) -> Distribution:
-        """q(z|x) for x of shape (n, *event_shape): batch shape (n,), event shape (d,)."""
+        """q(z|x) for x of shape (n, *event_shape): batch shape (n,), event shape (d,). In eval mode x is
+        checked first (shape, finiteness, training range: :func:`vaekit.inputs.check_input`)."""
+        if not self.training and not self._inputs_trusted:
+            check_input(self, x, "encode's x")
         h = ((x - self.data_loc) / self.data_scale).flatten(1) if self.standardised else x.flatten(1)
         out = self.encoder(h).to(self.data_loc.dtype)  # bf16 under autocast -> the model's dtype
         d = self.latent_dim
@@ -84,7 +93,10 @@ class VAE(nn.Module):
         return D.full_normal(mu, L)
 
     def decode(self, z: Tensor) -> Distribution:
-        """p(x|z) for z of shape (*batch, d): batch shape ``batch``, event shape ``event_shape``."""
+        """p(x|z) for z of shape (*batch, d): batch shape ``batch``, event shape ``event_shape``. In eval
+        mode z is checked first (last axis d, finite)."""
+        if not self.training and not self._inputs_trusted:
+            check_codes(self, z, "decode's z")
         batch = z.shape[:-1]
         out = self.decoder(z.flatten(0, -2) if z.dim() > 1 else z[None]).to(self.data_loc.dtype)
         k = len(self.event_shape)
@@ -115,11 +127,28 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Decoder mean at the posterior mean: x_hat with the shape of x."""
-        return self.decode(self.encode(x).mean).mean
+        """Decoder mean at the posterior mean: x_hat with the shape of x (n, *event_shape)."""
+        check_input(self, x, "reconstruct's x")
+        with trusted(self):
+            return self.decode(self.encode(x).mean).mean
 
     def elbo(self, x: Tensor, n_samples: int = 1, beta: float = 1.0) -> Tensor:
-        """Per-example ELBO E_q[log p(x|z)] - beta * KL(q || p) in nats, shape (n,) (V=n_samples)."""
+        """Per-example ELBO E_q[log p(x|z)] - beta * KL(q || p) in nats, shape (n,) (V=n_samples).
+        A plain autoencoder has no ELBO: a VaekitError (see :meth:`reconstruction_log_likelihood`)."""
         from vaekit.objectives import elbo_terms
 
-        return elbo_terms(self, x, n_samples=n_samples, beta=beta).bound
+        if self.config.kind == "ae":
+            raise VaekitError("an autoencoder (model.kind 'ae') has no ELBO: its code is a point, with no posterior "
+                              "or KL; use model.reconstruction_log_likelihood(x) for log p(x | z = f(x)), or "
+                              "train a VAE (model.kind 'vae') for an ELBO and log p(x)")
+        check_input(self, x, "elbo's x")
+        with trusted(self):
+            return elbo_terms(self, x, n_samples=n_samples, beta=beta).bound
+
+    @torch.no_grad()
+    def reconstruction_log_likelihood(self, x: Tensor) -> Tensor:
+        """log p(x | z = E_q[z|x]) in nats, shape (n,): the decoder's density of x at the posterior mean
+        (the code itself for an autoencoder). Not a bound on log p(x)."""
+        check_input(self, x, "reconstruction_log_likelihood's x")
+        with trusted(self):
+            return self.decode(self.encode(x).mean).log_prob(x)

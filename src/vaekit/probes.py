@@ -6,19 +6,25 @@
 * ``collapse_warning``: the rule vaekit uses to call a posterior collapsed (see :data:`COLLAPSE_FRACTION`).
 * ``probe_accuracy``: test accuracy of a multinomial logistic regression fitted on the posterior means
   of (a bounded subsample of) the training split.
+* ``latent_summary``: both of the above for a run's data, the one path used by ``vaekit eval``, the
+  report and the collapse warning printed after training (same split, subsample and seed).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from vaekit.distributions import kl_per_dim
+from vaekit.inputs import check_input, trusted
 
 ACTIVE_THRESHOLD = 0.01
-#: Warn when fewer than this fraction of the d latent units are active (and always when none is).
-COLLAPSE_FRACTION = 0.1
+#: Warn when fewer than this fraction of the d latent units are active (and always when none is): one
+#: active unit of 8 (Frey Face under a learned-variance Gaussian) is a collapse, not a sparse code.
+COLLAPSE_FRACTION = 0.25
 #: The probe is fitted on at most this many training examples (a seeded random subsample) for speed.
 PROBE_MAX_TRAIN = 10_000
 
@@ -27,9 +33,12 @@ PROBE_MAX_TRAIN = 10_000
 def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
     """E_q[z|x] for x of shape (n, *event_shape): float32 (n, d) on the CPU (the code itself for an AE)."""
     device = next(model.parameters()).device
+    check_input(model, x, "x")
     was_training = model.training
     model.eval()
-    out = [model.encode(x[i:i + batch_size].to(device)).mean.float().cpu() for i in range(0, x.shape[0], batch_size)]
+    with trusted(model):
+        out = [model.encode(x[i:i + batch_size].to(device)).mean.float().cpu()
+               for i in range(0, x.shape[0], batch_size)]
     model.train(was_training)
     return torch.cat(out)
 
@@ -38,9 +47,11 @@ def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
 def mean_kl_per_dim(model, x: Tensor, batch_size: int = 1000) -> Tensor:
     """KL(q(z|x) || N(0, I)) split by latent dimension and averaged over the n rows of x: (d,), nats."""
     device = next(model.parameters()).device
+    check_input(model, x, "x")
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
-    for i in range(0, x.shape[0], batch_size):
-        total += kl_per_dim(model.encode(x[i:i + batch_size].to(device))).double().sum(0).cpu()
+    with trusted(model):
+        for i in range(0, x.shape[0], batch_size):
+            total += kl_per_dim(model.encode(x[i:i + batch_size].to(device))).double().sum(0).cpu()
     return total / max(x.shape[0], 1)
 
 
@@ -51,14 +62,66 @@ def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[in
     return int((var > threshold).sum()), var
 
 
-def collapse_warning(n_active: int, d: int) -> str | None:
-    """A warning when the posterior has collapsed: no active unit, or fewer than
-    ``COLLAPSE_FRACTION`` * d of them; None otherwise."""
+def collapse_warning(n_active: int, d: int, likelihood: str | None = None) -> str | None:
+    """A one-line warning when the posterior has collapsed: no active unit, or fewer than
+    ``COLLAPSE_FRACTION`` * d of them; None otherwise. The hint fits the ``likelihood`` when given
+    (a learned-variance Gaussian decoder can explain the data as noise and leave the code unused)."""
     if n_active == 0 or n_active < COLLAPSE_FRACTION * d:
+        if likelihood == "gaussian-learned":
+            hint = ("a learned-variance decoder can explain the data as noise instead of using the code. Try "
+                    "standardised inputs (data.scale, --data.scale standardize), KL warm-up over most of the run "
+                    "(train.warmup_steps, e.g. --train.warmup_steps set to the run's total steps) or a "
+                    "fixed-sigma likelihood (--model.likelihood gaussian)")
+        else:
+            hint = ("the decoder ignores the code. Try KL warm-up (train.warmup_steps, --train.warmup_steps), a "
+                    "smaller --train.beta, or a smaller --model.latent_dim")
         return (f"posterior collapse: {n_active} of {d} latent units are active (Var_x E_q[z_u] > "
-                f"{ACTIVE_THRESHOLD}); the decoder ignores the code. Try KL warm-up (--train.warmup_steps), a "
-                f"smaller --train.beta, or a smaller --model.latent_dim")
+                f"{ACTIVE_THRESHOLD}); {hint}")
     return None
+
+
+@dataclass
+class LatentSummary:
+    """What the code holds on one split: ``n_active`` of ``latent_dim`` units, their ``variances`` (d,)
+    float64, the linear-probe accuracy ``probe`` (None without labels), the number of points
+    ``n_points`` and training rows ``n_probe_train`` behind them, and the ``seed`` used."""
+
+    n_active: int
+    latent_dim: int
+    variances: Tensor
+    probe: float | None
+    n_points: int
+    n_probe_train: int
+    seed: int
+
+    def warning(self, likelihood: str | None = None) -> str | None:
+        """:func:`collapse_warning` for this summary."""
+        return collapse_warning(self.n_active, self.latent_dim, likelihood)
+
+
+def latent_summary(model, data, split: str = "test", seed: int = 0, batch_size: int = 1000,
+                   probe: bool = True) -> LatentSummary:
+    """Active units and linear-probe accuracy of ``model`` on ``data`` (a DataBundle): the one computation
+    behind ``vaekit eval``, the report and the collapse warning after training.
+
+    Active units: posterior means of every row of the ``split`` split ('test', 'val' or 'train').
+    Probe (when both the split and the training split have labels and ``probe``): fitted on the
+    posterior means of at most ``PROBE_MAX_TRAIN`` training rows, a random permutation seeded with
+    ``seed`` whose dynamic binarisation (if any) draws from the same seeded generator, then scored on
+    the split's means. ``batch_size`` only bounds memory."""
+    part = getattr(data, split)
+    x = part.all()
+    means = posterior_means(model, x, batch_size)
+    n_active, var = active_units(means)
+    accuracy, n_train = None, 0
+    if probe and part.y is not None and data.train.y is not None and len(data.train) and len(part):
+        gen = torch.Generator().manual_seed(seed)
+        n_train = min(len(data.train), PROBE_MAX_TRAIN)
+        rows = torch.randperm(len(data.train), generator=gen)[:n_train]
+        train_means = posterior_means(model, data.train.batch(rows, gen), batch_size)
+        accuracy = probe_accuracy(train_means, data.train.y[rows], means, part.y, seed=seed)
+    return LatentSummary(n_active=n_active, latent_dim=model.latent_dim, variances=var, probe=accuracy,
+                         n_points=len(part), n_probe_train=n_train, seed=seed)
 
 
 def probe_accuracy(train_means: Tensor, train_y: Tensor, test_means: Tensor, test_y: Tensor,

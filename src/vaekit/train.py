@@ -25,6 +25,7 @@ from vaekit.config import Config, config_to_toml
 from vaekit.data import DataBundle, Split, load_data
 from vaekit.errors import VaekitError
 from vaekit.fileio import atomic_write_text, write_errors
+from vaekit.inputs import spec_from_meta, trusted
 from vaekit.model import VAE
 from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_factor
 from vaekit.runlock import run_lock
@@ -68,7 +69,7 @@ def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_sampl
     totals = torch.zeros(3, dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trusted(model):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
             x = split.batch(torch.arange(start, min(start + batch_size, n))).to(device)
@@ -123,6 +124,7 @@ class Trainer:
         self.device = pick_device(tc.device)
         torch.manual_seed(tc.seed)
         self.model = VAE(config.model, data.event_shape, data.loc, data.scale).to(self.device)
+        self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                           fused=True)
         if self.device.type == "cuda":  # in-memory splits live on the GPU: batches never cross the bus
@@ -528,15 +530,17 @@ def create_run_dir(config: Config, runs_root: str | Path = "runs") -> Path:
     """Make ``runs/<name>/``; an existing run is never overwritten."""
     name = config.name or time.strftime("run-%Y%m%d-%H%M%S")
     if "/" in name or name in (".", ".."):
-        raise VaekitError(f"run name '{name}' must be a plain folder name; use e.g. --name digits-vae")
+        raise VaekitError(f"run name '{name}' (config.name, --name) must be a plain folder name; use e.g. "
+                          "--name digits-vae")
     run_dir = Path(runs_root) / name
     if run_dir.exists():
-        raise VaekitError(f"run directory {run_dir} already exists; choose another --name, or continue it "
-                          f"with --resume {run_dir}")
+        raise VaekitError(f"run directory {run_dir} already exists; choose another --name (config.name in "
+                          f"Python), or continue it with --resume {run_dir} (vaekit.resume('{run_dir}'))")
     try:
         run_dir.mkdir(parents=True)
     except OSError as err:
-        raise VaekitError(f"cannot create {run_dir}: {err.strerror}; choose a writable --runs folder") from None
+        raise VaekitError(f"cannot create {run_dir}: {err.strerror}; choose a writable --runs folder (runs_root in "
+                          "Python)") from None
     return run_dir
 
 
@@ -577,7 +581,8 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device:
     is refused with one line naming that process."""
     run_dir = Path(run_dir)
     if not (run_dir / "config.toml").is_file():
-        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass --resume runs/<name>")
+        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass a run such as runs/<name> "
+                          "(--resume runs/<name>, vaekit.resume('runs/<name>'))")
     with run_lock(run_dir):
         return _resume(run_dir, callbacks, device)
 
@@ -597,7 +602,7 @@ def _resume(run_dir: Path, callbacks: list[Callback] | None, device: str | None)
     last = None if last_name is None else ckpt.read_pointer(ckpts, "last")
     if last_name is not None and last is None:
         raise VaekitError(f"{ckpts / 'last'} names {last_name}, which is missing or incomplete; the run is "
-                          "damaged: train it again with a new --name")
+                          "damaged: train it again under a new name (--name, config.name in Python)")
     for orphan in ckpts.glob("step-*"):  # never pointed to: a killed writer's, not a checkpoint of the run
         if orphan.is_dir() and (last is None or orphan.name > last.name):
             shutil.rmtree(orphan)

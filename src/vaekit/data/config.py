@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vaekit.errors import VaekitError
+from vaekit.typed import check_fields
 
 BINARIZE = ("auto", "none", "threshold", "static", "dynamic")
 SCALE = ("unit", "standardize", "none")
@@ -43,6 +44,8 @@ class DataConfig:
     download_timeout: float = 60.0
 
     def __post_init__(self) -> None:
+        check_fields(self, "data")  # types first: one-line errors naming the key
+
         def check(ok: bool, key: str, message: str) -> None:
             if not ok:
                 raise VaekitError(f"config key 'data.{key}': {message}")

@@ -23,7 +23,7 @@ from vaekit.report import html as H
 from vaekit.report import latent as L
 from vaekit.report import plots as P
 from vaekit.report.runinfo import RunInfo, load_run_info
-from vaekit.report.single import _np, _test_x, latent_panels_for, report_probe
+from vaekit.report.single import _np, _test_x, latent_panels_for, latent_summary
 
 COMPARE_SECTION_IDS = ("metrics", "reconstructions", "latent", "samples", "curves")
 RATE_DISTORTION_ID = "rate-distortion"
@@ -110,10 +110,10 @@ def run_metrics(info: RunInfo, k: int, seed: int = 0) -> dict[str, Any]:
     enc = L.encode_split(info.model, info.test, limit=2000, seed=seed)
     active = _numeric(ev, "active")
     probe = _numeric(ev, "probe")
-    if active is None:
-        active = L.active_units(enc.z)
-    if probe is None:
-        probe = report_probe(info, enc, seed)
+    if active is None or probe is None:  # an eval.json without them: the same function as vaekit eval
+        summary = latent_summary(info, seed)
+        active = summary.n_active if active is None else active
+        probe = summary.probe if probe is None else probe
     return {"elbo": ev.get("elbo_nats"), "log_likelihood": ev.get("log_likelihood_nats"),
             "recon": ev.get("recon_nats"), "kl": ev.get("kl_nats"), "active": active, "probe": probe,
             "source": source, "enc": enc}

@@ -1,5 +1,6 @@
 """The numbers behind the latent-space figures: posterior means, 2-D projections, KL usage,
-traversal and interpolation codes, active units and a linear probe.
+traversal and interpolation codes. Active units and the linear probe are not computed here but by
+:func:`vaekit.probes.latent_summary`, the same function as ``vaekit eval``.
 
 All maths on the model goes through ``VAE.encode`` / ``decode`` and ``distributions.kl_per_dim``.
 Shapes: x (n, *event_shape); codes z (n, d); KL in nats per example.
@@ -61,13 +62,6 @@ def dimension_order(enc: Encoded) -> np.ndarray:
     return np.argsort(-score, kind="stable")
 
 
-def active_units(z_means: np.ndarray) -> int:
-    """Active units of posterior means (n, d), by :func:`vaekit.probes.active_units`."""
-    from vaekit import probes
-
-    return probes.active_units(torch.from_numpy(z_means))[0] if len(z_means) > 1 else 0
-
-
 def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Project codes (n, d) onto their first two principal axes.
 
@@ -104,15 +98,3 @@ def interpolation_codes(z_a: np.ndarray, z_b: np.ndarray, steps: int) -> torch.T
     """Straight lines between code pairs: z_a, z_b (p, d) -> (p, steps, d), endpoints included."""
     t = np.linspace(0.0, 1.0, steps)[None, :, None]
     return torch.from_numpy(((1 - t) * z_a[:, None, :] + t * z_b[:, None, :]).astype(np.float32))
-
-
-def probe_accuracy(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray, y_test: np.ndarray,
-                   seed: int = 0) -> float | None:
-    """Linear-probe test accuracy in [0, 1] (:func:`vaekit.probes.probe_accuracy`), or None when the
-    training labels hold fewer than two classes."""
-    if len(np.unique(y_train)) < 2 or len(z_test) == 0:
-        return None
-    from vaekit import probes
-
-    t = torch.from_numpy
-    return probes.probe_accuracy(t(z_train), t(y_train), t(z_test), t(y_test), seed=seed)

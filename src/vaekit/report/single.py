@@ -225,7 +225,15 @@ def interpolations_section(info: RunInfo, seed: int) -> H.Section:
     return H.Section("interpolations", "Interpolations", H.para(note) + H.image(png, "interpolations"))
 
 
-def kl_section(info: RunInfo, enc: L.Encoded) -> H.Section:
+def latent_summary(info: RunInfo, seed: int) -> probes.LatentSummary:
+    """Active units and probe accuracy by :func:`vaekit.probes.latent_summary`, the function behind
+    ``vaekit eval``, on the same split; with eval.json's seed when it has one, so the figures agree."""
+    seed = info.eval.get("seed", seed) if isinstance(info.eval.get("seed"), int) else seed
+    split = "test" if len(info.data.test) else "val"
+    return probes.latent_summary(info.model, info.data, split, seed=seed)
+
+
+def kl_section(info: RunInfo, enc: L.Encoded, summary: probes.LatentSummary) -> H.Section:
     if enc.kl is None:
         var = enc.z.var(0)
         order = np.argsort(-var)
@@ -235,8 +243,9 @@ def kl_section(info: RunInfo, enc: L.Encoded) -> H.Section:
         return H.Section("kl-per-dim", "KL per dimension", body)
     order = L.dimension_order(enc)
     png = P.kl_bars(enc.kl, order)
-    note = (f"Mean KL(q(z_j|x) || N(0, 1)) over {len(enc.z)} test inputs; {L.active_units(enc.z)} of "
-            f"{len(enc.kl)} units active (variance of the posterior mean > {probes.ACTIVE_THRESHOLD}).")
+    note = (f"Mean KL(q(z_j|x) || N(0, 1)) over {len(enc.z)} test inputs; {summary.n_active} of "
+            f"{len(enc.kl)} units active (variance of the posterior mean over all {summary.n_points} held-out "
+            f"inputs > {probes.ACTIVE_THRESHOLD}, as in vaekit eval).")
     return H.Section("kl-per-dim", "KL per dimension", H.para(note) + H.image(png, "KL per dimension"))
 
 
@@ -251,29 +260,20 @@ def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def evaluation_section(info: RunInfo, enc: L.Encoded, seed: int) -> H.Section:
+def evaluation_section(info: RunInfo, summary: probes.LatentSummary) -> H.Section:
     if info.eval:
         body = H.para("From eval.json (vaekit eval):") + H.table(["metric", "value"], flatten(info.eval))
     else:
         body = H.para(f"No eval.json yet: run `vaekit eval {info.run_dir}` for the test ELBO and the "
                       "importance-sampled log-likelihood, then `vaekit report` again.")
-    rows: list[list[Any]] = [["active units (Var_x E[z_j|x] > 0.01)", L.active_units(enc.z)],
+    rows: list[list[Any]] = [[f"active units (Var_x E[z_j|x] > {probes.ACTIVE_THRESHOLD})", summary.n_active],
                              ["latent dimensions", info.model.latent_dim]]
-    probe = report_probe(info, enc, seed)
-    if probe is not None:
-        rows.append(["linear probe accuracy on posterior means (test)", probe])
-    body += H.para(f"Computed for this report on {len(enc.z)} test inputs:") + H.table(["metric", "value"], rows)
+    if summary.probe is not None:
+        rows.append([f"linear probe accuracy on posterior means (fitted on {summary.n_probe_train} training "
+                     "rows)", summary.probe])
+    body += H.para(f"Computed for this report on all {summary.n_points} held-out inputs by the same function as "
+                   f"vaekit eval (seed {summary.seed}):") + H.table(["metric", "value"], rows)
     return H.Section("evaluation", "Evaluation", body)
-
-
-def report_probe(info: RunInfo, enc: L.Encoded, seed: int) -> float | None:
-    """Logistic-regression accuracy on posterior means: trained on <= 2000 training rows, tested on ``enc``."""
-    if enc.y is None or info.data.train.y is None:
-        return None
-    train = L.encode_split(info.model, info.data.train, limit=2000, seed=seed)
-    if train.y is None:
-        return None
-    return L.probe_accuracy(train.z, train.y, enc.z, enc.y, seed=seed)
 
 
 def config_section(info: RunInfo) -> H.Section:
@@ -310,9 +310,10 @@ def timings_section(info: RunInfo) -> H.Section:
 def build_report(info: RunInfo, seed: int = 0) -> str:
     """The full HTML text of a run's report."""
     enc = L.encode_split(info.model, info.test, limit=2000, seed=seed)
+    summary = latent_summary(info, seed)
     sections = [curves_section(info), reconstructions_section(info, seed), samples_section(info, seed),
                 latent_section(info, enc), traversals_section(info, enc), interpolations_section(info, seed),
-                kl_section(info, enc), evaluation_section(info, enc, seed), config_section(info),
+                kl_section(info, enc, summary), evaluation_section(info, summary), config_section(info),
                 provenance_section(info), timings_section(info)]
     mc = info.config.model
     data = info.config.data.path or info.config.data.name
