@@ -10,7 +10,7 @@ import torch
 
 from vaekit.checkpoint import load_model
 from vaekit.config import Config
-from vaekit.data import DataBundle, load_data
+from vaekit.data import DataBundle, load_run_data
 from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run as evaluate_run  # re-export: the library call behind `vaekit eval`
 from vaekit.fileio import atomic_write_bytes, check_writable
@@ -23,13 +23,13 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
     return load_model(path, device)[0]
 
 
-def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[str, Any], DataBundle]:
-    """Model, config, checkpoint metadata and the run's data (same preprocessing and split)."""
+def load_run(path: str | Path, device: str = "cpu", overrides: dict[str, str] | None = None,
+             ) -> tuple[VAE, Config, dict[str, Any], DataBundle]:
+    """Model, config, checkpoint metadata and the run's data: the run's recorded preprocessing applied
+    (never recomputed) and its data files checked against their recorded fingerprints. ``overrides``:
+    dotted ``data.*`` keys that choose other data of the same kind (see :mod:`vaekit.data.rundata`)."""
     model, config, meta = load_model(path, device)
-    data = load_data(config.data, config.model.likelihood)
-    if tuple(data.event_shape) != tuple(model.event_shape):
-        raise VaekitError(f"the run's data now have shape {data.event_shape} but the model expects "
-                          f"{model.event_shape}; point --data.* at the data the run was trained on")
+    config, data = load_run_data(config, meta, overrides)
     return model, config, meta, data
 
 

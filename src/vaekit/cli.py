@@ -182,7 +182,8 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if args.name:
             overrides["name"] = args.name
         config = apply_overrides(config, overrides)
-        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress])
+        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress],
+                               notify=lambda kind, msg: print(f"vaekit: {kind}: {msg}", file=sys.stderr))
     s = trainer.state
     print(f"trained {s.epoch} epochs ({s.step} steps, {s.skipped_steps} skipped); best validation ELBO "
           f"{s.best_val_elbo:.3f} nats at epoch {s.best_epoch + 1}")
