@@ -11,6 +11,7 @@ import torch
 from vaekit.checkpoint import load_model
 from vaekit.config import Config
 from vaekit.data import DataBundle, load_run_data
+from vaekit.data.rundata import display_range
 from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run as evaluate_run  # re-export: the library call behind `vaekit eval`
 from vaekit.fileio import atomic_write_bytes, check_writable
@@ -34,7 +35,9 @@ def load_run(path: str | Path, device: str = "cpu", overrides: dict[str, str] | 
 
 
 def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tuple[int, ...],
-                        ncol: int | None = None) -> Path:
+                        ncol: int | None = None, value_range: tuple[float, float] = (0.0, 1.0)) -> Path:
+    """``.npy``: the values as they are (the model's units). ``.png``: a grid with ``value_range`` (the
+    run's data range in file units, :func:`vaekit.data.rundata.display_range`) mapped to black..white."""
     out = check_writable(out)
     if out.suffix == ".npy":
         import io
@@ -45,7 +48,8 @@ def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tupl
     if out.suffix == ".png":
         if not is_image_shape(event_shape):
             raise VaekitError(f"data of shape {event_shape} are not images; write .npy instead of {out.name}")
-        return save_grid(values, out, ncol=ncol)
+        lo, hi = value_range
+        return save_grid((values - lo) / max(hi - lo, 1e-12), out, ncol=ncol)
     raise VaekitError(f"unsupported output type '{out.suffix}' for {out}; use .png or .npy")
 
 
@@ -53,21 +57,22 @@ def sample(path: str | Path, n: int, out: str | Path, seed: int = 0, mean: bool 
     """Draw n samples from the prior, decode, and write a .png grid or a .npy array."""
     if n < 1:
         raise VaekitError(f"-n must be >= 1, got {n}")
-    model = load(path)
+    model, _, meta = load_model(path)
     x = model.sample(n, mean=mean, generator=torch.Generator().manual_seed(seed))
-    return _save_array_or_grid(x, out, model.event_shape)
+    return _save_array_or_grid(x, out, model.event_shape, value_range=display_range(meta))
 
 
 def reconstruct(path: str | Path, out: str | Path, n: int = 32) -> Path:
     """Reconstruct the first n test examples; a .png shows inputs (odd rows) above outputs."""
-    model, _, _, data = load_run(path)
+    model, _, meta, data = load_run(path)
     split = data.test if len(data.test) else data.val
+    rng = display_range(meta)
     x = split.batch(torch.arange(min(n, len(split))))
     x_hat = model.reconstruct(x)
     if Path(out).suffix == ".png":
         ncol = min(16, len(x))
         rows = [t for i in range(0, len(x), ncol) for t in (x[i:i + ncol], x_hat[i:i + ncol])]
-        return _save_array_or_grid(torch.cat(rows), out, model.event_shape, ncol=ncol)
+        return _save_array_or_grid(torch.cat(rows), out, model.event_shape, ncol=ncol, value_range=rng)
     return _save_array_or_grid(torch.stack([x, x_hat]), out, model.event_shape)
 
 
@@ -104,6 +109,7 @@ def write_artifacts(run_dir: Path, model: VAE, data: DataBundle, seed: int = 0) 
     written = []
     ext = ".png" if is_image_shape(model.event_shape) else ".npy"
     x = model.sample(64, generator=torch.Generator().manual_seed(seed))
-    written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape))
+    written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape,
+                                       value_range=display_range({"data": data.info})))
     written.append(reconstruct(run_dir, run_dir / f"reconstructions{ext}"))
     return written

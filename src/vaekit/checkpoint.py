@@ -186,7 +186,7 @@ def upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
             "reasons": {"upgrade": "read from a format-1 checkpoint"}, "sigma_units": "scaled"}
     if lik != "bernoulli":
         if scale == "unit" and (a, b) != (1.0, 0.0):
-            prep.update(affine=[1.0, 0.0], model_affine=[-b / a, 1.0 / a])
+            prep.update(affine=[1.0, 0.0], model_affine=[-b / a, 1.0 / a], value_range=[-b / a, (1.0 - b) / a])
             meta["standardised"] = True
         if scale == "standardize" and lik == "gaussian":
             prep["sigma_units"] = "file"

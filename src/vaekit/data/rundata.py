@@ -105,3 +105,16 @@ def resolved_data_config(cfg: Any, info: dict[str, Any]) -> Any:
         if prep.get(key):
             changes[key] = prep[key]
     return dataclasses.replace(cfg, **changes)
+
+
+def display_range(meta: dict[str, Any]) -> tuple[float, float]:
+    """The file-unit values shown as black and white in image grids of a run (``meta`` = a checkpoint's
+    meta.json, or ``{"data": bundle.info}``): [0, 1] for Bernoulli models, else the data's known range
+    (e.g. 0..255, 0..16), else the training split's input range."""
+    prep = (meta.get("data") or {}).get("prep") or {}
+    if prep.get("likelihood", "bernoulli") == "bernoulli":
+        return 0.0, 1.0
+    rng = prep.get("value_range") or prep.get("input_range")
+    if not rng or not rng[1] > rng[0]:
+        return 0.0, 1.0
+    return float(rng[0]), float(rng[1])
