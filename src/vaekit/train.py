@@ -407,10 +407,6 @@ def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback
     directory and the trainer (its ``model`` holds the last weights). ``notify(kind, message)`` receives
     the data loader's decisions (kind 'note') and warnings (kind 'warning'); the CLI prints them."""
     data = data if data is not None else load_data(config.data, config.model.likelihood)
-    if notify is not None:
-        for kind in ("note", "warning"):
-            for message in data.info.get(f"{kind}s", []):
-                notify(kind, message)
     config = config.replace(name=config.name or time.strftime("run-%Y%m%d-%H%M%S"))
     config = _with_resolved_data(config, data)
     run_dir = create_run_dir(config, runs_root)
@@ -420,6 +416,10 @@ def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback
         shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
         raise
     atomic_write_text(run_dir / "config.toml", config_to_toml(config))
+    if notify is not None:  # once the run is accepted, so a refused run still prints one error line only
+        for kind in ("note", "warning"):
+            for message in data.info.get(f"{kind}s", []):
+                notify(kind, message)
     trainer.fit()
     return run_dir, trainer
 
