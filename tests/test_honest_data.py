@@ -149,6 +149,13 @@ def test_eval_refuses_overrides_that_change_the_preprocessing(digit_runs, key: s
     assert a["elbo_nats"] != b["elbo_nats"]
 
 
+def test_other_data_in_other_units_are_evaluated_with_a_warning(digit_runs, tmp_path: Path):
+    x = np.random.default_rng(6).integers(0, 256, (60, 8, 8)).astype(np.float32)  # 0..255, run saw 0..16
+    np.save(tmp_path / "big.npy", x)
+    r = evaluate_run(digit_runs["gauss"], **FAST, write=False, overrides={"data.path": str(tmp_path / "big.npy")})
+    assert any("the run was trained on inputs in [0, 17]" in w for w in r["warnings"])
+
+
 def test_cli_eval_scale_override_is_refused(digit_runs):
     p = run_vaekit("eval", str(digit_runs["gauss"]), "--k", "10", "--data.scale", "none")
     assert p.returncode == 2 and "data.scale cannot be changed" in p.stderr and "'unit'" in p.stderr

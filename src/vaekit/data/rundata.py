@@ -71,11 +71,31 @@ def load_run_data(config: Any, meta: dict[str, Any], overrides: dict[str, str] |
         raise VaekitError(f"the data's feature columns ({', '.join(cols)}) differ from the run's "
                           f"({', '.join(run_cols)}); evaluate a file with the same columns (and the same "
                           "data.label_column)")
+    if not own_file and not (cfg.name == run_cfg.name and not cfg.path and not run_cfg.path):
+        _warn_if_out_of_range(data, prep)
     shape = list(data.event_shape)
     if "event_shape" in meta and shape != list(meta["event_shape"]):
         raise VaekitError(f"the data have shape {tuple(shape)} but the model expects {tuple(meta['event_shape'])}; "
                           "point --data.* at data of the shape the run was trained on")
     return config, data
+
+
+def _warn_if_out_of_range(data: DataBundle, prep: dict[str, Any]) -> None:
+    """Other data evaluated with a Gaussian run: warn when their values leave the run's input range by
+    more than 10% of its width (another file 'of the same kind' in other units, e.g. 0..255 vs 0..16)."""
+    import torch
+
+    rng = prep.get("input_range")
+    split = data.test if len(data.test) else data.val
+    if prep.get("likelihood") == "bernoulli" or not rng or not isinstance(split.x, torch.Tensor) or not len(split):
+        return
+    lo, hi = float(rng[0]), float(rng[1])
+    a, b = float(split.x.min()), float(split.x.max())
+    slack = 0.1 * max(hi - lo, 1e-12)
+    if a < lo - slack or b > hi + slack:
+        data.info.setdefault("warnings", []).append(
+            f"these data span [{a:g}, {b:g}] but the run was trained on inputs in [{lo:g}, {hi:g}] (file units); "
+            "check that the file is in the same units as the training data")
 
 
 def _same_path(a: str, b: str) -> bool:
