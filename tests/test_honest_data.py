@@ -284,8 +284,8 @@ def _iris_csv(path: Path) -> Path:
 def test_real_valued_table_defaults_to_a_learned_gaussian_with_sane_log_p(tmp_path: Path):
     csv_path = _iris_csv(tmp_path / "iris.csv")
     p = run_vaekit("train", "--name", "iris", "--data.path", str(csv_path), "--data.label_column", "species",
-                   "--model.hidden", "32", "--model.latent_dim", "2", "--train.epochs", "150", "--train.batch_size",
-                   "32", "--train.lr", "3e-3", "--no-progress", "--no-report", "--no-artifacts", cwd=tmp_path,
+                   "--model.hidden", "32", "--model.latent_dim", "2", "--train.epochs", "30", "--train.batch_size",
+                   "8", "--train.lr", "3e-3", "--no-progress", "--no-report", "--no-artifacts", cwd=tmp_path,
                    check=True)
     assert "vaekit: note: model.likelihood auto -> gaussian-learned" in p.stderr
     run = tmp_path / "runs" / "iris"
