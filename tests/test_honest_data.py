@@ -435,3 +435,19 @@ def test_a_few_colour_images_among_grey_ones_are_named(tmp_path: Path):
     assert mixed.event_shape == (3, 8, 8)
     note = next(n for n in mixed.info["notes"] if "colour" in n)
     assert "1 of 13 images are in colour (zz.png)" in note and "data.grayscale true" in note
+
+
+def test_a_format_1_gaussian_run_is_not_resumed_with_other_units(tmp_path: Path):
+    from vaekit.train import resume
+
+    run, _ = fit(_cfg("g", DataConfig(name="digits"), likelihood="gaussian-learned"), tmp_path)
+    last = ckpt.read_pointer(run / "checkpoints", "last")
+    meta = json.loads((last / ckpt.META_FILE).read_text())
+    meta["format_version"] = 1
+    del meta["data"]["prep"]
+    (last / ckpt.META_FILE).write_text(json.dumps(meta))
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    with pytest.raises(VaekitError, match="format-1 Gaussian run") as e:
+        resume(run)
+    _one_line(e)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
