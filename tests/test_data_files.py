@@ -34,13 +34,14 @@ def test_npy_vectors_in_unit_range_are_kept(tmp_path: Path) -> None:
     assert b.event_shape == (5,) and b.train.x.dtype == torch.float32 and b.train.y is None
     served = torch.cat([b.train.x, b.val.x, b.test.x])
     assert torch.allclose(served.sum(0), torch.from_numpy(x).sum(0), atol=1e-3)  # same rows, unscaled
-    assert "kept" in b.info["scale_detail"]
+    assert "served in file units" in b.info["scale_detail"]  # Gaussian: any scaling is inside the model
+    assert "kept" in load(tmp_path / "x.npy", "bernoulli").info["scale_detail"]
 
 
 def test_npy_uint8_images_scaled_by_255_channels_first(tmp_path: Path) -> None:
     x = np.random.default_rng(1).integers(0, 256, (50, 3, 4, 6), dtype=np.uint8)
     np.save(tmp_path / "img.npy", x)
-    b = load(tmp_path / "img.npy", test_fraction=0.0, val_fraction=0.0)
+    b = load(tmp_path / "img.npy", "bernoulli", test_fraction=0.0, val_fraction=0.0)
     assert b.event_shape == (3, 4, 6)
     assert torch.allclose(b.train.x.sum(), torch.tensor(x.sum() / 255.0, dtype=torch.float32), rtol=1e-5)
     assert b.info["affine"] == [1 / 255, 0.0]
@@ -49,7 +50,7 @@ def test_npy_uint8_images_scaled_by_255_channels_first(tmp_path: Path) -> None:
 def test_float_data_outside_unit_range_min_max_from_training_split(tmp_path: Path) -> None:
     x = np.random.default_rng(2).normal(5.0, 3.0, (300, 4))
     np.save(tmp_path / "x.npy", x)
-    b = load(tmp_path / "x.npy")
+    b = load(tmp_path / "x.npy", "bernoulli")
     assert float(b.train.x.min()) == pytest.approx(0.0, abs=1e-6)
     assert float(b.train.x.max()) == pytest.approx(1.0, abs=1e-6)
     assert "min-max of the training split" in b.info["scale_detail"]
@@ -120,15 +121,15 @@ def test_nan_inf_empty_and_dtype_errors(tmp_path: Path) -> None:
 def test_mmap_stays_memmap_and_matches_in_memory(tmp_path: Path) -> None:
     x = np.random.default_rng(5).integers(0, 256, (500, 6, 5), dtype=np.uint8)
     np.save(tmp_path / "x.npy", x)
-    mem = load(tmp_path / "x.npy")
-    mm = load(tmp_path / "x.npy", mmap=True)
+    mem = load(tmp_path / "x.npy", dequantize="none")
+    mm = load(tmp_path / "x.npy", mmap=True, dequantize="none")
     assert isinstance(mm.train.x, np.memmap) and mm.info["mmap"] and len(mm.train) == len(mem.train)
     idx = torch.randperm(len(mem.train), generator=torch.Generator().manual_seed(0))[:64]
     assert torch.allclose(mm.train.batch(idx), mem.train.batch(idx))
     assert torch.equal(mm.test.y if mm.test.y is not None else torch.zeros(0),
                        mem.test.y if mem.test.y is not None else torch.zeros(0))
-    s_mm = load(tmp_path / "x.npy", "gaussian", scale="standardize", mmap=True)
-    s_mem = load(tmp_path / "x.npy", "gaussian", scale="standardize")
+    s_mm = load(tmp_path / "x.npy", "gaussian", scale="standardize", mmap=True, dequantize="none")
+    s_mem = load(tmp_path / "x.npy", "gaussian", scale="standardize", dequantize="none")
     assert torch.allclose(s_mm.loc, s_mem.loc) and torch.allclose(s_mm.scale, s_mem.scale)
     assert torch.allclose(s_mm.val.all(), s_mem.val.all())
 
@@ -174,7 +175,8 @@ def test_csv_with_label_column(tmp_path: Path) -> None:
     b = load(p, label_column="kind", val_fraction=0.0, test_fraction=0.0)
     assert b.event_shape == (2,) and b.info["columns"] == ["a", "b"]
     assert b.info["classes"] == ["cat", "dog"] and b.n_classes == 2
-    assert "min-max" in b.info["scale_detail"]
+    assert b.info["scale"] == "standardize"  # real-valued table under a Gaussian: standardised in the model
+    assert "min-max" in load(p, "bernoulli", label_column="kind").info["scale_detail"]
     q = write(tmp_path / "n.csv", "x1,x2,label\n0.1,0.2,3\n0.3,0.4,1\n0.5,0.6,3\n")
     c = load(q, label_column="label", val_fraction=0.0, test_fraction=0.0)
     assert sorted(c.train.y.tolist()) == [1, 3, 3] and "classes" not in c.info
@@ -217,7 +219,7 @@ def test_grey_image_folder_without_labels(tmp_path: Path) -> None:
     for i, a in enumerate(imgs):
         _png(tmp_path / "f" / f"{i:02d}.png", a)
     (tmp_path / "f" / "notes.txt").write_text("ignored")
-    b = load(tmp_path / "f", val_fraction=0.0, test_fraction=0.0)
+    b = load(tmp_path / "f", "bernoulli", val_fraction=0.0, test_fraction=0.0)
     assert b.event_shape == (6, 4) and b.train.y is None
     assert torch.allclose(b.train.x.sum(0), torch.from_numpy(np.sum(imgs, axis=0) / 255.0).float(), atol=1e-4)
 
@@ -261,7 +263,7 @@ def test_likelihood_and_preprocessing_conflicts(tmp_path: Path) -> None:
         load(p, "bernoulli", binarize="none")
     with pytest.raises(VaekitError, match=r"--data.scale standardize needs a Gaussian likelihood"):
         load(p, "bernoulli", scale="standardize")
-    with pytest.raises(VaekitError, match=r"--data.binarize static needs data in"):
+    with pytest.raises(VaekitError, match=r"data.binarize static applies to a Bernoulli likelihood"):
         load(p, "gaussian", scale="standardize", binarize="static")
     np.save(tmp_path / "big.npy", np.random.default_rng(9).random((50, 3)) * 10)
     with pytest.raises(VaekitError, match=r"training data spans \[.*--data.scale unit"):

@@ -157,7 +157,7 @@ def test_static_and_threshold_binarisation() -> None:
     b = load_data(cfg(name="frey-faces", binarize="static", binarize_seed=1), "bernoulli")
     assert not b.train.dynamic and b.info["binarize"] == "static"
     assert torch.equal(b.train.all(), b.train.all())
-    grey = load_data(cfg(name="frey-faces", binarize="none"), "gaussian")
+    grey = load_data(cfg(name="frey-faces", binarize="dynamic"), "bernoulli")  # train.x: the probabilities
     assert float(b.train.x.mean()) == pytest.approx(float(grey.train.x.mean()), abs=0.01)
     t = load_data(cfg(name="frey-faces", binarize="threshold", threshold=0.6), "bernoulli")
     assert torch.equal(t.train.x, (grey.train.x > 0.6).float())
@@ -179,10 +179,12 @@ def test_frey_faces_shape_stats_and_gaussian_scalings() -> None:
     assert raw.x.shape == (1965, 28, 20) and raw.x.dtype == np.uint8 and raw.y is None
     assert (int(raw.x.min()), int(raw.x.max())) == (8, 238)
     assert raw.x.mean() == pytest.approx(154.461, abs=1e-3) and raw.x.std() == pytest.approx(44.896, abs=1e-3)
-    unit = load_data(cfg(name="frey-faces"), "gaussian")
-    assert unit.info["binarize"] == "none" and unit.loc is None and not unit.binary
+    unit = load_data(cfg(name="frey-faces"), "gaussian")  # unit scaling inside the model, data in file units
+    assert unit.info["binarize"] == "none" and unit.info["scale"] == "unit" and not unit.binary
+    assert unit.info["dequantize"] == "uniform"  # 8-bit grey levels under a Gaussian: bins of width 1
+    assert float(unit.loc.max()) == 0.0 and float(unit.scale.min()) == 256.0  # [0, 256) -> [0, 1)
     assert (len(unit.train), len(unit.val), len(unit.test)) == (1573, 196, 196)
-    assert float(unit.train.x.max()) <= 238 / 255 + 1e-6
+    assert float(unit.train.x.max()) == 238.0 and float(unit.test.x.max()) < 239.0
     std = load_data(cfg(name="frey-faces", scale="standardize"), "gaussian-learned")
     assert std.loc.shape == (28, 20) and std.scale.shape == (28, 20) and std.loc.dtype == torch.float32
     tr = std.train.x.double()

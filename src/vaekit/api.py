@@ -10,7 +10,8 @@ import torch
 
 from vaekit.checkpoint import load_model
 from vaekit.config import Config
-from vaekit.data import DataBundle, load_data
+from vaekit.data import DataBundle, load_run_data
+from vaekit.data.rundata import display_range
 from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run as evaluate_run  # re-export: the library call behind `vaekit eval`
 from vaekit.fileio import atomic_write_bytes, check_writable
@@ -24,18 +25,20 @@ def load(path: str | Path, device: str | torch.device = "cpu") -> VAE:
     return load_model(path, device)[0]
 
 
-def load_run(path: str | Path, device: str = "cpu") -> tuple[VAE, Config, dict[str, Any], DataBundle]:
-    """Model, config, checkpoint metadata and the run's data (same preprocessing and split)."""
+def load_run(path: str | Path, device: str = "cpu", overrides: dict[str, str] | None = None,
+             ) -> tuple[VAE, Config, dict[str, Any], DataBundle]:
+    """Model, config, checkpoint metadata and the run's data: the run's recorded preprocessing applied
+    (never recomputed) and its data files checked against their recorded fingerprints. ``overrides``:
+    dotted ``data.*`` keys that choose other data of the same kind (see :mod:`vaekit.data.rundata`)."""
     model, config, meta = load_model(path, device)
-    data = load_data(config.data, config.model.likelihood)
-    if tuple(data.event_shape) != tuple(model.event_shape):
-        raise VaekitError(f"the run's data now have shape {data.event_shape} but the model expects "
-                          f"{model.event_shape}; point data.* (--data.*) at the data the run was trained on")
+    config, data = load_run_data(config, meta, overrides)
     return model, config, meta, data
 
 
 def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tuple[int, ...],
-                        ncol: int | None = None) -> Path:
+                        ncol: int | None = None, value_range: tuple[float, float] = (0.0, 1.0)) -> Path:
+    """``.npy``: the values as they are (the model's units). ``.png``: a grid with ``value_range`` (the
+    run's data range in file units, :func:`vaekit.data.rundata.display_range`) mapped to black..white."""
     out = check_writable(out)
     if out.suffix == ".npy":
         import io
@@ -46,7 +49,8 @@ def _save_array_or_grid(values: torch.Tensor, out: str | Path, event_shape: tupl
     if out.suffix == ".png":
         if not is_image_shape(event_shape):
             raise VaekitError(f"data of shape {event_shape} are not images; write .npy instead of {out.name}")
-        return save_grid(values, out, ncol=ncol)
+        lo, hi = value_range
+        return save_grid((values - lo) / max(hi - lo, 1e-12), out, ncol=ncol)
     raise VaekitError(f"unsupported output type '{out.suffix}' for {out}; use .png or .npy")
 
 
@@ -55,22 +59,23 @@ def sample(path: str | Path, n: int, out: str | Path, seed: int = 0, mean: bool 
     if n < 1:
         raise VaekitError(f"the number of samples n (-n) must be >= 1, got {n}")
     check_writable(out)  # before any work: a read-only or missing folder fails at once
-    model = load(path)
+    model, _, meta = load_model(path)
     x = model.sample(n, mean=mean, generator=torch.Generator().manual_seed(seed))
-    return _save_array_or_grid(x, out, model.event_shape)
+    return _save_array_or_grid(x, out, model.event_shape, value_range=display_range(meta))
 
 
 def reconstruct(path: str | Path, out: str | Path, n: int = 32) -> Path:
     """Reconstruct the first n test examples; a .png shows inputs (odd rows) above outputs."""
     check_writable(out)  # before loading the data
-    model, _, _, data = load_run(path)
+    model, _, meta, data = load_run(path)
     split = data.test if len(data.test) else data.val
+    rng = display_range(meta)
     x = split.batch(torch.arange(min(n, len(split))))
     x_hat = model.reconstruct(x)
     if Path(out).suffix == ".png":
         ncol = min(16, len(x))
         rows = [t for i in range(0, len(x), ncol) for t in (x[i:i + ncol], x_hat[i:i + ncol])]
-        return _save_array_or_grid(torch.cat(rows), out, model.event_shape, ncol=ncol)
+        return _save_array_or_grid(torch.cat(rows), out, model.event_shape, ncol=ncol, value_range=rng)
     return _save_array_or_grid(torch.stack([x, x_hat]), out, model.event_shape)
 
 
@@ -108,7 +113,8 @@ def write_artifacts(run_dir: Path, model: VAE, data: DataBundle, seed: int = 0) 
     written = []
     ext = ".png" if is_image_shape(model.event_shape) else ".npy"
     x = model.sample(64, generator=torch.Generator().manual_seed(seed))
-    written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape))
+    written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape,
+                                       value_range=display_range({"data": data.info})))
     written.append(reconstruct(run_dir, run_dir / f"reconstructions{ext}"))
     return written
 

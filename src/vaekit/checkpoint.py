@@ -32,7 +32,7 @@ from vaekit.config import Config, config_from_dict, config_to_dict
 from vaekit.errors import VaekitError, VaekitWarning
 from vaekit.fileio import error_message, file_mode, fsync_dir, is_write_error
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: preprocessing record meta["data"]["prep"]; Gaussian `unit` scaling inside the model
 MODEL_FILE, META_FILE, TRAINER_TENSORS, TRAINER_JSON = (
     "model.safetensors", "meta.json", "trainer.safetensors", "trainer.json")
 STEP_NAME = re.compile(r"step-\d{9}")
@@ -181,7 +181,52 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             isinstance(s, int) and s >= 1 for s in shape):
         raise VaekitError(f"{meta_path} lacks a valid 'config' or 'event_shape'; the checkpoint is corrupted, "
                           "use another one")
+    return upgrade_meta(meta) if version < FORMAT_VERSION else meta
+
+
+def upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 meta.json read as format 2 (in memory; the file is not changed).
+
+    Format 1 served Gaussian ``unit`` data scaled (served = a * x + b, no Jacobian in log p) and had no
+    preprocessing record. The upgrade records it as format 2 does: data served in file units and the
+    model's loc = -b / a, scale = 1 / a (the encoder then sees exactly what it was trained on, and log p
+    gains the Jacobian, i.e. is in the file's units); the v1 fixed ``sigma`` of a ``standardize`` run was
+    in file units and stays so (``prep["sigma_units"] = "file"``); no dequantisation."""
+    meta = json.loads(json.dumps(meta))
+    info = meta.setdefault("data", {})
+    cfg = meta["config"]
+    data_cfg, model_cfg = cfg.setdefault("data", {}), cfg.setdefault("model", {})
+    data_cfg.setdefault("dequantize", "none")
+    data_cfg.setdefault("verify", True)
+    lik = model_cfg.get("likelihood", "bernoulli")
+    model_cfg["likelihood"] = lik
+    scale = info.get("scale", data_cfg.get("scale", "unit"))
+    a, b = (float(v) for v in info.get("affine", [1.0, 0.0]))
+    prep = {"likelihood": lik, "scale": scale, "scale_detail": info.get("scale_detail", ""),
+            "affine": [a, b], "model_affine": None, "binarize": info.get("binarize", data_cfg.get("binarize", "none")),
+            "threshold": info.get("threshold", data_cfg.get("threshold", 0.5)), "dequantize": "none",
+            "value_range": None, "input_range": None, "input_binary": bool(info.get("binary", False)),
+            "reasons": {"upgrade": "read from a format-1 checkpoint"}, "sigma_units": "scaled"}
+    if lik != "bernoulli":
+        if scale == "unit" and (a, b) != (1.0, 0.0):
+            prep.update(affine=[1.0, 0.0], model_affine=[-b / a, 1.0 / a], value_range=[-b / a, (1.0 - b) / a])
+            info["input_range"] = prep["value_range"]  # now in file units, for vaekit.inputs' range check
+            meta["standardised"] = True
+        if scale == "standardize" and lik == "gaussian":
+            prep["sigma_units"] = "file"
+    info["prep"] = prep
+    meta["upgraded_from"] = meta["format_version"]
     return meta
+
+
+def upgrade_state(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Format-1 weights with the model loc/scale that :func:`upgrade_meta` recorded."""
+    prep = (meta.get("data") or {}).get("prep") or {}
+    if meta.get("upgraded_from") == 1 and prep.get("model_affine") and "data_loc" in state:
+        loc, scale = prep["model_affine"]
+        state = {**state, "data_loc": torch.full_like(state["data_loc"], loc),
+                 "data_scale": torch.full_like(state["data_scale"], scale)}
+    return state
 
 
 @dataclass(frozen=True)
@@ -286,6 +331,8 @@ def best_name(ckpts: Path, last: Path) -> str | None:
 def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Tensor] | None = None) -> None:
     """Load ``ckpt``'s model.safetensors into ``module`` strictly: every name and shape must match."""
     state = load_tensors(ckpt / MODEL_FILE) if state is None else state
+    if (ckpt / META_FILE).exists():
+        state = upgrade_state(read_meta(ckpt), state)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -302,10 +349,12 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"):
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
     config = config_from_dict(meta["config"])
-    state = load_tensors(ckpt / MODEL_FILE)
+    state = upgrade_state(meta, load_tensors(ckpt / MODEL_FILE))
     standardised = bool(meta.get("standardised"))
+    prep = (meta.get("data") or {}).get("prep") or {}
     model = VAE(config.model, meta["event_shape"], data_loc=state.get("data_loc") if standardised else None,
-                data_scale=state.get("data_scale") if standardised else None)
+                data_scale=state.get("data_scale") if standardised else None,
+                sigma_units=prep.get("sigma_units", "scaled"))
     load_weights(model, ckpt, state)
     model.input_spec = spec_from_meta(meta, config.model.likelihood)  # what check_input compares inputs with
     model.to(device).eval()

@@ -190,7 +190,8 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if args.name:
             overrides["name"] = args.name
         config = apply_overrides(config, overrides)
-        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress])
+        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress],
+                               notify=lambda kind, msg: print(f"vaekit: {kind}: {msg}", file=sys.stderr))
     s = trainer.state
     if trainer.resume_note:
         print(trainer.resume_note)

@@ -20,7 +20,7 @@ from vaekit.errors import VaekitError
 from vaekit.typed import check_fields, coerce
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus")
-LIKELIHOODS = ("bernoulli", "gaussian", "gaussian-learned")
+LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-learned")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -34,7 +34,13 @@ class ModelConfig:
 
     ``kind='ae'`` is the plain autoencoder (deterministic encoder, no KL, the beta -> 0 limit);
     ``posterior='full'`` uses a full-covariance Gaussian q(z|x) with a Cholesky factor.
-    ``sigma`` is the fixed decoder standard deviation of the ``gaussian`` likelihood (in data units);
+    ``likelihood='auto'`` is resolved from the data when a run is trained (binary data and grey-level
+    images: ``bernoulli``; other real-valued data: ``gaussian-learned`` on standardised data; see
+    docs/data.md) and the run's saved config holds the resolved value.
+    ``sigma`` is the fixed decoder standard deviation of the ``gaussian`` likelihood in the model's
+    *scaled* units: the decoded standard deviation in file units is ``sigma * data_scale`` (the
+    per-feature scale of ``data.scale`` unit/standardize, 1 for ``none``), so log p(x) is always in nats
+    of the file's units;
     ``variance`` picks one learned variance per data dimension (``per-dim``, a free parameter) or one
     per output (``per-output``, predicted by the decoder) for ``gaussian-learned``.
     ``hidden`` lists the hidden widths of the encoder (the decoder mirrors them); ``()`` is an explicit
@@ -46,7 +52,7 @@ class ModelConfig:
     latent_dim: int = 8
     hidden: tuple[int, ...] = (256, 128)
     activation: str = "relu"
-    likelihood: str = "bernoulli"
+    likelihood: str = "auto"
     sigma: float = 0.1
     variance: str = "per-dim"
     posterior: str = "diag"

@@ -126,9 +126,10 @@ def _check_positive(name: str, value: int) -> int:
 
 
 def _eval_config(config, overrides: dict[str, str] | None):
-    """Apply ``--data.*`` / ``--eval.*`` overrides to a run's saved config (other sections are fixed
-    by the checkpoint)."""
+    """Apply ``--eval.*`` overrides to a run's saved config; ``--data.*`` ones are checked here and
+    applied by :func:`vaekit.data.load_run_data` (other sections are fixed by the checkpoint)."""
     from vaekit.config import apply_overrides
+    from vaekit.data.rundata import apply_data_overrides
 
     overrides = overrides or {}
     for key in overrides:
@@ -136,7 +137,32 @@ def _eval_config(config, overrides: dict[str, str] | None):
             raise VaekitError(f"override '{key}' (--{key}) does not apply to eval: the model and training settings "
                               "come from the checkpoint; only --data.* and --eval.* (data.* and eval.* keys of "
                               "overrides) can be changed")
-    return apply_overrides(config, overrides)
+    apply_data_overrides(config, overrides)  # refuses preprocessing changes before any work
+    return apply_overrides(config, {k: v for k, v in overrides.items() if k.startswith("eval.")})
+
+
+def bits_per_dim_convention(prep: dict[str, Any], log_likelihood_nats: float, dims: int,
+                            ) -> tuple[float | None, str]:
+    """bits/dim and the convention it follows, or (None, why not).
+
+    Discrete data (a Bernoulli on binary data): -log P(x) / (D log 2). Integer data under a Gaussian
+    with uniform dequantisation: the density is over bins of width 1 in file units and
+    E_u log p(x + u) <= log P(x) (Theis et al. 2016), so the same formula is an upper bound on the
+    discrete bits/dim. Continuous data without dequantisation: a density has no bits/dim (None)."""
+    lik, dq = prep.get("likelihood"), prep.get("dequantize")
+    if lik == "bernoulli":
+        value, how = bits_per_dim(log_likelihood_nats, dims), "discrete: Bernoulli on binary data"
+    elif dq == "uniform":
+        value = bits_per_dim(log_likelihood_nats, dims)
+        how = ("uniform dequantisation, bins of width 1 in file units (an upper bound on the discrete "
+               "bits/dim)")
+    else:
+        return None, ("null: the data are continuous (Gaussian density, data.dequantize none), so log p is a "
+                      "density in the file's units and has no bits/dim; compare log_likelihood_nats instead")
+    if value < 0:
+        return None, (f"null: {how} gave a negative value ({value:.3f}), which means the model puts a density "
+                      "above 1 per bin; the data are not integer bins of width 1")
+    return value, how
 
 
 def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = None, batch_size: int | None = None,
@@ -159,7 +185,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     """
     from vaekit import probes
     from vaekit.checkpoint import choose_checkpoint, load_model, run_dir_of
-    from vaekit.data import load_data
+    from vaekit.data import load_run_data
     from vaekit.fileio import atomic_write_text, check_writable
     from vaekit.train import evaluate_split, pick_device
 
@@ -174,7 +200,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     out = Path(out) if out is not None else run_dir / "eval.json"
     if write:  # before minutes of computing: a read-only run needs out= (--out FILE) elsewhere
         check_writable(out, "--out FILE (out= in evaluate_run)")
-    model, config, _meta = load_model(ckpt, dev)
+    model, config, meta = load_model(ckpt, dev)
     config = _eval_config(config, overrides)
     ec = config.eval
     k = _check_positive("k", ec.k if k is None else k)
@@ -183,10 +209,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     repeats = _check_positive("repeats", ec.repeats if repeats is None else repeats)
     naive_k = _check_positive("naive_k", ec.naive_k if naive_k is None else naive_k)
 
-    data = load_data(config.data, config.model.likelihood)
-    if tuple(data.event_shape) != tuple(model.event_shape):
-        raise VaekitError(f"the data have shape {data.event_shape} but the model expects {model.event_shape}; "
-                          "point --data.* at data of the shape the run was trained on")
+    config, data = load_run_data(config, meta, overrides)
     split_name = "test" if len(data.test) else "val"
     split = getattr(data, split_name)
     if len(split) == 0:
@@ -195,7 +218,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     dims = math.prod(model.event_shape)
     is_vae = config.model.kind == "vae"
     d = model.latent_dim
-    warnings: list[str] = [choice.warning] if choice.warning else []
+    warnings: list[str] = ([choice.warning] if choice.warning else []) + list(data.info.get("warnings", []))
 
     terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
     latent = probes.latent_summary(model, data, split_name, seed=seed)  # the report calls the same function
@@ -205,7 +228,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
 
     result: dict[str, Any] = {
         "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": config.data.path or
-        config.data.name, "n_examples": len(split), "dims": dims, "latent_dim": d, "k": k, "naive_k": naive_k,
+        config.data.name, "data_fingerprint": data.info.get("fingerprint"), "n_examples": len(split),
+        "dims": dims, "latent_dim": d, "k": k, "naive_k": naive_k,
         "checkpoint_role": choice.role,  # 'best', 'last (best step-... is missing)', 'given', ...
         "repeats": repeats, "precision": precision, "seed": seed,
         "elbo_nats": terms["elbo"] if is_vae else None, "recon_nats": terms["recon"],
@@ -218,6 +242,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
                 for r in range(repeats)]
         ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
         mean_ll = float(ll.mean())
+        bpd, convention = bits_per_dim_convention(data.info["prep"], mean_ll, dims)
         naive = log_likelihood(model, x, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
                                proposal="prior", precision=precision)
         result.update({
@@ -225,14 +250,17 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "log_likelihood_se": standard_error(ll),
             "log_likelihood_mc_se": standard_error(torch.stack([r.mean() for r in runs])) if repeats > 1 else None,
             "nats_per_dim": -mean_ll / dims,
-            "bits_per_dim": bits_per_dim(mean_ll, dims),
+            "bits_per_dim": bpd,
+            "bits_per_dim_convention": convention if bpd is not None else None,
+            "bits_per_dim_note": None if bpd is not None else convention,
             "naive_log_likelihood_nats": float(naive.mean()),
             "naive_log_likelihood_se": standard_error(naive),
         })
     else:
         result.update(dict.fromkeys(("log_likelihood_nats", "log_likelihood_se", "log_likelihood_mc_se",
                                      "nats_per_dim", "bits_per_dim", "naive_log_likelihood_nats",
-                                     "naive_log_likelihood_se")))
+                                     "naive_log_likelihood_se", "bits_per_dim_convention")))
+        result["bits_per_dim_note"] = "null: an autoencoder has no likelihood"
         warnings.append("an autoencoder has no likelihood: the likelihood keys are null (train with "
                         "--model.kind vae for log p(x))")
     result["warnings"] = warnings

@@ -3,12 +3,14 @@
 Shapes: data x is (n, *event_shape) in data units; latents z are (..., d). ``decode`` accepts any
 leading sample axes, so V Monte-Carlo samples of shape (V, n, d) decode to a distribution with batch
 shape (V, n) and event shape ``event_shape``. When the data were standardised, the model holds the
-training-split statistics (``data_loc``, ``data_scale``): the encoder sees standardised inputs and the
-decoder's distribution is mapped back, so every log-probability is in nats in the data's own units.
+training-split statistics (``data_loc``, ``data_scale``; for ``unit`` scaling loc = lo and scale = hi - lo):
+the encoder sees standardised inputs and the decoder's distribution is mapped back, so every
+log-probability is in nats in the data's own units. Bernoulli models see 0/1 data (discrete, no Jacobian).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 
@@ -24,7 +26,10 @@ from vaekit.nn import MLP
 
 
 class VAE(nn.Module):
-    """A variational autoencoder (``kind='vae'``) or plain autoencoder (``kind='ae'``) with MLP networks."""
+    """A variational autoencoder (``kind='vae'``) or plain autoencoder (``kind='ae'``) with MLP networks.
+
+    ``model.likelihood='auto'`` is decided from the data by :func:`vaekit.train.fit`; a VAE built directly
+    (no data to decide from) takes ``bernoulli`` and says so in ``self.config``."""
 
     def __init__(
         self,
@@ -32,8 +37,11 @@ class VAE(nn.Module):
         event_shape: Sequence[int],
         data_loc: Tensor | None = None,
         data_scale: Tensor | None = None,
+        sigma_units: str = "scaled",
     ) -> None:
         super().__init__()
+        if config.likelihood == "auto":  # no data to decide from: the documented default of a bare VAE
+            config = dataclasses.replace(config, likelihood="bernoulli")
         self.config = config
         self.event_shape = tuple(int(s) for s in event_shape)
         self.data_dim = math.prod(self.event_shape)
@@ -61,6 +69,9 @@ class VAE(nn.Module):
         #: public entry points check their inputs against it (vaekit.inputs). Not part of the state_dict.
         self.input_spec: InputSpec | None = default_spec(config.likelihood)
         self._inputs_trusted = False
+        #: 'scaled'': the fixed sigma of the 'gaussian' likelihood is in the model's scaled units (decoded
+        #: sigma in file units = sigma * data_scale); 'file': in file units (format-1 standardize runs).
+        self.sigma_units = sigma_units
 
     # ------------------------------------------------------------------------------ distributions
     @property
@@ -112,6 +123,8 @@ class VAE(nn.Module):
         else:
             mean = out
             sigma = torch.full_like(self.data_scale, self.config.sigma)
+            if self.sigma_units == "scaled":
+                sigma = sigma * self.data_scale
         mean = mean.reshape(*batch, *self.event_shape) * self.data_scale + self.data_loc
         return D.gaussian(mean, sigma, k)
 

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import torch
 
 from vaekit import checkpoint as ckpt
 from vaekit.config import Config, config_to_toml
-from vaekit.data import DataBundle, Split, load_data
+from vaekit.data import DataBundle, Split, load_data, load_run_data
 from vaekit.errors import VaekitError
 from vaekit.fileio import atomic_write_text, write_errors
 from vaekit.inputs import spec_from_meta, trusted
@@ -545,10 +546,11 @@ def create_run_dir(config: Config, runs_root: str | Path = "runs") -> Path:
 
 
 def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback] | None = None,
-        data: DataBundle | None = None) -> tuple[Path, Trainer]:
+        data: DataBundle | None = None, notify: Callable[[str, str], None] | None = None) -> tuple[Path, Trainer]:
     """Load the data, create ``runs/<name>/``, save the resolved config and train. Returns the run
-    directory and the trainer (its ``model`` holds the last weights). The run's lock
-    (:mod:`vaekit.runlock`) is held from its creation until training ends."""
+    directory and the trainer (its ``model`` holds the last weights). ``notify(kind, message)`` receives
+    the data loader's decisions (kind 'note') and warnings (kind 'warning'); the CLI prints them. The
+    run's lock (:mod:`vaekit.runlock`) is held from its creation until training ends."""
     data = data if data is not None else load_data(config.data, config.model.likelihood)
     config = config.replace(name=config.name or time.strftime("run-%Y%m%d-%H%M%S"))
     config = _with_resolved_data(config, data)
@@ -560,6 +562,10 @@ def fit(config: Config, runs_root: str | Path = "runs", callbacks: list[Callback
         except VaekitError:
             shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
             raise
+        if notify is not None:  # once the run is accepted, so a refused run still prints one error line only
+            for kind in ("note", "warning"):
+                for message in data.info.get(f"{kind}s", []):
+                    notify(kind, message)
         try:
             trainer.fit()
         except VaekitError as err:
@@ -606,7 +612,14 @@ def _resume(run_dir: Path, callbacks: list[Callback] | None, device: str | None)
     for orphan in ckpts.glob("step-*"):  # never pointed to: a killed writer's, not a checkpoint of the run
         if orphan.is_dir() and (last is None or orphan.name > last.name):
             shutil.rmtree(orphan)
-    data = load_data(config.data, config.model.likelihood)
+    if last is None:  # nothing recorded yet: decide the preprocessing again from the saved (resolved) config
+        data = load_data(config.data, config.model.likelihood)
+    else:
+        meta = ckpt.read_meta(last)
+        if meta.get("upgraded_from") and config.model.likelihood != "bernoulli":
+            raise VaekitError(f"{run_dir} is a format-{meta['upgraded_from']} Gaussian run, whose data scaling this "
+                              "vaekit defines differently; evaluate it as it is, or train it again")
+        data = load_run_data(config, meta)[1]
     trainer = Trainer(config, run_dir, data, callbacks)
     if last is None:
         trainer.resume_note = f"{run_dir} had no checkpoint: started again from step 0 with its saved config"
@@ -636,10 +649,15 @@ def _to_device(data: DataBundle, device: torch.device) -> DataBundle:
 
 
 def _with_resolved_data(config: Config, data: DataBundle) -> Config:
-    """Record the resolved binarisation so the saved config reproduces the run exactly."""
+    """Record what the data loader decided (likelihood, scale, binarisation, dequantisation, absolute
+    paths) so the saved config reproduces the run exactly."""
     import dataclasses
 
-    mode = data.info.get("binarize")
-    if mode and mode != config.data.binarize:
-        return config.replace(data=dataclasses.replace(config.data, binarize=mode))
-    return config
+    from vaekit.data.rundata import resolved_data_config
+
+    lik = data.info.get("likelihood") or config.model.likelihood
+    if config.model.likelihood not in ("auto", lik):
+        raise VaekitError(f"the data were prepared for model.likelihood {lik} but the config says "
+                          f"{config.model.likelihood}; load them with the same likelihood")
+    return config.replace(data=resolved_data_config(config.data, data.info),
+                          model=dataclasses.replace(config.model, likelihood=lik))

@@ -8,34 +8,45 @@ preprocessing and splits in :mod:`vaekit.data.preprocess`. Documentation: docs/d
 
 from __future__ import annotations
 
+from typing import Any
+
 from vaekit.data.bundle import DataBundle, Split
 from vaekit.data.config import DataConfig
 from vaekit.data.files import load_path
 from vaekit.data.named import NAMES, load_digits, load_named
 from vaekit.data.preprocess import build
+from vaekit.data.rundata import load_run_data
 from vaekit.errors import VaekitError
 
-__all__ = ["NAMES", "DataBundle", "DataConfig", "Split", "load_data"]
+__all__ = ["NAMES", "DataBundle", "DataConfig", "Split", "load_data", "load_run_data"]
 
 
-def load_data(cfg: DataConfig, likelihood: str = "bernoulli") -> DataBundle:
+def load_data(cfg: DataConfig, likelihood: str = "auto", prep: dict[str, Any] | None = None) -> DataBundle:
     """Load, preprocess and split the data named by ``cfg`` for a model with ``likelihood``.
 
-    ``likelihood`` is 'bernoulli', 'gaussian' or 'gaussian-learned'. ``data.path`` wins over
-    ``data.name``. Everything decided here (files and checksums, split, scaling, binarisation) is
-    recorded in ``bundle.info``.
+    ``likelihood`` is 'auto' (decided from the data), 'bernoulli', 'gaussian' or 'gaussian-learned'.
+    ``data.path`` wins over ``data.name``. ``prep``: a run's recorded preprocessing to apply instead of
+    deciding it (see :func:`vaekit.data.preprocess.build`; runs load their data with
+    :func:`load_run_data`). Everything decided here (files and checksums, split, likelihood, scaling,
+    binarisation, dequantisation, with reasons; notes and warnings) is recorded in ``bundle.info``.
     """
+    if not cfg.path:
+        for key, value in (("label_column", cfg.label_column), ("image_size", cfg.image_size),
+                           ("grayscale", cfg.grayscale)):
+            if value:
+                raise VaekitError(f"data.{key} applies to user files (data.path), not to the named dataset "
+                                  f"'{cfg.name}'; drop --data.{key}")
     if cfg.path:
         raw = load_path(cfg.path, cfg.label_column, cfg.image_size, cfg.grayscale, cfg.mmap)
-        where = cfg.path
+        where = raw.info.get("path", cfg.path)
     elif cfg.name == "digits":
         raw, where = load_digits(), "digits"
     elif cfg.name in NAMES:
-        raw = load_named(cfg.name, cfg.dir, cfg.download, cfg.download_timeout)
+        raw = load_named(cfg.name, cfg.dir, cfg.download, cfg.download_timeout, cfg.verify)
         where = cfg.name
     else:
         raise VaekitError(f"unknown dataset '{cfg.name}'; use one of {', '.join(NAMES)} or --data.path FILE")
     if cfg.mmap and not cfg.path:
         raise VaekitError(f"--data.mmap applies to .npy files given with --data.path, not to '{cfg.name}'; "
                           "set --data.mmap false")
-    return build(raw, cfg, likelihood, where)
+    return build(raw, cfg, likelihood, where, prep)

@@ -15,6 +15,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+DEQUANT_SEED = 7_368_787  # offset of the fixed dequantisation draws from the binarisation seeds
+
 
 def release_pages(x: np.ndarray) -> None:
     """Unmap the file pages a read of the memmap ``x`` brought into this process (MADV_DONTNEED on a
@@ -48,7 +50,9 @@ class Split:
     lazily, so the preprocessing is applied per batch: ``rows`` maps split positions to file rows (None =
     all rows in order), ``affine = (a, b)`` maps file units to served units as ``a * x + b``,
     ``binarize`` is ``'threshold'`` (``x > threshold``) or ``'static'`` (one fixed draw keyed by
-    ``noise_seed``, row and pixel, see :func:`hash_uniform`) or ``'none'``.
+    ``noise_seed``, row and pixel, see :func:`hash_uniform`) or ``'none'``. ``dequantize``:
+    ``'fresh'`` adds new U(0, 1) noise to every served batch (training), ``'fixed'`` one fixed draw keyed
+    like the static binarisation (memory-mapped evaluation splits; in-memory ones store it), ``'none'``.
     """
 
     x: Tensor | np.ndarray
@@ -59,6 +63,7 @@ class Split:
     binarize: str = "none"
     threshold: float = 0.5
     noise_seed: int = 0
+    dequantize: str = "none"
 
     def __len__(self) -> int:
         return int(len(self.rows) if self.rows is not None else self.x.shape[0])
@@ -93,10 +98,15 @@ class Split:
                 rows = (u.reshape(rows.shape) < rows).astype(np.float32)
             elif self.dynamic:
                 np.clip(rows, 0.0, 1.0, out=rows)  # min-max scaled val/test rows may leave [0, 1]
+            if self.dequantize == "fixed":
+                u = hash_uniform(self.noise_seed + DEQUANT_SEED, sorted_rows, int(np.prod(self.event_shape)))
+                rows += u.reshape(rows.shape).astype(np.float32)
             xb = torch.empty((len(idx), *self.event_shape), dtype=torch.float32)
             xb[torch.from_numpy(order)] = torch.from_numpy(rows)
         if self.dynamic:  # Bernoulli(p) as (u < p): same law as torch.bernoulli, about 3x faster on CPU
             xb = (torch.rand(xb.shape, generator=generator, device=xb.device) < xb).to(torch.float32)
+        if self.dequantize == "fresh":
+            xb = xb + torch.rand(xb.shape, generator=generator, device=xb.device)
         return xb
 
     def all(self, generator: torch.Generator | None = None) -> Tensor:

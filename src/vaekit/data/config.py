@@ -8,7 +8,8 @@ from vaekit.errors import VaekitError
 from vaekit.typed import check_fields
 
 BINARIZE = ("auto", "none", "threshold", "static", "dynamic")
-SCALE = ("unit", "standardize", "none")
+SCALE = ("auto", "unit", "standardize", "none")
+DEQUANTIZE = ("auto", "uniform", "none")
 SPLITS = ("random", "iwae")
 DATASETS = ("digits", "mnist", "fashion-mnist", "frey-faces", "binarized-mnist")
 
@@ -18,8 +19,12 @@ class DataConfig:
     """Where the data comes from and how it is preprocessed.
 
     ``name`` is a named dataset (``digits``, ``mnist``, ...); ``path`` a user file or folder, which wins
-    over ``name`` when set. ``binarize='auto'`` resolves to ``dynamic`` for a Bernoulli likelihood on
-    non-binary data and ``none`` otherwise; the resolved value is what the run records.
+    over ``name`` when set. ``scale``, ``binarize`` and ``dequantize`` = ``'auto'`` are resolved from the
+    data and the likelihood (docs/data.md, "Defaults"); the saved config of a run holds the resolved
+    values and resolved absolute ``path`` / ``dir``. ``dequantize='uniform'`` adds U(0, 1) noise in file
+    units to integer-valued data for a Gaussian likelihood (a density over bins of width 1, so bits/dim
+    are meaningful). ``verify=False`` turns a named dataset's checksum mismatch from an error into a
+    warning recorded in the run.
     ``split`` is ``random`` or ``iwae`` (MNIST's 59,600/400); ``download_timeout`` is in seconds.
     Full description: docs/data.md.
     """
@@ -28,7 +33,7 @@ class DataConfig:
     path: str = ""
     dir: str = ""
     label_column: str = ""
-    scale: str = "unit"
+    scale: str = "auto"
     binarize: str = "auto"
     threshold: float = 0.5
     binarize_seed: int = 0
@@ -42,6 +47,8 @@ class DataConfig:
     download: bool = True
     limit: int = 0
     download_timeout: float = 60.0
+    dequantize: str = "auto"
+    verify: bool = True
 
     def __post_init__(self) -> None:
         check_fields(self, "data")  # types first: one-line errors naming the key
@@ -51,6 +58,7 @@ class DataConfig:
                 raise VaekitError(f"config key 'data.{key}': {message}")
 
         check(self.scale in SCALE, "scale", f"use one of {', '.join(SCALE)}")
+        check(self.dequantize in DEQUANTIZE, "dequantize", f"use one of {', '.join(DEQUANTIZE)}")
         check(self.binarize in BINARIZE, "binarize", f"use one of {', '.join(BINARIZE)}")
         check(0.0 <= self.threshold <= 1.0, "threshold", f"must be in [0, 1], got {self.threshold}")
         check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")

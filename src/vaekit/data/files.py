@@ -7,8 +7,9 @@
   optional label column (integers are kept, other values are mapped to 0..K-1 in sorted order).
 * Image folder: PNG/JPEG files, either all directly in the folder (no labels) or in class sub-folders
   (label = index of the sub-folder name in sorted order). Grey images are stored (n, H, W), colour
-  images channels-first (n, 3, H, W); any colour image makes the whole set RGB unless
-  ``data.grayscale``. ``data.image_size`` = (height, width) resizes every image (bilinear).
+  images channels-first (n, 3, H, W); an RGB file with R = G = B is grey; any true colour image makes
+  the whole set RGB unless ``data.grayscale`` (a note names them). ``data.image_size`` = (height, width)
+  resizes every image (bilinear).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from vaekit.data.fingerprint import fingerprint
 from vaekit.data.raw import RawData
 from vaekit.errors import VaekitError
 
@@ -52,7 +54,7 @@ def load_array(path: Path, mmap: bool) -> RawData:
             x = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError) as err:
             raise VaekitError(f"{path}: cannot read the .npy file ({err}); save it with numpy.save") from None
-        return RawData(x, None, info=info)
+        return channels_first(RawData(x, None, info=info), path)
     if mmap:
         raise VaekitError(f"{path}: data.mmap needs an uncompressed .npy file; save x with numpy.save "
                           "or set --data.mmap false")
@@ -70,7 +72,23 @@ def load_array(path: Path, mmap: bool) -> RawData:
     x = arrays[xkey]
     ykey = next((k for k in ("y", "labels") if k in arrays), None)
     y = _labels(arrays[ykey], len(x), f"{path} key '{ykey}'") if ykey else None
-    return RawData(x, y, info={**info, "x_key": xkey, "y_key": ykey})
+    return channels_first(RawData(x, y, info={**info, "x_key": xkey, "y_key": ykey}), path)
+
+
+def channels_first(raw: RawData, path: Path) -> RawData:
+    """Channels-last image arrays (n, H, W, C) with C in {1, 3, 4} and H, W >= 4 become channels-first
+    (n, C, H, W) (C = 1 -> (n, H, W)); a note in ``info["notes"]`` says so. A memory-mapped array is
+    transposed as a view (batches then read strided rows)."""
+    x = raw.x
+    if x.ndim == 4 and x.shape[-1] in (1, 3, 4) and min(x.shape[1:3]) >= 4 and x.shape[1] not in (1, 3, 4):
+        shape = tuple(x.shape[1:])
+        x = x[..., 0] if x.shape[-1] == 1 else x.transpose(0, 3, 1, 2)
+        raw.x = x if isinstance(x, np.memmap) else np.ascontiguousarray(x)
+        raw.info.setdefault("notes", []).append(
+            f"{path}: rows of shape {shape} look like channels-last images (height, width, channels); read "
+            f"as channels-first {tuple(raw.x.shape[1:])}")
+        raw.info["channels_last"] = True
+    return raw
 
 
 def load_csv(path: Path, label_column: str = "") -> RawData:
@@ -137,6 +155,8 @@ def load_csv(path: Path, label_column: str = "") -> RawData:
 
 
 def _open_image(p: Path, grayscale: bool, size: tuple[int, ...]) -> np.ndarray:
+    """uint8 (H, W) for a grey image (or any image when ``grayscale``), (3, H, W) for colour. An RGB
+    image whose three channels are equal everywhere is grey."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -149,6 +169,8 @@ def _open_image(p: Path, grayscale: bool, size: tuple[int, ...]) -> np.ndarray:
             a = np.asarray(im, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as err:
         raise VaekitError(f"{p}: cannot read the image ({err}); remove or replace the file") from None
+    if a.ndim == 3 and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():
+        return np.ascontiguousarray(a[..., 0])  # stored as RGB, but R = G = B: a grey image
     return a if a.ndim == 2 else a.transpose(2, 0, 1)
 
 
@@ -167,7 +189,13 @@ def load_images(folder: Path, image_size: tuple[int, ...] = (), grayscale: bool 
         raise VaekitError(f"{folder}: no .png/.jpg/.jpeg images found (directly or in class sub-folders); "
                           "point --data.path at a folder of images")
     arrays = [_open_image(p, grayscale, image_size) for p in paths]
-    if any(a.ndim == 3 for a in arrays):  # some colour: make all RGB
+    notes: list[str] = []
+    colour = [p for p, a in zip(paths, arrays, strict=True) if a.ndim == 3]
+    if colour and len(colour) < len(paths):  # some colour among grey ones: make all RGB, and say so
+        names = ", ".join(str(p.relative_to(folder)) for p in colour[:5]) + (" ..." if len(colour) > 5 else "")
+        notes.append(f"{folder}: {len(colour)} of {len(paths)} images are in colour ({names}), so the whole "
+                     "set is read as RGB (n, 3, H, W); set data.grayscale true (--data.grayscale true) to read "
+                     "all as grey")
         arrays = [np.repeat(a[None], 3, axis=0) if a.ndim == 2 else a for a in arrays]
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
@@ -178,7 +206,7 @@ def load_images(folder: Path, image_size: tuple[int, ...] = (), grayscale: bool 
                           f"{paths[k].name} is {arrays[k].shape[-2]}x{arrays[k].shape[-1]}); "
                           "set --data.image_size H,W to resize them all")
     y = None
-    info: dict[str, Any] = {"name": folder.name, "path": str(folder), "n_files": len(paths)}
+    info: dict[str, Any] = {"name": folder.name, "path": str(folder), "n_files": len(paths), "notes": notes}
     if classes:
         y = np.array([classes.index(p.parent.name) for p in paths], dtype=np.int64)
         info["classes"] = classes
@@ -196,7 +224,19 @@ def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...],
         raise VaekitError(f"{path}: data.mmap needs an uncompressed .npy file; save x with numpy.save "
                           "or set --data.mmap false")
     if path.is_dir():
-        return load_images(path, image_size, grayscale)
+        if cfg_label_column:
+            raise VaekitError(f"data.label_column '{cfg_label_column}' applies to CSV files, but {path} is an "
+                              "image folder (labels come from class sub-folders); drop --data.label_column")
+        raw = load_images(path, image_size, grayscale)
+        raw.info["fingerprint"] = fingerprint(path)
+        return raw
+    for key, value in (("image_size", image_size), ("grayscale", grayscale)):
+        if value:
+            raise VaekitError(f"data.{key} applies to folders of images only, not to {path}; drop "
+                              f"--data.{key}")
+    if cfg_label_column and suffix in (".npy", ".npz"):
+        raise VaekitError(f"data.label_column '{cfg_label_column}' applies to CSV files, not to {path} (a "
+                          f"{suffix} file: labels go under key 'y' of a .npz); drop --data.label_column")
     if suffix in (".npy", ".npz"):
         raw = load_array(path, mmap)
     elif suffix in (".csv", ".txt"):
@@ -205,4 +245,5 @@ def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...],
         raise VaekitError(f"data path '{path}': unsupported file type '{suffix}'; "
                           "use .npy, .npz, .csv or a folder of images")
     raw.info["bytes"] = path.stat().st_size
+    raw.info["fingerprint"] = fingerprint(path)
     return raw

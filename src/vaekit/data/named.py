@@ -146,7 +146,7 @@ def locate(name: str, data_dir: str = "", download: bool = True, timeout: float 
                               "set --data.dir (or VAEKIT_DATA) to a writable folder") from None
     for key in missing:
         f = spec.files[key]
-        errors = []
+        errors, offline = [], True
         for base in _mirrors(spec):
             url = f"{base}/{f.names[0]}"
             try:
@@ -155,10 +155,14 @@ def locate(name: str, data_dir: str = "", download: bool = True, timeout: float 
                 break
             except (urllib.error.URLError, OSError) as err:
                 errors.append(f"{url}: {getattr(err, 'reason', err)}")
+            except VaekitError as err:  # HTTP error, checksum or content mismatch: try the next mirror
+                errors.append(str(err))
+                offline = False
         if found[key] is None:
             names = ", ".join(spec.files[k].names[0] for k in missing)
-            raise VaekitError(f"dataset '{name}': could not download {f.names[0]} ({'; '.join(errors)}); "
-                              f"you seem to be offline: put {names} in {target}/ (or set --data.dir / "
+            why = "you seem to be offline: " if offline else ""
+            raise VaekitError(f"dataset '{name}': could not download {f.names[0]} from any mirror "
+                              f"({'; '.join(errors)}); {why}put {names} in {target}/ (or set --data.dir / "
                               "VAEKIT_DATA to a folder holding them)")
     return {k: p for k, p in found.items() if p is not None}
 
@@ -223,42 +227,72 @@ def _read_idx_pair(files: dict[str, Path], part: str) -> tuple[np.ndarray, np.nd
     return x, y
 
 
-def _provenance(files: dict[str, Path], spec: DatasetSpec) -> dict[str, Any]:
-    out = {}
+def _provenance(files: dict[str, Path], spec: DatasetSpec, arrays: dict[str, np.ndarray],
+                verify: bool) -> dict[str, Any]:
+    """Per file: path, sha256 and whether it matches the published digest (of the bytes, or of the
+    parsed uint8 array where only that is known). A mismatch is an error unless ``verify`` is False;
+    then ``info["warnings"]`` says which files differ and ``info["verify"]`` is False."""
+    out: dict[str, Any] = {}
+    bad = []
     for key, p in files.items():
         digest = sha256_file(p)
-        known = spec.files[key].sha256
-        out[key] = {"path": str(p), "sha256": digest,
-                    "sha256_matches_published": None if known is None else digest == known}
-    return out
+        f = spec.files[key]
+        entry: dict[str, Any] = {"path": str(p.resolve()), "sha256": digest, "size": p.stat().st_size}
+        if f.sha256 is not None:
+            entry["sha256_matches_published"] = ok = digest == f.sha256
+        elif f.content_sha256 is not None and key in arrays:
+            content = hashlib.sha256(np.ascontiguousarray(arrays[key], dtype=np.uint8).tobytes()).hexdigest()
+            entry.update(content_sha256=content, content_sha256_matches_published=content == f.content_sha256)
+            ok = content == f.content_sha256
+        else:
+            ok = True
+        if not ok:
+            bad.append(str(p))
+        out[key] = entry
+    info: dict[str, Any] = {"files": out, "verify": verify}
+    if bad:
+        if verify:
+            more = f"; {len(bad) - 1} more differ" if len(bad) > 1 else ""
+            raise VaekitError(f"dataset '{spec.name}': {bad[0]} does not match the published checksum (is it "
+                              f"another dataset's file?{more}); put the right files there, or set data.verify "
+                              "false (--data.verify false) to train on them anyway")
+        info["mismatched"] = bad
+        info["warnings"] = [f"dataset '{spec.name}': {len(bad)} file(s) do not match the published checksums "
+                            f"({', '.join(bad)}); used anyway because data.verify is false"]
+    return info
 
 
-def load_named(name: str, data_dir: str = "", download: bool = True, timeout: float = 60.0) -> RawData:
-    """Read named dataset ``name`` (not ``digits``) into a :class:`RawData` (uint8 pixels)."""
+def load_named(name: str, data_dir: str = "", download: bool = True, timeout: float = 60.0,
+               verify: bool = True) -> RawData:
+    """Read named dataset ``name`` (not ``digits``) into a :class:`RawData` (uint8 pixels). Files that do
+    not match the published checksums are an error unless ``verify`` is False (then a warning)."""
     spec = SPECS[name]
     if name in ("mnist", "fashion-mnist"):
         files = locate(name, data_dir, download, timeout)
         xtr, ytr = _read_idx_pair(files, "train")
         xte, yte = _read_idx_pair(files, "test")
+        prov = _provenance(files, spec, {}, verify)
         n_tr = len(xtr)
         return RawData(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]).astype(np.int64),
                        value_range=(0.0, 255.0),
                        fixed={"pool": np.arange(n_tr), "test": np.arange(n_tr, n_tr + len(xte))},
-                       info={"name": name, "files": _provenance(files, spec)})
+                       info={"name": name, **prov})
     if name == "frey-faces":
         files = locate(name, data_dir, download, timeout, readers={"ff": read_frey})
-        return RawData(read_frey(files["ff"]), None, value_range=(0.0, 255.0),
-                       info={"name": name, "files": _provenance(files, spec)})
+        x = read_frey(files["ff"])
+        return RawData(x, None, value_range=(0.0, 255.0),
+                       info={"name": name, **_provenance(files, spec, {"ff": x}, verify)})
     if name == "binarized-mnist":
         readers = dict.fromkeys(spec.files, read_binarized)
         files = locate(name, data_dir, download, timeout, readers=readers)
-        parts = [read_binarized(files[k]) for k in ("train", "valid", "test")]
+        arrays = {k: read_binarized(files[k]) for k in ("train", "valid", "test")}
+        parts = list(arrays.values())
         sizes = np.cumsum([0] + [len(p) for p in parts])
         x = np.concatenate(parts).reshape(-1, 28, 28)
         return RawData(x, None, value_range=(0.0, 1.0),
                        fixed={"train": np.arange(sizes[0], sizes[1]), "val": np.arange(sizes[1], sizes[2]),
                               "test": np.arange(sizes[2], sizes[3])},
-                       info={"name": name, "files": _provenance(files, spec)})
+                       info={"name": name, **_provenance(files, spec, arrays, verify)})
     raise VaekitError(f"unknown dataset '{name}'; use one of {', '.join(NAMES)} or --data.path FILE")
 
 

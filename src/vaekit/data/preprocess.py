@@ -1,17 +1,29 @@
-"""Validation, splits, scaling and binarisation: RawData -> DataBundle.
+"""Validation, splits, scaling, binarisation and dequantisation: RawData -> DataBundle.
 
 All statistics are computed in chunks of rows, so a memory-mapped array is never loaded whole.
+A new run *decides* its preprocessing from the training split once (:func:`vaekit.data.decide.resolve`);
+the decision is a
+small record (``info["prep"]``, saved in every checkpoint) that is *applied*, never recomputed, when
+the run's data (or other data evaluated with the run) are loaded again.
+
+Defaults (``auto``): binary data -> Bernoulli, no binarisation; grey-level images with a known range
+(named image datasets, uint8 arrays/folders, digits) -> Bernoulli with dynamic binarisation; any other
+data (tables, float arrays) -> ``gaussian-learned`` on standardised data.
 
 Scaling (``data.scale``):
-  * ``unit``: binary data (all values 0/1) is kept; data with a known range (uint8 pixels 0..255,
-    digits 0..16) is mapped linearly to [0, 1]; float data already in [0, 1] on the training split is
-    kept; anything else is min-max scaled with the training split's global min and max (one scalar
-    pair, so relative contrast between features is kept; val/test values may then fall slightly outside
-    [0, 1], and are clipped to [0, 1] only where they are binarised).
+  * ``unit``, Bernoulli: binary data is kept; data with a known range (uint8 0..255, digits 0..16) is
+    mapped linearly to [0, 1]; float data already in [0, 1] on the training split is kept; anything
+    else is min-max scaled with the training split's global min and max (``affine`` = [a, b]).
+  * ``unit``, Gaussian: the data are served in file units and the model holds loc = lo, scale = hi - lo
+    (the known range, else the training split's min-max; + 1 when dequantised), so log p is in nats of
+    the file's units.
   * ``standardize``: the data is served in file units; ``bundle.loc``/``bundle.scale`` are the
     per-feature mean/std (event shape, float32) of the training split (std 0 -> 1) for the model to
     standardise internally. Gaussian likelihoods only.
   * ``none``: served in file units.
+
+Dequantisation (``data.dequantize``): ``uniform`` adds U(0, 1) noise in file units (fresh each batch for
+training, one fixed draw for val/test); ``auto`` picks it for a Gaussian on integer data of known range.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from vaekit.data.bundle import DataBundle, Split, release_pages
+from vaekit.data.bundle import DEQUANT_SEED, DataBundle, Split, release_pages
 from vaekit.data.config import DataConfig
 from vaekit.data.raw import RawData
 from vaekit.errors import VaekitError
@@ -137,8 +149,19 @@ def _train_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mean, np.sqrt(sq / len(rows))
 
 
-def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str) -> DataBundle:
-    """Validate, split, scale and binarise ``raw`` into a :class:`DataBundle` (see module doc)."""
+def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
+          prep: dict[str, Any] | None = None) -> DataBundle:
+    """Validate, split, scale and binarise ``raw`` into a :class:`DataBundle` (see module doc).
+
+    ``prep`` None decides the preprocessing from this data (a new run, ``decide.resolve``); a run's
+    recorded ``prep`` (``meta["data"]["prep"]``) is *applied* instead, so other data evaluated with a run
+    get exactly the run's preprocessing. The record holds: ``likelihood``, ``scale``, ``affine`` = [a, b]
+    (served = a * x + b; identity for Gaussians), ``model_affine`` = [loc, scale] (Gaussian ``unit``:
+    the model's internal map to [0, 1]), ``binarize``, ``threshold``, ``dequantize``, ``value_range``,
+    ``input_range`` (min, max of the model's inputs on the training split) and ``input_binary``.
+    """
+    from vaekit.data.decide import integral, resolve  # decide.py reads this module's chunked statistics
+
     raw = validate(raw, where)
     x = raw.x
     rows, how = split_rows(raw, cfg)
@@ -148,52 +171,42 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str) -> DataBun
                             "limit": cfg.limit, "mmap": mmap, "dtype": str(x.dtype),
                             "event_shape": list(x.shape[1:]),
                             **{f"n_{k}": len(v) for k, v in rows.items()}}
-    # ---- scaling
-    a, b = 1.0, 0.0
+    notes = list(info.pop("notes", []))
+    warnings = list(info.pop("warnings", []))
+    if prep is None:
+        prep, more = resolve(raw, cfg, likelihood, binary, rows["train"], where)
+        warnings += more
+        sections = {"likelihood": "model", "scale": "data", "binarize": "data", "dequantize": "data"}
+        for key, section in sections.items():
+            asked = likelihood if key == "likelihood" else getattr(cfg, key)
+            if asked == "auto" and (key in ("likelihood", "scale") or prep[key] != "none"):
+                notes.append(f"{section}.{key} auto -> {prep[key]}: {prep['reasons'][key]}")
+    else:
+        prep = dict(prep)
+        if prep["likelihood"] == "bernoulli" and prep["binarize"] == "none" and not binary:
+            raise VaekitError(f"{where}: the run's Bernoulli model was trained on binary data, but these data "
+                              "are not binary (values other than 0 and 1); evaluate it on binary data")
+        if prep["dequantize"] == "uniform" and not integral(x):
+            raise VaekitError(f"{where}: the run was trained on integer values with uniform dequantisation, but "
+                              "these data hold fractional values; evaluate it on data of the same kind")
+    gauss = prep["likelihood"] != "bernoulli"
+    a, b = (float(v) for v in prep["affine"])
+    mode, dq, threshold = prep["binarize"], prep["dequantize"], float(prep["threshold"])
     loc = scale = None
-    if cfg.scale == "standardize":
-        if likelihood == "bernoulli":
-            raise VaekitError("--data.scale standardize needs a Gaussian likelihood; use --data.scale unit "
-                              "with --model.likelihood bernoulli, or --model.likelihood gaussian")
+    if gauss and prep["scale"] == "standardize":
         mean, std = _train_moments(x, rows["train"])
         std[std == 0] = 1.0
         loc, scale = torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32))
-        detail = "per-feature mean/std of the training split in bundle.loc/scale; data served in file units"
-    elif cfg.scale == "unit":
-        if binary:
-            detail = "binary data kept as 0/1"
-        elif raw.value_range is not None or x.dtype == np.uint8:
-            lo, hi = raw.value_range or (0.0, 255.0)
-            a, b = 1.0 / (hi - lo), -lo / (hi - lo)
-            detail = f"known range [{lo:g}, {hi:g}] mapped to [0, 1]"
-        else:
-            lo, hi = _train_minmax(x, rows["train"])
-            if x.dtype.kind == "f" and lo >= 0.0 and hi <= 1.0:
-                detail = "float data already in [0, 1] on the training split, kept"
-            else:
-                a, b = (1.0 / (hi - lo), -lo / (hi - lo)) if hi > lo else (1.0, -lo)
-                detail = f"min-max of the training split [{lo:g}, {hi:g}] mapped to [0, 1]"
-    else:
-        detail = "none: served in file units"
-    info.update(scale=cfg.scale, scale_detail=detail, affine=[a, b])
-    # ---- binarisation
-    mode = cfg.binarize
-    if mode == "auto":
-        mode = "dynamic" if likelihood == "bernoulli" and not binary else "none"
-    if mode != "none" and cfg.scale == "standardize":
-        raise VaekitError(f"--data.binarize {mode} needs data in [0, 1]; use --data.scale unit "
-                          "(or --data.binarize none)")
-    if mode != "none" and cfg.scale == "none" and not binary:
-        lo, hi = _train_minmax(x, rows["train"])
-        if lo < 0.0 or hi > 1.0:
-            raise VaekitError(f"--data.binarize {mode} needs data in [0, 1] but the training data spans "
-                              f"[{lo:g}, {hi:g}]; use --data.scale unit")
-    if likelihood == "bernoulli" and not binary and mode == "none":
-        raise VaekitError("Bernoulli likelihood on non-binary data; add --data.binarize dynamic "
-                          "(or static/threshold), or use --model.likelihood gaussian")
-    info.update(binarize=mode, binarize_seed=cfg.binarize_seed, binary=bool(binary or mode != "none"))
+    elif gauss and prep.get("model_affine"):
+        m_loc, m_scale = prep["model_affine"]
+        loc = torch.full(tuple(x.shape[1:]), float(m_loc), dtype=torch.float32)
+        scale = torch.full(tuple(x.shape[1:]), float(m_scale), dtype=torch.float32)
+    info.update(scale=prep["scale"], scale_detail=prep["scale_detail"], affine=[a, b], likelihood=prep["likelihood"],
+                binarize=mode, binarize_seed=cfg.binarize_seed, dequantize=dq, binary=prep["input_binary"],
+                input_range=prep["input_range"], input_binary=prep["input_binary"], prep=prep,
+                notes=notes, warnings=warnings)
     if mode == "threshold":
-        info["threshold"] = cfg.threshold
+        info["threshold"] = threshold
     y = None if raw.y is None else np.asarray(raw.y, dtype=np.int64)
 
     def make(part: str, offset: int) -> Split:
@@ -201,21 +214,25 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str) -> DataBun
         ys = None if y is None else torch.from_numpy(y[r])
         dynamic = mode == "dynamic" and part == "train"
         fixed_draw = mode == "static" or (mode == "dynamic" and part != "train")
+        noise = "none" if dq != "uniform" else ("fresh" if part == "train" else "fixed")
+        seed = cfg.binarize_seed * 3 + offset
         if mmap:
             per_batch = "static" if fixed_draw else ("threshold" if mode == "threshold" else "none")
             return Split(x, ys, dynamic=dynamic, rows=r, affine=(a, b), binarize=per_batch,
-                         threshold=cfg.threshold, noise_seed=cfg.binarize_seed * 3 + offset)
+                         threshold=threshold, noise_seed=seed, dequantize=noise)
         xs = torch.from_numpy(np.asarray(x[r], dtype=np.float32))
         if (a, b) != (1.0, 0.0):
             xs.mul_(a).add_(b)
         if mode == "threshold":
-            xs = (xs > cfg.threshold).float()
+            xs = (xs > threshold).float()
         elif fixed_draw:
-            g = torch.Generator().manual_seed(cfg.binarize_seed * 3 + offset)
+            g = torch.Generator().manual_seed(seed)
             xs = torch.bernoulli(xs.clamp_(0.0, 1.0), generator=g)
         elif dynamic:
             xs.clamp_(0.0, 1.0)
-        return Split(xs, ys, dynamic=dynamic)
+        if noise == "fixed":  # one fixed uniform draw for evaluation splits
+            xs.add_(torch.rand(xs.shape, generator=torch.Generator().manual_seed(DEQUANT_SEED + seed)))
+        return Split(xs, ys, dynamic=dynamic, dequantize="fresh" if noise == "fresh" else "none")
 
-    return DataBundle(make("train", 0), make("val", 1), make("test", 2), binary=info["binary"],
+    return DataBundle(make("train", 0), make("val", 1), make("test", 2), binary=prep["input_binary"],
                       loc=loc, scale=scale, info=info)

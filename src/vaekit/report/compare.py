@@ -29,6 +29,7 @@ COMPARE_SECTION_IDS = ("metrics", "reconstructions", "latent", "samples", "curve
 RATE_DISTORTION_ID = "rate-distortion"
 QUICK_K = 100
 DATA_KEYS = ("name", "path", "split", "seed", "val_fraction", "test_fraction", "limit", "image_size")
+PREP_KEYS = ("likelihood", "scale", "affine", "model_affine", "binarize", "threshold", "dequantize", "sigma_units")
 
 
 # ------------------------------------------------------------------------------------ variants
@@ -202,17 +203,31 @@ def _names(infos: list[RunInfo]) -> list[str]:
     return names
 
 
+def _data_identity(info: RunInfo) -> list[tuple[str, Any]]:
+    """What must agree for two runs' numbers to be comparable: the data (name, path, fingerprint or
+    files, split), the preprocessing record and the likelihood, as (label, value) pairs in that order."""
+    data = info.meta.get("data") or {}
+    prep = data.get("prep") or {}
+    files = {k: v.get("sha256") for k, v in (data.get("files") or {}).items() if isinstance(v, dict)}
+    out: list[tuple[str, Any]] = [(f"data.{key}", getattr(info.config.data, key)) for key in DATA_KEYS]
+    out += [("data fingerprint", (data.get("fingerprint") or {}).get("sha256")), ("data files", files or None),
+            ("model.likelihood", info.config.model.likelihood)]
+    out += [(f"preprocessing '{key}'", prep.get(key)) for key in PREP_KEYS]
+    return out
+
+
 def _check_same_data(infos: list[RunInfo]) -> None:
+    """Refuse runs whose data, preprocessing or likelihood differ, naming the first difference."""
     first = infos[0]
     for other in infos[1:]:
         if tuple(other.model.event_shape) != tuple(first.model.event_shape):
             raise VaekitError(f"{other.run_dir} has data of shape {other.model.event_shape} but {first.run_dir} "
                               f"{first.model.event_shape}; compare runs trained on the same data")
-        for key in DATA_KEYS:
-            a, b = getattr(first.config.data, key), getattr(other.config.data, key)
+        for (label, a), (_, b) in zip(_data_identity(first), _data_identity(other), strict=True):
             if a != b:
-                raise VaekitError(f"{first.run_dir} and {other.run_dir} differ in data.{key} ({a!r} vs {b!r}); "
-                                  "compare runs trained on the same data and split")
+                raise VaekitError(f"{first.run_dir} and {other.run_dir} differ in {label} ({a!r} vs {b!r}); their "
+                                  "numbers are not comparable: compare runs trained on the same data, "
+                                  "preprocessing and likelihood")
 
 
 def default_out(runs: list[Path]) -> Path:
