@@ -153,7 +153,7 @@ def test_other_data_in_other_units_are_evaluated_with_a_warning(digit_runs, tmp_
     x = np.random.default_rng(6).integers(0, 256, (60, 8, 8)).astype(np.float32)  # 0..255, run saw 0..16
     np.save(tmp_path / "big.npy", x)
     r = evaluate_run(digit_runs["gauss"], **FAST, write=False, overrides={"data.path": str(tmp_path / "big.npy")})
-    assert any("the run was trained on inputs in [0, 17]" in w for w in r["warnings"])
+    assert any("far outside the range [0, 17] the model was trained on" in w for w in r["warnings"])
 
 
 def test_cli_eval_scale_override_is_refused(digit_runs):

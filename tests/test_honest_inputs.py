@@ -104,9 +104,10 @@ def test_a_gaussian_model_warns_on_inputs_far_outside_its_training_range(runs):
 
     model = vaekit.load(runs["gaussian"])
     x = _test_x(runs["gaussian"])
-    assert model.input_spec is not None and (model.input_spec.lo, model.input_spec.hi) == (0.0, 1.0)
+    # a Gaussian model reads file units (digits 0..16, uniformly dequantised to [0, 17))
+    assert model.input_spec is not None and (model.input_spec.lo, model.input_spec.hi) == (0.0, 17.0)
     assert torch.isfinite(model.elbo(x)).all()  # the run's own test data: no warning (warnings are errors here)
-    with pytest.warns(VaekitWarning, match=r"spans \[0, 16\], far outside the range \[0, 1\]"):
+    with pytest.warns(VaekitWarning, match=r"far outside the range \[0, 17\]"):
         model.encode(x * 16)
     with pytest.warns(VaekitWarning, match="far outside"):
         log_likelihood(model, x * 16, k=3)
@@ -119,22 +120,22 @@ def test_the_training_range_comes_from_the_checkpoint_and_old_runs_still_load(ru
     run = shutil.copytree(runs["gaussian"], tmp_path / "run")
     metas = list(run.glob("checkpoints/step-*/meta.json"))
     assert metas
-    for m in metas:  # an old run: no input_range, no input_binary
+    for m in metas:  # a run without a recorded range: no input_range, no input_binary
         meta = json.loads(m.read_text())
         meta["data"].pop("input_range", None)
         meta["data"].pop("input_binary", None)
         m.write_text(json.dumps(meta))
     model = vaekit.load(run)  # loads strictly: the check needs nothing in the state_dict
-    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 1.0)  # data.scale unit -> [0, 1]
+    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 17.0)  # the preprocessing record's range
     x16 = _test_x(run) * 16
     with pytest.warns(VaekitWarning):
         model.encode(x16)
-    for m in metas:  # a run whose inputs spanned [0, 16]
+    for m in metas:  # a run whose inputs spanned [0, 272]
         meta = json.loads(m.read_text())
-        meta["data"]["input_range"] = [0.0, 16.0]
+        meta["data"]["input_range"] = [0.0, 272.0]
         m.write_text(json.dumps(meta))
     model = vaekit.load(run)
-    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 16.0)
+    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 272.0)
     assert model.encode(x16).mean.shape == (20, 2)  # in range: no warning
     assert set(model.state_dict()) == set(VAE(model.config, (8, 8)).state_dict())
 
@@ -145,7 +146,7 @@ def test_the_trainers_model_knows_its_training_range_too(tmp_path):
     config = apply_overrides(Config(), {**TINY, "name": "g", "model.likelihood": "gaussian"})
     _, trainer = fit(config, runs_root=tmp_path)
     model = trainer.model.eval()
-    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 1.0)
+    assert (model.input_spec.lo, model.input_spec.hi) == (0.0, 17.0)  # file units, dequantised
     x = trainer.data.test.all()[:10]
     assert torch.isfinite(model.elbo(x)).all()
     with pytest.warns(VaekitWarning, match="far outside"):
@@ -187,13 +188,13 @@ def test_cli_encode_refuses_raw_digits_and_nan_for_a_bernoulli_model(runs, tmp_p
 
 def test_cli_encode_warns_on_raw_digits_for_a_gaussian_model(runs, tmp_path):
     raw = tmp_path / "raw.npy"
-    np.save(raw, _raw_digits()[:50])
+    np.save(raw, _raw_digits()[:50] * 16)  # 0..256: the digits in other units than the run's 0..16
     out = tmp_path / "z.npy"
     proc = run_vaekit("encode", str(runs["gaussian"]), "--input", str(raw), "--out", str(out))
     assert proc.returncode == 0, proc.stderr
     lines = proc.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("vaekit: warning: ")
-    assert "spans [0, 16], far outside the range [0, 1]" in lines[0]
+    assert "spans [0, 256], far outside the range [0, 17]" in lines[0]
     assert np.load(out).shape == (50, 2)
 
 # ------------------------------------------------------------------------- autoencoder ELBO
@@ -294,16 +295,25 @@ def test_the_collapse_rule_counts_a_quarter(active, d, warns):
 
 
 def test_frey_face_with_a_learned_variance_collapses_and_train_says_so(tmp_path):
-    """Real Frey Face at the default settings (data.scale unit, d = 8, 100 epochs) with a learned-variance
-    Gaussian: one unit of eight is used; `vaekit train` prints a hint that fits the likelihood."""
-    proc = run_vaekit("train", "--name", "frey", "--data.name", "frey-faces", "--data.dir", str(DATA_DIR),
-                      "--data.download", "false", "--model.likelihood", "gaussian-learned", "--train.device", "cpu",
-                      "--no-progress", "--no-artifacts", "--no-report", cwd=tmp_path)
+    """Real Frey Face, d = 8, 100 epochs, learned-variance Gaussian. At the defaults (uniform dequantisation
+    of the 8-bit pixels since issue #8) the code is used; without dequantisation the decoder's variances
+    shrink onto the integer grey levels, one unit of eight is used, and `vaekit train` says so with a hint
+    that fits the likelihood."""
+    common = ("--data.name", "frey-faces", "--data.dir", str(DATA_DIR), "--data.download", "false",
+              "--model.likelihood", "gaussian-learned", "--train.device", "cpu", "--no-progress", "--no-artifacts",
+              "--no-report")
+    proc = run_vaekit("train", "--name", "frey-default", *common, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "posterior collapse" not in proc.stderr
+    model, _, _, data = api.load_run(tmp_path / "runs" / "frey-default")
+    assert probes.latent_summary(model, data, "val", probe=False).n_active >= 2
+    proc = run_vaekit("train", "--name", "frey", "--data.dequantize", "none", *common, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     warning = [line for line in proc.stderr.splitlines() if line.startswith("vaekit: warning: posterior collapse")]
     assert len(warning) == 1, proc.stderr
     assert "1 of 8 latent units are active" in warning[0]
     assert "learned-variance" in warning[0] and "--model.likelihood gaussian" in warning[0]
+    assert "--data.dequantize uniform" in warning[0]
     run = tmp_path / "runs" / "frey"
     model, config, _, data = api.load_run(run)
     summary = probes.latent_summary(model, data, "val", probe=False)

@@ -220,49 +220,50 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     d = model.latent_dim
     warnings: list[str] = ([choice.warning] if choice.warning else []) + list(data.info.get("warnings", []))
 
-    terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
-    latent = probes.latent_summary(model, data, split_name, seed=seed)  # the report calls the same function
-    n_active, probe = latent.n_active, latent.probe
-    if (msg := latent.warning(config.model.likelihood)) is not None:
-        warnings.append(msg)
+    with trusted(model):  # load_run_data checked these data (and recorded any warning): no second check
+        terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
+        latent = probes.latent_summary(model, data, split_name, seed=seed)  # the report calls the same function
+        n_active, probe = latent.n_active, latent.probe
+        if (msg := latent.warning(config.model.likelihood)) is not None:
+            warnings.append(msg)
 
-    result: dict[str, Any] = {
-        "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": config.data.path or
-        config.data.name, "data_fingerprint": data.info.get("fingerprint"), "n_examples": len(split),
-        "dims": dims, "latent_dim": d, "k": k, "naive_k": naive_k,
-        "checkpoint_role": choice.role,  # 'best', 'last (best step-... is missing)', 'given', ...
-        "repeats": repeats, "precision": precision, "seed": seed,
-        "elbo_nats": terms["elbo"] if is_vae else None, "recon_nats": terms["recon"],
-        "kl_nats": terms["kl"] if is_vae else None,
-        "kl_per_dim": probes.mean_kl_per_dim(model, x, batch_size).tolist() if is_vae else None,
-        "active_units": n_active, "probe_accuracy": probe,
-    }
-    if is_vae:
-        runs = [log_likelihood(model, x, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE, precision=precision)
-                for r in range(repeats)]
-        ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
-        mean_ll = float(ll.mean())
-        bpd, convention = bits_per_dim_convention(data.info["prep"], mean_ll, dims)
-        naive = log_likelihood(model, x, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
-                               proposal="prior", precision=precision)
-        result.update({
-            "log_likelihood_nats": mean_ll,
-            "log_likelihood_se": standard_error(ll),
-            "log_likelihood_mc_se": standard_error(torch.stack([r.mean() for r in runs])) if repeats > 1 else None,
-            "nats_per_dim": -mean_ll / dims,
-            "bits_per_dim": bpd,
-            "bits_per_dim_convention": convention if bpd is not None else None,
-            "bits_per_dim_note": None if bpd is not None else convention,
-            "naive_log_likelihood_nats": float(naive.mean()),
-            "naive_log_likelihood_se": standard_error(naive),
-        })
-    else:
-        result.update(dict.fromkeys(("log_likelihood_nats", "log_likelihood_se", "log_likelihood_mc_se",
-                                     "nats_per_dim", "bits_per_dim", "naive_log_likelihood_nats",
-                                     "naive_log_likelihood_se", "bits_per_dim_convention")))
-        result["bits_per_dim_note"] = "null: an autoencoder has no likelihood"
-        warnings.append("an autoencoder has no likelihood: the likelihood keys are null (train with "
-                        "--model.kind vae for log p(x))")
+        result: dict[str, Any] = {
+            "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": config.data.path or
+            config.data.name, "data_fingerprint": data.info.get("fingerprint"), "n_examples": len(split),
+            "dims": dims, "latent_dim": d, "k": k, "naive_k": naive_k,
+            "checkpoint_role": choice.role,  # 'best', 'last (best step-... is missing)', 'given', ...
+            "repeats": repeats, "precision": precision, "seed": seed,
+            "elbo_nats": terms["elbo"] if is_vae else None, "recon_nats": terms["recon"],
+            "kl_nats": terms["kl"] if is_vae else None,
+            "kl_per_dim": probes.mean_kl_per_dim(model, x, batch_size).tolist() if is_vae else None,
+            "active_units": n_active, "probe_accuracy": probe,
+        }
+        if is_vae:
+            runs = [log_likelihood(model, x, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE, precision=precision)
+                    for r in range(repeats)]
+            ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
+            mean_ll = float(ll.mean())
+            bpd, convention = bits_per_dim_convention(data.info["prep"], mean_ll, dims)
+            naive = log_likelihood(model, x, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
+                                   proposal="prior", precision=precision)
+            result.update({
+                "log_likelihood_nats": mean_ll,
+                "log_likelihood_se": standard_error(ll),
+                "log_likelihood_mc_se": standard_error(torch.stack([r.mean() for r in runs])) if repeats > 1 else None,
+                "nats_per_dim": -mean_ll / dims,
+                "bits_per_dim": bpd,
+                "bits_per_dim_convention": convention if bpd is not None else None,
+                "bits_per_dim_note": None if bpd is not None else convention,
+                "naive_log_likelihood_nats": float(naive.mean()),
+                "naive_log_likelihood_se": standard_error(naive),
+            })
+        else:
+            result.update(dict.fromkeys(("log_likelihood_nats", "log_likelihood_se", "log_likelihood_mc_se",
+                                         "nats_per_dim", "bits_per_dim", "naive_log_likelihood_nats",
+                                         "naive_log_likelihood_se", "bits_per_dim_convention")))
+            result["bits_per_dim_note"] = "null: an autoencoder has no likelihood"
+            warnings.append("an autoencoder has no likelihood: the likelihood keys are null (train with "
+                            "--model.kind vae for log p(x))")
     result["warnings"] = warnings
     result["seconds"] = time.perf_counter() - t0
     if write:

@@ -68,7 +68,10 @@ def spec_from_meta(meta: Mapping[str, Any], likelihood: str) -> InputSpec | None
     data = meta.get("data")
     data = data if isinstance(data, Mapping) else {}
     how = _how(data)
-    rng = data.get("input_range")
+    prep = data.get("prep") if isinstance(data.get("prep"), Mapping) else {}
+    # the recorded training range; else the data's known range when a Gaussian model reads file units
+    rng = data.get("input_range") or prep.get("input_range") or (
+        prep.get("value_range") if list(prep.get("affine") or [1.0, 0.0]) == [1.0, 0.0] else None)
     binary = data.get("input_binary", data.get("binary"))
     binary = bool(binary) if isinstance(binary, bool) else likelihood == "bernoulli"
     if likelihood == "bernoulli":
@@ -102,7 +105,7 @@ def check_input(model: Any, x: Any, what: str = "x") -> None:
     if not x.is_floating_point():
         raise VaekitError(f"{what} has dtype {x.dtype}; the model takes float values in the units it was trained "
                           "in, e.g. x.float() / 255 for 8-bit pixels of a data.scale unit run")
-    if x.numel() == 0:
+    if x.numel() == 0 or getattr(model, "_inputs_trusted", False):
         return
     bad = ~torch.isfinite(x)
     n_bad, lo, hi = torch.stack([bad.sum().double(), x.min().double(), x.max().double()]).tolist()
@@ -120,11 +123,23 @@ def check_input(model: Any, x: Any, what: str = "x") -> None:
                               f"data in [0, 1]{how}; scale the inputs the way the run scaled its data, e.g. "
                               "x / 255 for 8-bit pixels or x / 16 for the 0..16 digits")
         return
+    if (message := range_warning(spec, lo, hi, what)) is not None:
+        warnings.warn(message, VaekitWarning, stacklevel=3)
+
+
+def range_warning(spec: InputSpec, lo: float, hi: float, what: str = "x") -> str | None:
+    """The warning for a Gaussian model given values spanning [lo, hi] far outside the range ``spec`` it was
+    trained on (beyond :data:`RANGE_SLACK` of the range's width on either side), or None. Used by
+    :func:`check_input` and by :func:`vaekit.data.load_run_data` for other data evaluated with a run."""
+    if spec.lo is None or spec.hi is None:
+        return None
     slack = RANGE_SLACK * (spec.hi - spec.lo if spec.hi > spec.lo else max(abs(spec.hi), 1.0))
-    if lo < spec.lo - slack or hi > spec.hi + slack:
-        warnings.warn(f"{what} spans [{lo:g}, {hi:g}], far outside the range [{spec.lo:g}, {spec.hi:g}] the model "
-                      f"was trained on{how}; its codes and likelihoods mean little, prepare the inputs the way "
-                      "the run prepared its data", VaekitWarning, stacklevel=3)
+    if spec.lo - slack <= lo and hi <= spec.hi + slack:
+        return None
+    how = f" ({spec.how})" if spec.how else ""
+    return (f"{what} spans [{lo:g}, {hi:g}], far outside the range [{spec.lo:g}, {spec.hi:g}] the model was "
+            f"trained on{how}; its codes and likelihoods mean little, prepare the inputs the way the run "
+            "prepared its data")
 
 
 def check_codes(model: Any, z: Any, what: str = "z") -> None:

@@ -69,6 +69,7 @@ def collapse_warning(n_active: int, d: int, likelihood: str | None = None) -> st
     if n_active == 0 or n_active < COLLAPSE_FRACTION * d:
         if likelihood == "gaussian-learned":
             hint = ("a learned-variance decoder can explain the data as noise instead of using the code. Try "
+                    "uniform dequantisation of integer pixels (data.dequantize, --data.dequantize uniform), "
                     "standardised inputs (data.scale, --data.scale standardize), KL warm-up over most of the run "
                     "(train.warmup_steps, e.g. --train.warmup_steps set to the run's total steps) or a "
                     "fixed-sigma likelihood (--model.likelihood gaussian)")

@@ -81,21 +81,21 @@ def load_run_data(config: Any, meta: dict[str, Any], overrides: dict[str, str] |
 
 
 def _warn_if_out_of_range(data: DataBundle, prep: dict[str, Any]) -> None:
-    """Other data evaluated with a Gaussian run: warn when their values leave the run's input range by
-    more than 10% of its width (another file 'of the same kind' in other units, e.g. 0..255 vs 0..16)."""
+    """Other data evaluated with a Gaussian run: a recorded warning when their values leave the run's
+    input range (another file 'of the same kind' in other units, e.g. 0..255 vs 0..16), by the rule of
+    :func:`vaekit.inputs.range_warning` that a loaded model applies to its inputs."""
     import torch
+
+    from vaekit.inputs import InputSpec, range_warning
 
     rng = prep.get("input_range")
     split = data.test if len(data.test) else data.val
     if prep.get("likelihood") == "bernoulli" or not rng or not isinstance(split.x, torch.Tensor) or not len(split):
         return
-    lo, hi = float(rng[0]), float(rng[1])
-    a, b = float(split.x.min()), float(split.x.max())
-    slack = 0.1 * max(hi - lo, 1e-12)
-    if a < lo - slack or b > hi + slack:
-        data.info.setdefault("warnings", []).append(
-            f"these data span [{a:g}, {b:g}] but the run was trained on inputs in [{lo:g}, {hi:g}] (file units); "
-            "check that the file is in the same units as the training data")
+    spec = InputSpec(float(rng[0]), float(rng[1]), how="file units")
+    message = range_warning(spec, float(split.x.min()), float(split.x.max()), "these data")
+    if message is not None:
+        data.info.setdefault("warnings", []).append(message)
 
 
 def _same_path(a: str, b: str) -> bool:
