@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from fault_helpers import PoisonedSplit
 from safetensors.torch import load_file, save_file
 
 from vaekit import checkpoint as ckpt
 from vaekit import train
 from vaekit.config import Config, apply_overrides
-from vaekit.data import DataBundle, Split, load_data
+from vaekit.data import DataBundle, load_data
 from vaekit.errors import VaekitError
 
 STEPS = 23  # digits: 1437 training examples / batch 64
@@ -172,18 +173,6 @@ def test_tampered_trainer_state_is_refused_before_anything_changes(tmp_path: Pat
 
 
 # ------------------------------------------------------------------------------ numerical faults
-@dataclasses.dataclass
-class PoisonedSplit(Split):
-    """A training split whose ``batch`` returns NaNs on chosen calls (counted from 0)."""
-
-    bad_calls: frozenset[int] = frozenset()
-    bad_from: int = 10**9
-    calls: int = 0
-
-    def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        xb = super().batch(idx, generator)
-        call, self.calls = self.calls, self.calls + 1
-        return torch.full_like(xb, float("nan")) if call in self.bad_calls or call >= self.bad_from else xb
 
 
 class Snapshot(train.Callback):

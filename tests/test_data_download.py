@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 import scipy.io
+from http_helpers import FileHandler, serve
 
 from vaekit.data import DataConfig, load_data
 from vaekit.data import named as named_mod
@@ -24,47 +22,10 @@ PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 PAYLOAD_SHA = hashlib.sha256(PAYLOAD).hexdigest()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-    root: ClassVar[Path | None] = None
-
-    def log_message(self, *args: object) -> None:  # keep pytest output quiet
-        pass
-
-    def do_GET(self) -> None:
-        path = self.path.lstrip("/")
-        if path.startswith("drop/"):  # promise more bytes than are sent, then hang up
-            self.send_response(200)
-            self.send_header("Content-Length", str(len(PAYLOAD) * 2))
-            self.end_headers()
-            self.wfile.write(PAYLOAD[: len(PAYLOAD) // 2])
-            self.wfile.flush()
-            self.close_connection = True
-            return
-        body = self.files.get(path)
-        if body is None and self.root is not None and (self.root / path).is_file():
-            body = (self.root / path).read_bytes()
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def server() -> Iterator[tuple[str, type[_Handler]]]:
-    handler = type("H", (_Handler,), {"files": {}, "root": None})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}", handler
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        t.join(timeout=5)
+def server() -> Iterator[tuple[str, type[FileHandler]]]:
+    with serve() as (url, handler):
+        yield url, handler
 
 
 def _leftovers(d: Path) -> list[str]:
@@ -90,7 +51,8 @@ def test_corrupted_file_fails_checksum_and_keeps_nothing(server, tmp_path: Path)
 
 
 def test_connection_dropped_midway_keeps_nothing(server, tmp_path: Path) -> None:
-    url, _ = server
+    url, h = server
+    h.files["x.bin"] = PAYLOAD
     half, promised = len(PAYLOAD) // 2, len(PAYLOAD) * 2
     for sha in (PAYLOAD_SHA, None):  # the length check alone catches it, even with no checksum known
         with pytest.raises(VaekitError, match=rf"cut off after {half} of {promised} bytes") as e:

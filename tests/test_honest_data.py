@@ -9,19 +9,17 @@ Real files, real datasets, real subprocesses for the CLI; no mocks of vaekit's o
 from __future__ import annotations
 
 import csv
-import http.server
 import json
 import math
 import shutil
-import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import ClassVar
 
 import numpy as np
 import pytest
 import torch
 from cli_helpers import run_vaekit
+from http_helpers import FileHandler, serve
 from PIL import Image
 from scipy import stats
 
@@ -287,7 +285,7 @@ def test_real_valued_table_defaults_to_a_learned_gaussian_with_sane_log_p(tmp_pa
                    "--model.hidden", "32", "--model.latent_dim", "2", "--train.epochs", "30", "--train.batch_size",
                    "8", "--train.lr", "3e-3", "--no-progress", "--no-report", "--no-artifacts", cwd=tmp_path,
                    check=True)
-    assert "vaekit: note: model.likelihood auto -> gaussian-learned" in p.stderr
+    assert "vaekit: note: model.likelihood auto -> gaussian-learned" in p.stdout
     run = tmp_path / "runs" / "iris"
     saved = (run / "config.toml").read_text()
     assert 'likelihood = "gaussian-learned"' in saved and 'scale = "standardize"' in saved
@@ -330,39 +328,10 @@ def test_meta_records_input_range_and_binary_for_input_checks(digit_runs):
 
 # ------------------------------------------------------------------------ item 18: mirrors
 
-class _Mirror(http.server.BaseHTTPRequestHandler):
-    files: ClassVar[dict[str, bytes]] = {}
-    status: ClassVar[int] = 200
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        body = self.files.get(self.path.lstrip("/"))
-        if self.status != 200 or body is None:
-            self.send_error(self.status if self.status != 200 else 404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-
 @pytest.fixture
-def mirrors() -> Iterator[list[tuple[str, type[_Mirror]]]]:
-    servers, out = [], []
-    for _ in range(3):
-        handler = type("M", (_Mirror,), {"files": {}, "status": 200})
-        httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-        t.start()
-        servers.append((httpd, t))
-        out.append((f"http://127.0.0.1:{httpd.server_address[1]}", handler))
-    yield out
-    for httpd, t in servers:
-        httpd.shutdown()
-        httpd.server_close()
-        t.join(timeout=5)
+def mirrors() -> Iterator[list[tuple[str, type[FileHandler]]]]:
+    with serve() as a, serve() as b, serve() as c:
+        yield [a, b, c]
 
 
 @pytest.mark.skipif(not (SHARED / "frey-face" / "frey_rawface.mat").is_file(), reason="shared data not found")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import http.server
 import json
 import os
 import shutil
@@ -24,7 +23,6 @@ import signal
 import stat
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from cli_helpers import run_vaekit
+from http_helpers import serve
 
 from vaekit import checkpoint as ckpt
 from vaekit.errors import VaekitError
@@ -214,30 +213,14 @@ def test_output_on_a_full_disk_names_the_file_and_keeps_the_old_one(tmp_path: Pa
         assert temporaries(disk) == []
 
 
-class _Files(http.server.BaseHTTPRequestHandler):
-    body = bytes(range(256)) * 256  # 64 KiB
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(self.body)))
-        self.end_headers()
-        self.wfile.write(self.body)
+BODY = bytes(range(256)) * 256  # 64 KiB
 
 
 @contextlib.contextmanager
 def http_server() -> Iterator[str]:
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Files)
-    t = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    t.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-        t.join(timeout=5)
+    """A server answering /file with :data:`BODY`."""
+    with serve(files={"file": BODY}) as (url, _):
+        yield url
 
 
 def test_download_onto_a_full_disk_names_the_file_and_keeps_nothing(tmp_path: Path) -> None:
@@ -256,7 +239,7 @@ def test_download_gets_the_umask_mode(tmp_path: Path) -> None:
     old = os.umask(0o002)
     try:
         with http_server() as url:
-            dest = fetch(f"{url}/file", tmp_path / "f.bin", hashlib.sha256(_Files.body).hexdigest(), timeout=5)
+            dest = fetch(f"{url}/file", tmp_path / "f.bin", hashlib.sha256(BODY).hexdigest(), timeout=5)
     finally:
         os.umask(old)
     assert stat.S_IMODE(dest.stat().st_mode) == 0o664

@@ -20,12 +20,13 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_vaekit
+from fault_helpers import PoisonedSplit
 from safetensors.torch import load_file, save_file
 
 from vaekit import checkpoint as ckpt
 from vaekit import train
 from vaekit.config import Config, apply_overrides
-from vaekit.data import DataBundle, Split, load_data
+from vaekit.data import DataBundle, load_data
 from vaekit.errors import VaekitError
 
 STEPS = 23  # digits: 1437 training examples / batch 64
@@ -59,18 +60,6 @@ def _metrics(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
 
 
-@dataclasses.dataclass
-class PoisonedSplit(Split):
-    """A split whose ``batch`` returns NaNs on chosen calls (counted from 0)."""
-
-    bad_calls: frozenset[int] = frozenset()
-    bad_from: int = 10**9
-    calls: int = 0
-
-    def batch(self, idx: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        xb = super().batch(idx, generator)
-        call, self.calls = self.calls, self.calls + 1
-        return torch.full_like(xb, float("nan")) if call in self.bad_calls or call >= self.bad_from else xb
 
 
 # ------------------------------------------------------------------------------------ item 8
