@@ -190,8 +190,7 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
         if args.name:
             overrides["name"] = args.name
         config = apply_overrides(config, overrides)
-        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress],
-                               notify=lambda kind, msg: print(f"vaekit: {kind}: {msg}", file=sys.stderr))
+        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress], notify=_notify)
     s = trainer.state
     if trainer.resume_note:
         print(trainer.resume_note)
@@ -219,6 +218,12 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
         print(f"wrote {write_report(run_dir, seed=trainer.config.train.seed)}")
     return 0
+
+
+def _notify(kind: str, message: str) -> None:
+    """The data loader's decisions go to stdout with the run's other news (``vaekit: note: ...``); its
+    warnings to stderr (``vaekit: warning: ...``), where a failing run's one error line also goes."""
+    print(f"vaekit: {kind}: {message}", file=sys.stderr if kind == "warning" else sys.stdout)
 
 
 def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
