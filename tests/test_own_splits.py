@@ -124,6 +124,10 @@ def test_image_folder_split_files_map_labels_to_the_training_classes(tmp_path: P
     assert (len(data.train), len(data.val), len(data.test)) == (9, 3, 6)
     assert sorted(data.test.y.tolist()) == [1, 1, 1, 2, 2, 2]  # b, c of the training folder's a, b, c
     assert Config(data=DataConfig(path="x", test_path="y")).data.test_path == "y"
+    (tmp_path / "test" / "d").mkdir()
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "test" / "d" / "0.png")
+    with pytest.raises(VaekitError, match=r"\(test\) has classes d that the training file lacks"):
+        load_data(DataConfig(path=str(tmp_path / "train"), test_path=str(tmp_path / "test")))
 
 
 def test_split_files_of_another_shape_or_kind_are_refused(tmp_path: Path) -> None:
@@ -132,11 +136,17 @@ def test_split_files_of_another_shape_or_kind_are_refused(tmp_path: Path) -> Non
     np.save(tmp_path / "val10.npy", _binary(rng, 20, (10,)))
     np.savez(tmp_path / "test.npz", x=_binary(rng, 20))
     np.save(tmp_path / "val_float.npy", rng.random((20, 784)).astype(np.float32))
+    np.save(tmp_path / "val64.npy", _binary(rng, 20).astype(np.float64))
     cases = [
         (["--data.val_path", "val10.npy"], ["data.val_path", "shape (10,)", "(784,)", "one shape"]),
         (["--data.test_path", "test.npz"], ["data.test_path", ".npz file", ".npy file", "one kind"]),
         (["--data.val_path", "val_float.npy"], ["training file is binary", "val/test files", "one kind"]),
         (["--data.split", "all"], ["data.split all", "vaekit eval", "--data.split random"]),
+        (["--data.val_path", "val64.npy"], ["data.val_path", "float64", "float32", "one dtype"]),
+        (["--data.val_path", "val64.npy", "--data.mmap", "true"],
+         ["data.mmap reads one .npy file", "--data.mmap false"]),
+        (["--data.split", "all", "--data.test_path", "test.npz"], ["split 'all' scores every row of data.path"]),
+        (["--train.checkpoint_every_epochs", "0"], ["train.checkpoint_every_epochs", ">= 1"]),
     ]
     for extra, parts in cases:
         done = _train(tmp_path, "bad", "--data.path", "train.npy", *extra)
