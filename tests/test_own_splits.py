@@ -73,6 +73,14 @@ def test_split_files_are_used_whole_and_recorded_with_fingerprints(tmp_path: Pat
     assert (cfg.path, cfg.val_path, cfg.test_path) == tuple(str(tmp_path / n) for n in ("train.npy", "val.npy",
                                                                                           "test.npy"))
 
+    # each of the run's own files is checked when it is read again
+    x = np.load(tmp_path / "val.npy")
+    x[0, 0] = 1 - x[0, 0]
+    np.save(tmp_path / "val.npy", x)
+    done = run_vaekit("eval", str(tmp_path / "runs" / "all3"), "--k", "10", cwd=tmp_path, env=ENV)
+    assert done.returncode == 2
+    assert f"the content of {tmp_path / 'val.npy'} differs from the data the run was trained on" in done.stderr
+
     # a test file but no val file: val carved from the training file by val_fraction; test_fraction drops nothing
     done = _train(tmp_path, "test-only", "--data.path", "train.npy", "--data.test_path", "test.npy",
                   "--data.val_fraction", "0.1", "--data.test_fraction", "0.3")

@@ -126,8 +126,9 @@ def split_rows(raw: RawData, cfg: DataConfig) -> tuple[dict[str, np.ndarray], st
             part.setdefault("val", f"{'next' if n_test else 'first'} {n_val} of a permutation (seed {cfg.seed}) of "
                                    "the training file (val_fraction)")
             unused = " and ".join(f"{k}_fraction" for k in ("val", "test") if k in files)
-            how = (f"split files: test = {part['test']}; val = {part['val']}; train = the rest of the training "
-                   f"file ({unused} unused)")
+            rest = (f"every row of {files['train']['path']}" if n_test + n_val == 0 else
+                    f"the other rows of {files['train']['path']}")
+            how = f"split files: test = {part['test']}; val = {part['val']}; train = {rest} ({unused} unused)"
     else:
         perm = rng.permutation(n)
         n_test, n_val = round(n * cfg.test_fraction), round(n * cfg.val_fraction)
