@@ -131,6 +131,12 @@ def test_image_folder_split_files_map_labels_to_the_training_classes(tmp_path: P
     data = load_data(DataConfig(path=str(tmp_path / "train"), test_path=str(tmp_path / "test"), val_fraction=0.25))
     assert (len(data.train), len(data.val), len(data.test)) == (9, 3, 6)
     assert sorted(data.test.y.tolist()) == [1, 1, 1, 2, 2, 2]  # b, c of the training folder's a, b, c
+    done = _train(tmp_path, "img", "--data.path", "train", "--data.test_path", "test", "--data.val_fraction", "0.25",
+                  "--train.batch_size", "4")
+    assert done.returncode == 0, done.stderr
+    meta = _meta(tmp_path / "runs" / "img")["data"]
+    assert (meta["n_train"], meta["n_val"], meta["n_test"]) == (9, 3, 6)
+    assert meta["split_files"]["test"]["fingerprint"]["kind"] == "folder-sha256"
     assert Config(data=DataConfig(path="x", test_path="y")).data.test_path == "y"
     (tmp_path / "test" / "d").mkdir()
     Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(tmp_path / "test" / "d" / "0.png")
