@@ -181,7 +181,7 @@ def test_eval_split_all_scores_every_row_of_a_10000_row_file(tmp_path: Path) -> 
     np.save(tmp_path / "train.npy", _binary(rng, 300))
     np.save(tmp_path / "test.npy", _binary(rng, 10_000))
     np.save(tmp_path / "other.npy", _binary(rng, 77))
-    assert _train(tmp_path, "r", "--data.path", "train.npy").returncode == 0
+    assert _train(tmp_path, "r", "--data.path", "train.npy", "--data.limit", "200").returncode == 0
     run = tmp_path / "runs" / "r"
     done = run_vaekit("eval", str(run), "--data.path", "test.npy", "--data.split", "all", "--k", "10",
                       "--naive-k", "10", "--out", str(tmp_path / "all.json"), cwd=tmp_path, env=ENV)

@@ -39,6 +39,8 @@ def apply_data_overrides(config: Any, overrides: dict[str, str] | None) -> Any:
     if "path" in given or "name" in given:  # other data: the run's own split files (and name) do not come along
         cleared = {f"data.{k}": "" for k in ("val_path", "test_path", "name" if "path" in given else "path")
                    if k not in given}
+    if overrides.get("data.split") == "all" and "limit" not in given:
+        cleared["data.limit"] = "0"  # every row means every row: the run's own data.limit does not come along
     new = apply_overrides(config, {**cleared, **overrides})
     for dotted in overrides:
         key = dotted.split(".", 1)[1]
