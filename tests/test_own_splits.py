@@ -81,6 +81,15 @@ def test_split_files_are_used_whole_and_recorded_with_fingerprints(tmp_path: Pat
     assert done.returncode == 2
     assert f"the content of {tmp_path / 'val.npy'} differs from the data the run was trained on" in done.stderr
 
+    # naming the run's own training file again keeps its own val/test files (no test rows carved from train)
+    x[0, 0] = 1 - x[0, 0]
+    np.save(tmp_path / "val.npy", x)
+    done = run_vaekit("eval", str(tmp_path / "runs" / "all3"), "--data.path", "train.npy", "--k", "10",
+                      "--naive-k", "10", "--out", str(tmp_path / "own.json"), cwd=tmp_path, env=ENV)
+    assert done.returncode == 0, done.stderr
+    own = json.loads((tmp_path / "own.json").read_text())
+    assert (own["n_examples"], own["data"]) == (53, str(tmp_path / "test.npy"))
+
     # a test file but no val file: val carved from the training file by val_fraction; test_fraction drops nothing
     done = _train(tmp_path, "test-only", "--data.path", "train.npy", "--data.test_path", "test.npy",
                   "--data.val_fraction", "0.1", "--data.test_fraction", "0.3")

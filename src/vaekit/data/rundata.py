@@ -36,8 +36,10 @@ def apply_data_overrides(config: Any, overrides: dict[str, str] | None) -> Any:
         return config
     given = {k.split(".", 1)[1] for k in overrides}
     cleared = {}
-    if "path" in given or "name" in given:  # other data: the run's own split files (and name) do not come along
-        cleared = {f"data.{k}": "" for k in ("val_path", "test_path", "name" if "path" in given else "path")
+    new_path = "path" in given and not _same_path(overrides["data.path"], config.data.path)
+    new_name = "name" in given and "path" not in given  # a named dataset asked for: the run's path does not win
+    if new_path or new_name:  # other data: the run's own split files (and name or path) do not come along
+        cleared = {f"data.{k}": "" for k in ("val_path", "test_path", "name" if new_path else "path")
                    if k not in given}
     if overrides.get("data.split") == "all" and "limit" not in given:
         cleared["data.limit"] = "0"  # every row means every row: the run's own data.limit does not come along
