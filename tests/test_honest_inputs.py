@@ -88,11 +88,19 @@ def test_non_finite_inputs_name_the_count_and_the_first_index(runs, entry):
 
 
 def test_a_flat_input_to_an_image_model_names_the_expected_shape(runs):
+    from vaekit.errors import VaekitWarning
+
     model = vaekit.load(runs["gaussian"])
     x = _test_x(runs["gaussian"])
     assert model.event_shape == (8, 8)
-    with pytest.raises(VaekitError, match=r"shape \(20, 64\) but the model expects \(n, 8, 8\).*reshape"):
-        model.elbo(x.reshape(20, 64))
+    # issue #16: an MLP model reads flat vectors, so (20, 64) rows are reshaped to (8, 8), with a warning
+    torch.manual_seed(0)
+    with pytest.warns(VaekitWarning, match=r"data of shape \(64,\) reshaped to the model's \(8, 8\)"):
+        flat = model.elbo(x.reshape(20, 64))
+    torch.manual_seed(0)
+    assert torch.equal(flat, model.elbo(x))
+    with pytest.raises(VaekitError, match=r"shape \(63,\) but the model expects \(8, 8\)"):
+        model.elbo(x.reshape(20, 64)[:, :63])
     with pytest.raises(VaekitError, match=r"expects \(n, 8, 8\); add the batch axis"):
         model.reconstruct(x[0])
     with pytest.raises(VaekitError, match=r"takes float codes of shape \(\.\.\., 2\)"):

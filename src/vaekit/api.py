@@ -91,13 +91,8 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
             arr = np.load(input, allow_pickle=False)
         except (OSError, ValueError) as err:
             raise VaekitError(f"cannot read {input} as a .npy array ({err}); save it with numpy.save") from None
-        if tuple(arr.shape[1:]) != model.event_shape and arr.ndim == 2 and arr.shape[1] == model.data_dim:
-            arr = arr.reshape(len(arr), *model.event_shape)
-        if tuple(arr.shape[1:]) != model.event_shape:
-            raise VaekitError(f"{input} has rows of shape {arr.shape[1:]} but the model expects "
-                              f"{model.event_shape}; reshape the array")
         x = torch.from_numpy(np.asarray(arr, dtype=np.float32))
-        check_input(model, x, str(input))  # NaN/inf, or values outside what the model was trained on
+        x = check_input(model, x, str(input))  # shape (conform_shape), NaN/inf, range
     else:
         _, _, _, data = load_run(path)
         x = getattr(data, split).all()

@@ -232,13 +232,15 @@ def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
     result = evaluate_run(args.run, k=args.k, chunk=args.chunk, batch_size=args.batch_size, seed=args.seed,
                           repeats=args.repeats, naive_k=args.naive_k, precision=args.precision,
                           overrides=_split_overrides(extra), device=args.device, out=args.out)
+    for note in result.get("notes", []):
+        print(f"vaekit: note: {note}", file=sys.stderr)
     for warning in result["warnings"]:
         print(f"vaekit: warning: {warning}", file=sys.stderr)
     if args.json:
         print(json.dumps(result))
         return 0
     for key, value in result.items():
-        if key == "warnings":
+        if key in ("warnings", "notes"):
             continue
         if isinstance(value, list):
             value = "[" + ", ".join(f"{v:.3f}" for v in value) + "]"

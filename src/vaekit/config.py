@@ -75,7 +75,11 @@ class TrainConfig:
     linearly from 0 to ``beta``; ``n_samples`` is the number V of Monte-Carlo samples per point
     (``objective='iwae'`` uses them in the importance-weighted bound instead).
     ``checkpoint_every`` > 0 also checkpoints every that many steps inside an epoch, so a killed run
-    resumes mid-epoch (0 = at epoch ends only)."""
+    resumes mid-epoch (0 = at epoch ends only). ``checkpoint_every_epochs`` = N writes the epoch-end
+    checkpoint only at epochs that are a multiple of N, at the final epoch, at an early or requested stop,
+    and at every epoch that improves the validation ELBO (so ``best`` always holds the best epoch's exact
+    weights and ``last`` the final ones); a killed run resumes from the newest of these and redoes the
+    epochs after it exactly."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -94,6 +98,7 @@ class TrainConfig:
     keep_last: int = 2
     max_bad_steps: int = 20
     checkpoint_every: int = 0
+    checkpoint_every_epochs: int = 1
 
     def __post_init__(self) -> None:
         check_fields(self, "train")  # types first: one-line errors naming the key
@@ -116,6 +121,8 @@ class TrainConfig:
         _check(self.max_bad_steps >= 1, "train.max_bad_steps", "must be >= 1")
         _check(self.checkpoint_every >= 0, "train.checkpoint_every",
                f"must be >= 0 steps (0 = checkpoint at epoch ends only), got {self.checkpoint_every}")
+        _check(self.checkpoint_every_epochs >= 1, "train.checkpoint_every_epochs",
+               f"must be >= 1 epochs (1 = a checkpoint after every epoch), got {self.checkpoint_every_epochs}")
 
 
 @dataclass(frozen=True)

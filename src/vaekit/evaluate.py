@@ -69,7 +69,7 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
         raise ValueError(f"proposal must be one of {PROPOSALS}, got '{proposal}'")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
-    check_input(model, x, "log_likelihood's x")  # once per call, not per chunk (the loop runs trusted)
+    x = check_input(model, x, "log_likelihood's x")  # once per call, not per chunk (the loop runs trusted)
     n, d = x.shape[0], model.latent_dim
     if eps is not None and tuple(eps.shape) != (k, n, d):
         raise ValueError(f"eps must have shape (k, n, d) = {(k, n, d)}, got {tuple(eps.shape)}")
@@ -178,7 +178,10 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     independent k-sample estimates, whose per-point average is reported), ``nats_per_dim``,
     ``bits_per_dim``, the naive prior-sampling estimate ``naive_log_likelihood_nats`` (``naive_k``
     samples) with ``naive_log_likelihood_se``, ``active_units``, ``probe_accuracy`` (None without labels)
-    and ``warnings``. For an autoencoder the likelihood keys are None. ``overrides`` are dotted
+    and ``warnings``; which rows were scored: ``split`` (test or val), ``data`` (the absolute path of the
+    file holding them, or the dataset's name), ``data_fingerprint``, ``n_examples``, ``data_split``
+    (``data.split``: ``all`` scores every row of ``data.path``) and ``split_detail``; ``notes`` (e.g. data
+    reshaped to the model's shape). For an autoencoder the likelihood keys are None. ``overrides`` are dotted
     ``data.*`` / ``eval.*`` settings (evaluate on other data of the same shape). When ``write``, writes
     the result atomically to ``out`` (default: ``eval.json`` in the run directory), whose folder is
     probed for writability before anything is computed.
@@ -215,6 +218,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     if len(split) == 0:
         raise VaekitError("the data have no test or validation examples; set --data.test_fraction 0.1")
     x = split.all()
+    files = data.info.get("split_files") or {}
+    scored = files.get(split_name) or files.get("train") or {}  # the file holding the scored rows (absolute)
     dims = math.prod(model.event_shape)
     is_vae = config.model.kind == "vae"
     d = model.latent_dim
@@ -228,8 +233,9 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             warnings.append(msg)
 
         result: dict[str, Any] = {
-            "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": config.data.path or
-            config.data.name, "data_fingerprint": data.info.get("fingerprint"), "n_examples": len(split),
+            "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": scored.get("path") or
+            config.data.name, "data_fingerprint": scored.get("fingerprint"), "n_examples": len(split),
+            "data_split": config.data.split, "split_detail": data.info.get("split_detail"),
             "dims": dims, "latent_dim": d, "k": k, "naive_k": naive_k,
             "checkpoint_role": choice.role,  # 'best', 'last (best step-... is missing)', 'given', ...
             "repeats": repeats, "precision": precision, "seed": seed,
@@ -265,6 +271,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             warnings.append("an autoencoder has no likelihood: the likelihood keys are null (train with "
                             "--model.kind vae for log p(x))")
     result["warnings"] = warnings
+    result["notes"] = list(data.info.get("notes", []))
     result["seconds"] = time.perf_counter() - t0
     if write:
         atomic_write_text(out, json.dumps(result, indent=2) + "\n")

@@ -4,7 +4,10 @@ One check, :func:`check_input`, guards the public entry points (``VAE.elbo``, ``
 ``VAE.encode`` / ``decode`` in eval mode, ``evaluate.log_likelihood``, ``api.encode`` /
 ``api.reconstruct``). Its rules, for x of shape (n, *event_shape) in the model's input units:
 
-* a shape other than (n, *event_shape), or a non-float dtype -> :class:`VaekitError` naming both;
+* per-example shape: :func:`conform_shape` (the one rule, also applied by ``load_run_data``): a shape
+  holding as many values as ``event_shape`` is reshaped to it when the model's networks read flat
+  vectors (``model.accepts_flat``, true for MLPs), with a :class:`VaekitWarning` saying so; any other
+  shape, or a non-float dtype -> :class:`VaekitError` naming both;
 * any NaN/inf -> :class:`VaekitError` with the count and the index of the first;
 * a Bernoulli model given values outside [0, 1] -> :class:`VaekitError` (it was trained on 0/1 data);
 * a Gaussian model given values far outside the range it was trained on (beyond the training range
@@ -88,8 +91,25 @@ def _shape_text(shape: Sequence[int]) -> str:
     return "(n, " + ", ".join(str(s) for s in shape) + ")"
 
 
-def check_input(model: Any, x: Any, what: str = "x") -> None:
-    """Check x (n, *model.event_shape) against what ``model`` was trained on (rules: module doc).
+def conform_shape(got: Sequence[int], shape: Sequence[int], accepts_flat: bool, what: str, fix: str) -> str | None:
+    """The one rule for the per-example shape ``got`` of data given to a model of event shape ``shape``:
+    None when they are equal; when they differ but hold the same number of values and the model's networks
+    read flat vectors (``accepts_flat``), a note saying the data are reshaped (the caller reshapes); else
+    :class:`VaekitError` "``what`` have shape ... but the model expects ...; ``fix``"."""
+    got, shape = tuple(int(s) for s in got), tuple(int(s) for s in shape)
+    if got == shape:
+        return None
+    if accepts_flat and math.prod(got) == math.prod(shape):
+        verb = "flattened" if len(shape) == 1 else "reshaped"
+        return (f"data of shape {got} {verb} to the model's {shape} (its networks read each example as "
+                f"{math.prod(shape)} values)")
+    need = "" if accepts_flat else " (its networks need that exact shape)"
+    raise VaekitError(f"{what} have shape {got} but the model expects {shape}{need}; {fix}")
+
+
+def check_input(model: Any, x: Any, what: str = "x") -> Tensor:
+    """Check x (n, *model.event_shape) against what ``model`` was trained on (rules: module doc) and
+    return it, reshaped to (n, *model.event_shape) when :func:`conform_shape` allows it.
 
     Raises :class:`VaekitError` or warns with :class:`VaekitWarning`; reads the device once."""
     shape = tuple(model.event_shape)
@@ -98,15 +118,18 @@ def check_input(model: Any, x: Any, what: str = "x") -> None:
                           "torch.as_tensor(x, dtype=torch.float32)")
     got = tuple(x.shape)
     if got[1:] != shape:
-        hint = "add the batch axis, x[None]" if got == shape else (
-            f"reshape it, x.reshape(len(x), {', '.join(str(s) for s in shape)})"
-            if x.dim() >= 1 and math.prod(got[1:]) == math.prod(shape) else "pass data of the run's shape")
-        raise VaekitError(f"{what} has shape {got} but the model expects {_shape_text(shape)}; {hint}")
+        if x.dim() < 2 or got == shape:
+            hint = "add the batch axis, x[None]" if got == shape else "pass data of the run's shape"
+            raise VaekitError(f"{what} has shape {got} but the model expects {_shape_text(shape)}; {hint}")
+        note = conform_shape(got[1:], shape, getattr(model, "accepts_flat", False), f"the examples of {what}",
+                             f"pass data of shape {_shape_text(shape)}")
+        warnings.warn(f"{what}: {note}", VaekitWarning, stacklevel=3)
+        x = x.reshape(got[0], *shape)
     if not x.is_floating_point():
         raise VaekitError(f"{what} has dtype {x.dtype}; the model takes float values in the units it was trained "
                           "in, e.g. x.float() / 255 for 8-bit pixels of a data.scale unit run")
     if x.numel() == 0 or getattr(model, "_inputs_trusted", False):
-        return
+        return x
     bad = ~torch.isfinite(x)
     n_bad, lo, hi = torch.stack([bad.sum().double(), x.min().double(), x.max().double()]).tolist()
     if n_bad:
@@ -115,16 +138,17 @@ def check_input(model: Any, x: Any, what: str = "x") -> None:
                           "clean or impute the inputs first")
     spec: InputSpec | None = getattr(model, "input_spec", None)
     if spec is None or spec.lo is None or spec.hi is None:
-        return
+        return x
     how = f" ({spec.how})" if spec.how else ""
     if model.config.likelihood == "bernoulli":
         if lo < 0.0 or hi > 1.0:
             raise VaekitError(f"{what} has values in [{lo:g}, {hi:g}] but this Bernoulli model was trained on 0/1 "
                               f"data in [0, 1]{how}; scale the inputs the way the run scaled its data, e.g. "
                               "x / 255 for 8-bit pixels or x / 16 for the 0..16 digits")
-        return
+        return x
     if (message := range_warning(spec, lo, hi, what)) is not None:
         warnings.warn(message, VaekitWarning, stacklevel=3)
+    return x
 
 
 def range_warning(spec: InputSpec, lo: float, hi: float, what: str = "x") -> str | None:

@@ -75,6 +75,12 @@ class VAE(nn.Module):
 
     # ------------------------------------------------------------------------------ distributions
     @property
+    def accepts_flat(self) -> bool:
+        """True when the encoder reads each example as one flat vector (an MLP), so inputs of another shape
+        with as many values per example are accepted (reshaped, with a warning; :mod:`vaekit.inputs`)."""
+        return bool(getattr(self.encoder, "accepts_flat", False))
+
+    @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
@@ -86,7 +92,7 @@ class VAE(nn.Module):
         """q(z|x) for x of shape (n, *event_shape): batch shape (n,), event shape (d,). In eval mode x is
         checked first (shape, finiteness, training range: :func:`vaekit.inputs.check_input`)."""
         if not self.training and not self._inputs_trusted:
-            check_input(self, x, "encode's x")
+            x = check_input(self, x, "encode's x")
         h = ((x - self.data_loc) / self.data_scale).flatten(1) if self.standardised else x.flatten(1)
         out = self.encoder(h).to(self.data_loc.dtype)  # bf16 under autocast -> the model's dtype
         d = self.latent_dim
@@ -140,10 +146,12 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def reconstruct(self, x: Tensor) -> Tensor:
-        """Decoder mean at the posterior mean: x_hat with the shape of x (n, *event_shape)."""
-        check_input(self, x, "reconstruct's x")
+        """Decoder mean at the posterior mean: x_hat with the shape of x (n, *event_shape, or a flat/reshaped
+        equivalent that :func:`vaekit.inputs.conform_shape` accepts)."""
+        shape = x.shape if isinstance(x, Tensor) else None
+        x = check_input(self, x, "reconstruct's x")
         with trusted(self):
-            return self.decode(self.encode(x).mean).mean
+            return self.decode(self.encode(x).mean).mean.reshape(shape)
 
     def elbo(self, x: Tensor, n_samples: int = 1, beta: float = 1.0) -> Tensor:
         """Per-example ELBO E_q[log p(x|z)] - beta * KL(q || p) in nats, shape (n,) (V=n_samples).
@@ -154,7 +162,7 @@ class VAE(nn.Module):
             raise VaekitError("an autoencoder (model.kind 'ae') has no ELBO: its code is a point, with no posterior "
                               "or KL; use model.reconstruction_log_likelihood(x) for log p(x | z = f(x)), or "
                               "train a VAE (model.kind 'vae') for an ELBO and log p(x)")
-        check_input(self, x, "elbo's x")
+        x = check_input(self, x, "elbo's x")
         with trusted(self):
             return elbo_terms(self, x, n_samples=n_samples, beta=beta).bound
 
@@ -162,6 +170,6 @@ class VAE(nn.Module):
     def reconstruction_log_likelihood(self, x: Tensor) -> Tensor:
         """log p(x | z = E_q[z|x]) in nats, shape (n,): the decoder's density of x at the posterior mean
         (the code itself for an autoencoder). Not a bound on log p(x)."""
-        check_input(self, x, "reconstruction_log_likelihood's x")
+        x = check_input(self, x, "reconstruction_log_likelihood's x")
         with trusted(self):
             return self.decode(self.encode(x).mean).log_prob(x)

@@ -33,7 +33,7 @@ PROBE_MAX_TRAIN = 10_000
 def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
     """E_q[z|x] for x of shape (n, *event_shape): float32 (n, d) on the CPU (the code itself for an AE)."""
     device = next(model.parameters()).device
-    check_input(model, x, "x")
+    x = check_input(model, x, "x")
     was_training = model.training
     model.eval()
     with trusted(model):
@@ -47,7 +47,7 @@ def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
 def mean_kl_per_dim(model, x: Tensor, batch_size: int = 1000) -> Tensor:
     """KL(q(z|x) || N(0, I)) split by latent dimension and averaged over the n rows of x: (d,), nats."""
     device = next(model.parameters()).device
-    check_input(model, x, "x")
+    x = check_input(model, x, "x")
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
     with trusted(model):
         for i in range(0, x.shape[0], batch_size):

@@ -180,10 +180,15 @@ class Trainer:
                 self.state.epochs_without_improvement += 1
             self.state.epoch += 1
             self._append_metrics(metrics)  # first: a resume truncates lines newer than its checkpoint
-            self.save_checkpoint(best=improved)
+            early = bool(tc.patience) and self.state.epochs_without_improvement >= tc.patience
+            due = self._checkpoint_due(improved and has_val, early)
+            if due:
+                self.save_checkpoint(best=improved)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, metrics)
             if self.stop_reason is not None:
+                if not due:  # a requested stop: its epoch is the run's last, so it is checkpointed
+                    self.save_checkpoint(best=not has_val)
                 self.state.history.append(f"stopped at epoch {self.state.epoch}: {self.stop_reason}")
                 break
             if tc.patience and self.state.epochs_without_improvement >= tc.patience:
@@ -193,6 +198,15 @@ class Trainer:
             cb.on_train_end(self)
         self.check_learned()
         return self.state
+
+    def _checkpoint_due(self, improved: bool, early_stop: bool) -> bool:
+        """Whether the epoch just finished gets its checkpoint (``train.checkpoint_every_epochs`` = N): at
+        epochs that are a multiple of N, at the final epoch, at an early stop, and whenever the validation
+        ELBO improved (so ``best`` names the best epoch's exact weights). A requested stop is checkpointed
+        by :meth:`fit` too. With N = 1 every epoch is."""
+        tc = self.config.train
+        epoch = self.state.epoch
+        return improved or early_stop or epoch % tc.checkpoint_every_epochs == 0 or epoch >= tc.epochs
 
     def check_learned(self) -> None:
         """A run that skipped nearly all its steps, or never reached a finite validation ELBO, learned

@@ -12,10 +12,10 @@ from typing import Any
 
 from vaekit.data.bundle import DataBundle, Split
 from vaekit.data.config import DataConfig
-from vaekit.data.files import load_path
 from vaekit.data.named import NAMES, load_digits, load_named
 from vaekit.data.preprocess import build
 from vaekit.data.rundata import load_run_data
+from vaekit.data.splitfiles import load_split_files
 from vaekit.errors import VaekitError
 
 __all__ = ["NAMES", "DataBundle", "DataConfig", "Split", "load_data", "load_run_data"]
@@ -25,7 +25,8 @@ def load_data(cfg: DataConfig, likelihood: str = "auto", prep: dict[str, Any] | 
     """Load, preprocess and split the data named by ``cfg`` for a model with ``likelihood``.
 
     ``likelihood`` is 'auto' (decided from the data), 'bernoulli', 'gaussian' or 'gaussian-learned'.
-    ``data.path`` wins over ``data.name``. ``prep``: a run's recorded preprocessing to apply instead of
+    ``data.path`` wins over ``data.name``; ``data.val_path`` / ``data.test_path`` are whole split files
+    (:mod:`vaekit.data.splitfiles`). ``prep``: a run's recorded preprocessing to apply instead of
     deciding it (see :func:`vaekit.data.preprocess.build`; runs load their data with
     :func:`load_run_data`). Everything decided here (files and checksums, split, likelihood, scaling,
     binarisation, dequantisation, with reasons; notes and warnings) is recorded in ``bundle.info``.
@@ -37,7 +38,7 @@ def load_data(cfg: DataConfig, likelihood: str = "auto", prep: dict[str, Any] | 
                 raise VaekitError(f"data.{key} applies to user files (data.path), not to the named dataset "
                                   f"'{cfg.name}'; drop --data.{key}")
     if cfg.path:
-        raw = load_path(cfg.path, cfg.label_column, cfg.image_size, cfg.grayscale, cfg.mmap)
+        raw = load_split_files(cfg)  # data.path, plus data.val_path / data.test_path when given
         where = raw.info.get("path", cfg.path)
     elif cfg.name == "digits":
         raw, where = load_digits(), "digits"

@@ -10,7 +10,7 @@ from vaekit.typed import check_fields
 BINARIZE = ("auto", "none", "threshold", "static", "dynamic")
 SCALE = ("auto", "unit", "standardize", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
-SPLITS = ("random", "iwae")
+SPLITS = ("random", "iwae", "all")
 DATASETS = ("digits", "mnist", "fashion-mnist", "frey-faces", "binarized-mnist")
 
 
@@ -25,12 +25,19 @@ class DataConfig:
     units to integer-valued data for a Gaussian likelihood (a density over bins of width 1, so bits/dim
     are meaningful). ``verify=False`` turns a named dataset's checksum mismatch from an error into a
     warning recorded in the run.
-    ``split`` is ``random`` or ``iwae`` (MNIST's 59,600/400); ``download_timeout`` is in seconds.
+    ``val_path`` / ``test_path``: files (or image folders) of the same kind and shape as ``path`` whose
+    every row is the validation / test split; ``val_fraction`` / ``test_fraction`` apply only to a split
+    that has no file (it is then carved from ``path``), and the preprocessing is decided from ``path``.
+    ``split`` is ``random``, ``iwae`` (MNIST's 59,600/400) or ``all`` (evaluation only: every row of
+    ``path`` is the test split, nothing is dropped); ``download_timeout`` is in seconds.
+    A saved config has ``name = ''`` when ``path`` is set (the path is what was used).
     Full description: docs/data.md.
     """
 
     name: str = "digits"
     path: str = ""
+    val_path: str = ""
+    test_path: str = ""
     dir: str = ""
     label_column: str = ""
     scale: str = "auto"
@@ -64,8 +71,15 @@ class DataConfig:
         check(0.0 <= self.val_fraction < 1.0, "val_fraction", f"must be in [0, 1), got {self.val_fraction}")
         check(0.0 <= self.test_fraction < 1.0, "test_fraction",
               f"must be in [0, 1), got {self.test_fraction}")
-        check(self.val_fraction + self.test_fraction < 1.0, "val_fraction",
-              "val_fraction + test_fraction must leave some training data")
+        carved = (0.0 if self.val_path else self.val_fraction) + (0.0 if self.test_path else self.test_fraction)
+        check(carved < 1.0, "val_fraction", "val_fraction + test_fraction must leave some training data")
+        for key in ("val_path", "test_path"):
+            check(not getattr(self, key) or bool(self.path), key,
+                  f"a {key.split('_')[0]} file needs the training file in data.path (--data.path FILE)")
+        check(self.split != "all" or not (self.val_path or self.test_path), "split",
+              "split 'all' scores every row of data.path as the test split; drop data.val_path / data.test_path")
+        check(self.split != "all" or bool(self.path), "split",
+              "split 'all' scores every row of a file given with data.path (--data.path FILE)")
         check(self.limit >= 0, "limit", "must be >= 0 (0 means all examples)")
         check(self.split in SPLITS, "split", f"use one of {', '.join(SPLITS)}")
         check(bool(self.path) or self.name in DATASETS, "name",

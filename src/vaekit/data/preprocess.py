@@ -104,13 +104,31 @@ def split_rows(raw: RawData, cfg: DataConfig) -> tuple[dict[str, np.ndarray], st
     elif "train" in fixed:
         out = {k: fixed[k] for k in ("train", "val", "test")}
         how = "fixed: the dataset's own train/validation/test files (val_fraction and test_fraction unused)"
-    elif "pool" in fixed:
+    elif cfg.split == "all":
+        out = {"train": np.arange(0), "val": np.arange(0), "test": np.arange(n)}
+        how = "all: every row of the file is the test split (val_fraction and test_fraction unused)"
+    elif "pool" in fixed:  # a training pool; a split without its own rows is carved from it by its fraction
         pool = fixed["pool"]
         perm = pool[rng.permutation(len(pool))]
-        n_val = round(len(pool) * cfg.val_fraction)
-        out = {"train": perm[n_val:], "val": perm[:n_val], "test": fixed["test"]}
-        how = (f"standard test set; validation = first {n_val} of a permutation (seed {cfg.seed}) of the "
-               "training file (val_fraction), train = the rest")
+        n_test = 0 if "test" in fixed else round(len(pool) * cfg.test_fraction)
+        n_val = 0 if "val" in fixed else round(len(pool) * cfg.val_fraction)
+        out = {"test": fixed["test"] if "test" in fixed else perm[:n_test],
+               "val": fixed["val"] if "val" in fixed else perm[n_test:n_test + n_val],
+               "train": perm[n_test + n_val:]}
+        files = raw.info.get("split_files") or {}
+        if not files:  # a named dataset's training file and standard test set
+            how = (f"standard test set; validation = first {n_val} of a permutation (seed {cfg.seed}) of the "
+                   "training file (val_fraction), train = the rest")
+        else:
+            part = {k: f"every row of {files[k]['path']}" for k in ("val", "test") if k in files}
+            part.setdefault("test", f"first {n_test} of a permutation (seed {cfg.seed}) of the training file "
+                                    "(test_fraction)")
+            part.setdefault("val", f"{'next' if n_test else 'first'} {n_val} of a permutation (seed {cfg.seed}) of "
+                                   "the training file (val_fraction)")
+            unused = " and ".join(f"{k}_fraction" for k in ("val", "test") if k in files)
+            rest = (f"every row of {files['train']['path']}" if n_test + n_val == 0 else
+                    f"the other rows of {files['train']['path']}")
+            how = f"split files: test = {part['test']}; val = {part['val']}; train = {rest} ({unused} unused)"
     else:
         perm = rng.permutation(n)
         n_test, n_val = round(n * cfg.test_fraction), round(n * cfg.val_fraction)
@@ -124,7 +142,7 @@ def split_rows(raw: RawData, cfg: DataConfig) -> tuple[dict[str, np.ndarray], st
                for k, v in out.items()}
         how += (f"; limit {cfg.limit}: each split larger than that keeps {cfg.limit} of its examples drawn "
                 f"without replacement (seed ({cfg.seed}, 1)), in file order")
-    if len(out["train"]) == 0:
+    if len(out["train"]) == 0 and cfg.split != "all":
         raise VaekitError(f"the training split is empty ({n} examples); lower --data.val_fraction / "
                           "--data.test_fraction or add data")
     return out, how
@@ -165,16 +183,21 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
     raw = validate(raw, where)
     x = raw.x
     rows, how = split_rows(raw, cfg)
-    binary = is_binary(x)
     mmap = isinstance(x, np.memmap)
     info: dict[str, Any] = {**raw.info, "split": cfg.split, "split_detail": how, "seed": cfg.seed,
                             "limit": cfg.limit, "mmap": mmap, "dtype": str(x.dtype),
                             "event_shape": list(x.shape[1:]),
                             **{f"n_{k}": len(v) for k, v in rows.items()}}
+    decide_rows = info.pop("decide_rows", None)  # split files: the training file's rows decide
     notes = list(info.pop("notes", []))
     warnings = list(info.pop("warnings", []))
+    fresh = prep is None
     if prep is None:
-        prep, more = resolve(raw, cfg, likelihood, binary, rows["train"], where)
+        if cfg.split == "all":
+            raise VaekitError("data.split all scores every row of a file with a trained run (vaekit eval RUN "
+                              "--data.path FILE --data.split all); to train, use --data.split random")
+        own = raw if decide_rows is None else RawData(x[:decide_rows], None, raw.value_range, info=raw.info)
+        prep, more = resolve(own, cfg, likelihood, is_binary(own.x), rows["train"], where)
         warnings += more
         sections = {"likelihood": "model", "scale": "data", "binarize": "data", "dequantize": "data"}
         for key, section in sections.items():
@@ -183,17 +206,23 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
                 notes.append(f"{section}.{key} auto -> {prep[key]}: {prep['reasons'][key]}")
     else:
         prep = dict(prep)
-        if prep["likelihood"] == "bernoulli" and prep["binarize"] == "none" and not binary:
-            raise VaekitError(f"{where}: the run's Bernoulli model was trained on binary data, but these data "
-                              "are not binary (values other than 0 and 1); evaluate it on binary data")
-        if prep["dequantize"] == "uniform" and not integral(x):
-            raise VaekitError(f"{where}: the run was trained on integer values with uniform dequantisation, but "
-                              "these data hold fractional values; evaluate it on data of the same kind")
+    if fresh and decide_rows is None:
+        pass  # decided from these very data: nothing to check
+    elif prep["likelihood"] == "bernoulli" and prep["binarize"] == "none" and not is_binary(x):
+        raise VaekitError(f"{where}: the training file is binary (a Bernoulli model, no binarisation), but the "
+                          "val/test files hold values other than 0 and 1; give split files of one kind" if fresh else
+                          f"{where}: the run's Bernoulli model was trained on binary data, but these data are not "
+                          "binary (values other than 0 and 1); evaluate it on binary data")
+    elif prep["dequantize"] == "uniform" and not integral(x):
+        raise VaekitError(f"{where}: the training file holds integer values (uniform dequantisation), but the "
+                          "val/test files hold fractional values; give split files of one kind" if fresh else
+                          f"{where}: the run was trained on integer values with uniform dequantisation, but these "
+                          "data hold fractional values; evaluate it on data of the same kind")
     gauss = prep["likelihood"] != "bernoulli"
     a, b = (float(v) for v in prep["affine"])
     mode, dq, threshold = prep["binarize"], prep["dequantize"], float(prep["threshold"])
     loc = scale = None
-    if gauss and prep["scale"] == "standardize":
+    if gauss and prep["scale"] == "standardize" and len(rows["train"]):
         mean, std = _train_moments(x, rows["train"])
         std[std == 0] = 1.0
         loc, scale = torch.from_numpy(mean.astype(np.float32)), torch.from_numpy(std.astype(np.float32))

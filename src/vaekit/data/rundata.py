@@ -14,13 +14,14 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from vaekit.data.bundle import DataBundle
+from vaekit.data.bundle import DataBundle, Split
 from vaekit.data.fingerprint import check_fingerprint
 from vaekit.errors import VaekitError
+from vaekit.nn import networks_accept_flat
 
 #: data keys an evaluation may change: another file of the same kind, another split or draw.
-WHICH_KEYS = ("path", "name", "dir", "download", "download_timeout", "verify", "split", "val_fraction",
-              "test_fraction", "seed", "limit", "mmap", "binarize_seed", "label_column")
+WHICH_KEYS = ("path", "val_path", "test_path", "name", "dir", "download", "download_timeout", "verify", "split",
+              "val_fraction", "test_fraction", "seed", "limit", "mmap", "binarize_seed", "label_column")
 #: data keys that define the preprocessing the model was trained with.
 PREP_KEYS = ("scale", "binarize", "threshold", "image_size", "grayscale", "dequantize")
 
@@ -33,7 +34,16 @@ def apply_data_overrides(config: Any, overrides: dict[str, str] | None) -> Any:
     overrides = {k: v for k, v in (overrides or {}).items() if k.startswith("data.")}
     if not overrides:
         return config
-    new = apply_overrides(config, overrides)
+    given = {k.split(".", 1)[1] for k in overrides}
+    cleared = {}
+    new_path = "path" in given and not _same_path(overrides["data.path"], config.data.path)
+    new_name = "name" in given and "path" not in given  # a named dataset asked for: the run's path does not win
+    if new_path or new_name:  # other data: the run's own split files (and name or path) do not come along
+        cleared = {f"data.{k}": "" for k in ("val_path", "test_path", "name" if new_path else "path")
+                   if k not in given}
+    if overrides.get("data.split") == "all" and "limit" not in given:
+        cleared["data.limit"] = "0"  # every row means every row: the run's own data.limit does not come along
+    new = apply_overrides(config, {**cleared, **overrides})
     for dotted in overrides:
         key = dotted.split(".", 1)[1]
         if key in PREP_KEYS and getattr(new.data, key) != getattr(config.data, key):
@@ -58,11 +68,21 @@ def load_run_data(config: Any, meta: dict[str, Any], overrides: dict[str, str] |
     run_cfg = config.data
     config = apply_data_overrides(config, overrides)
     cfg = config.data
-    own_file = bool(cfg.path) and _same_path(cfg.path, run_cfg.path)
-    if own_file:
-        check_fingerprint(cfg.path, data_meta.get("fingerprint"))
-    elif cfg.path and not Path(cfg.path).expanduser().exists():
-        raise VaekitError(f"data path '{cfg.path}' does not exist; fix --data.path")
+    recorded = data_meta.get("split_files") or {}
+    own = {}
+    for role, key in (("train", "path"), ("val", "val_path"), ("test", "test_path")):
+        value = getattr(cfg, key)
+        own[role] = bool(value) and _same_path(value, getattr(run_cfg, key))
+        if own[role]:
+            fp = (recorded.get(role) or {}).get("fingerprint") or (data_meta.get("fingerprint") if role == "train"
+                                                                   else None)
+            check_fingerprint(value, fp)
+        elif value and not Path(value).expanduser().exists():
+            raise VaekitError(f"data {key} '{value}' does not exist; fix data.{key} (--data.{key})")
+    own_file = own["train"] and all(own[r] or not getattr(cfg, k) for r, k in (("val", "val_path"),
+                                                                               ("test", "test_path")))
+    config = config.replace(data=_absolute_paths(cfg))
+    cfg = config.data
     data = load_data(cfg, prep["likelihood"], prep=prep)
     if not cfg.path and cfg.name == run_cfg.name and not run_cfg.path:
         _check_named_files(data.info.get("files") or {}, data_meta.get("files") or {})
@@ -73,11 +93,37 @@ def load_run_data(config: Any, meta: dict[str, Any], overrides: dict[str, str] |
                           "data.label_column)")
     if not own_file and not (cfg.name == run_cfg.name and not cfg.path and not run_cfg.path):
         _warn_if_out_of_range(data, prep)
-    shape = list(data.event_shape)
-    if "event_shape" in meta and shape != list(meta["event_shape"]):
-        raise VaekitError(f"the data have shape {tuple(shape)} but the model expects {tuple(meta['event_shape'])}; "
-                          "point --data.* at data of the shape the run was trained on")
+    if "event_shape" in meta:
+        data = _fit_shape(data, tuple(meta["event_shape"]), networks_accept_flat(config.model))
     return config, data
+
+
+def _absolute_paths(cfg: Any) -> Any:
+    """``cfg`` with its user paths absolute (what eval.json and the report name)."""
+    changes = {k: str(Path(getattr(cfg, k)).expanduser().resolve()) for k in ("path", "val_path", "test_path", "dir")
+               if getattr(cfg, k)}
+    return dataclasses.replace(cfg, **changes)
+
+
+def _fit_shape(data: DataBundle, shape: tuple[int, ...], accepts_flat: bool) -> DataBundle:
+    """The bundle with rows of the model's ``shape``: equal shapes pass; other shapes holding as many values
+    are reshaped when the model's networks read flat vectors, with a note (:func:`vaekit.inputs.conform_shape`,
+    the rule ``VAE.elbo`` and friends apply too); anything else is an error."""
+    from vaekit.inputs import conform_shape
+
+    note = conform_shape(data.event_shape, shape, accepts_flat, "the data",
+                         "point --data.* at data of the shape the run was trained on")
+    if note is None:
+        return data
+
+    def fit(split: Split) -> Split:
+        return dataclasses.replace(split, x=split.x.reshape(split.x.shape[0], *shape))
+
+    loc = None if data.loc is None else data.loc.reshape(shape)
+    scale = None if data.scale is None else data.scale.reshape(shape)
+    info = {**data.info, "event_shape": list(shape), "notes": [*data.info.get("notes", []), note]}
+    return dataclasses.replace(data, train=fit(data.train), val=fit(data.val), test=fit(data.test), loc=loc,
+                               scale=scale, info=info)
 
 
 def _warn_if_out_of_range(data: DataBundle, prep: dict[str, Any]) -> None:
@@ -113,14 +159,14 @@ def _check_named_files(now: dict[str, Any], recorded: dict[str, Any]) -> None:
 
 
 def resolved_data_config(cfg: Any, info: dict[str, Any]) -> Any:
-    """``cfg`` with what loading decided: absolute ``path``/``dir`` and the resolved ``scale``,
+    """``cfg`` with what loading decided: absolute ``path``/``val_path``/``test_path``/``dir``, ``name`` = ''
+    beside a ``path`` (no default dataset name that was not used) and the resolved ``scale``,
     ``binarize`` and ``dequantize`` (so the saved config reproduces the run exactly)."""
     prep = info.get("prep") or {}
-    changes: dict[str, Any] = {}
+    changes: dict[str, Any] = {k: str(Path(getattr(cfg, k)).expanduser().resolve())
+                               for k in ("path", "val_path", "test_path", "dir") if getattr(cfg, k)}
     if cfg.path:
-        changes["path"] = str(Path(cfg.path).expanduser().resolve())
-    if cfg.dir:
-        changes["dir"] = str(Path(cfg.dir).expanduser().resolve())
+        changes["name"] = ""  # the file was used, not a named dataset
     for key in ("scale", "binarize", "dequantize"):
         if prep.get(key):
             changes[key] = prep[key]

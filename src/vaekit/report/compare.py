@@ -28,7 +28,8 @@ from vaekit.report.single import _np, _test_x, latent_panels_for, latent_summary
 COMPARE_SECTION_IDS = ("metrics", "reconstructions", "latent", "samples", "curves")
 RATE_DISTORTION_ID = "rate-distortion"
 QUICK_K = 100
-DATA_KEYS = ("name", "path", "split", "seed", "val_fraction", "test_fraction", "limit", "image_size")
+DATA_KEYS = ("name", "path", "val_path", "test_path", "split", "seed", "val_fraction", "test_fraction", "limit",
+             "image_size")
 PREP_KEYS = ("likelihood", "scale", "affine", "model_affine", "binarize", "threshold", "dequantize", "sigma_units")
 
 
@@ -209,8 +210,14 @@ def _data_identity(info: RunInfo) -> list[tuple[str, Any]]:
     data = info.meta.get("data") or {}
     prep = data.get("prep") or {}
     files = {k: v.get("sha256") for k, v in (data.get("files") or {}).items() if isinstance(v, dict)}
-    out: list[tuple[str, Any]] = [(f"data.{key}", getattr(info.config.data, key)) for key in DATA_KEYS]
+    cfg = info.config.data
+    # a path wins over a name (runs before issue #16 saved the default name 'digits' beside a path)
+    out: list[tuple[str, Any]] = [(f"data.{key}", "" if key == "name" and cfg.path else getattr(cfg, key))
+                                  for key in DATA_KEYS]
+    split_files = {k: (v.get("fingerprint") or {}).get("sha256") for k, v in (data.get("split_files") or {}).items()
+                   if isinstance(v, dict) and k != "train"}
     out += [("data fingerprint", (data.get("fingerprint") or {}).get("sha256")), ("data files", files or None),
+            ("split files", split_files or None),
             ("model.likelihood", info.config.model.likelihood)]
     out += [(f"preprocessing '{key}'", prep.get(key)) for key in PREP_KEYS]
     return out
