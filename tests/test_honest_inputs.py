@@ -326,8 +326,24 @@ def test_frey_face_with_a_learned_variance_collapses_and_train_says_so(tmp_path)
     model, config, _, data = api.load_run(run)
     summary = probes.latent_summary(model, data, "val", probe=False)
     assert summary.n_active == 1 and summary.latent_dim == 8
-    assert summary.warning(config.model.likelihood) == api.collapse_warning(run, data)
+    assert summary.warning(config.model.likelihood, data.info["prep"]) == api.collapse_warning(run, data)
     assert math.isfinite(float(summary.variances.max()))
+
+
+def test_the_collapse_rule_counts_only_units_the_data_can_use_and_hints_what_the_run_lacks():
+    """A table of 4 features cannot keep 8 units busy: 1 active unit of 8 is a quarter of min(8, 4). The
+    learned-variance hint names dequantisation only for integer data of known range that were not
+    dequantised, and standardisation only for a run that did not standardise."""
+    assert probes.collapse_warning(1, 8, "gaussian-learned", data_dim=4) is None
+    assert probes.collapse_warning(0, 8, "gaussian-learned", data_dim=4) is not None
+    assert probes.collapse_warning(1, 8, "gaussian-learned", data_dim=784) is not None
+    table = probes.collapse_warning(0, 8, "gaussian-learned", {"scale": "standardize", "dequantize": "none",
+                                                                "value_range": None}, data_dim=4)
+    assert "dequantis" not in table and "--data.scale standardize" not in table
+    assert "--train.warmup_steps" in table and "--model.likelihood gaussian" in table
+    pixels = probes.collapse_warning(1, 8, "gaussian-learned", {"scale": "unit", "dequantize": "none",
+                                                                 "value_range": [0, 255]}, data_dim=560)
+    assert "--data.dequantize uniform" in pixels and "--data.scale standardize" in pixels
 
 
 # ------------------------------------------------------------------------------- the docs

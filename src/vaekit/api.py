@@ -122,4 +122,4 @@ def collapse_warning(path: str | Path, data: DataBundle) -> str | None:
 
     model, config, _ = load_model(path)
     split = "val" if len(data.val) else "train"
-    return latent_summary(model, data, split, probe=False).warning(config.model.likelihood)
+    return latent_summary(model, data, split, probe=False).warning(config.model.likelihood, data.info.get("prep"))

@@ -229,7 +229,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
         terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
         latent = probes.latent_summary(model, data, split_name, seed=seed)  # the report calls the same function
         n_active, probe = latent.n_active, latent.probe
-        if (msg := latent.warning(config.model.likelihood)) is not None:
+        if (msg := latent.warning(config.model.likelihood, data.info.get("prep"))) is not None:
             warnings.append(msg)
 
         result: dict[str, Any] = {

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,23 +63,32 @@ def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[in
     return int((var > threshold).sum()), var
 
 
-def collapse_warning(n_active: int, d: int, likelihood: str | None = None) -> str | None:
+def collapse_warning(n_active: int, d: int, likelihood: str | None = None, prep: dict[str, Any] | None = None,
+                     data_dim: int | None = None) -> str | None:
     """A one-line warning when the posterior has collapsed: no active unit, or fewer than
-    ``COLLAPSE_FRACTION`` * d of them; None otherwise. The hint fits the ``likelihood`` when given
-    (a learned-variance Gaussian decoder can explain the data as noise and leave the code unused)."""
-    if n_active == 0 or n_active < COLLAPSE_FRACTION * d:
-        if likelihood == "gaussian-learned":
-            hint = ("a learned-variance decoder can explain the data as noise instead of using the code. Try "
-                    "uniform dequantisation of integer pixels (data.dequantize, --data.dequantize uniform), "
-                    "standardised inputs (data.scale, --data.scale standardize), KL warm-up over most of the run "
-                    "(train.warmup_steps, e.g. --train.warmup_steps set to the run's total steps) or a "
-                    "fixed-sigma likelihood (--model.likelihood gaussian)")
-        else:
-            hint = ("the decoder ignores the code. Try KL warm-up (train.warmup_steps, --train.warmup_steps), a "
-                    "smaller --train.beta, or a smaller --model.latent_dim")
-        return (f"posterior collapse: {n_active} of {d} latent units are active (Var_x E_q[z_u] > "
-                f"{ACTIVE_THRESHOLD}); {hint}")
-    return None
+    ``COLLAPSE_FRACTION`` of the units the data can use, min(d, ``data_dim``) (a 2-feature table cannot
+    keep 8 units busy); None otherwise. The hint fits the ``likelihood`` (a learned-variance Gaussian
+    decoder can explain the data as noise and leave the code unused) and names only remedies the run's
+    preprocessing record ``prep`` does not already apply."""
+    usable = min(d, data_dim) if data_dim else d
+    if n_active and n_active >= COLLAPSE_FRACTION * usable:
+        return None
+    prep = prep or {}
+    if likelihood == "gaussian-learned":
+        tries = []
+        if prep.get("dequantize") == "none" and prep.get("value_range"):  # integer data of known range
+            tries.append("uniform dequantisation of integer pixels (data.dequantize, --data.dequantize uniform)")
+        if prep.get("scale") != "standardize":
+            tries.append("standardised inputs (data.scale, --data.scale standardize)")
+        tries += ["KL warm-up over most of the run (train.warmup_steps, e.g. --train.warmup_steps set to the run's "
+                  "total steps)", "a fixed-sigma likelihood (--model.likelihood gaussian)"]
+        hint = ("a learned-variance decoder can explain the data as noise instead of using the code. Try "
+                + ", ".join(tries[:-1]) + " or " + tries[-1])
+    else:
+        hint = ("the decoder ignores the code. Try KL warm-up (train.warmup_steps, --train.warmup_steps), a "
+                "smaller --train.beta, or a smaller --model.latent_dim")
+    return (f"posterior collapse: {n_active} of {d} latent units are active (Var_x E_q[z_u] > "
+            f"{ACTIVE_THRESHOLD}); {hint}")
 
 
 @dataclass
@@ -94,10 +104,11 @@ class LatentSummary:
     n_points: int
     n_probe_train: int
     seed: int
+    data_dim: int | None = None
 
-    def warning(self, likelihood: str | None = None) -> str | None:
-        """:func:`collapse_warning` for this summary."""
-        return collapse_warning(self.n_active, self.latent_dim, likelihood)
+    def warning(self, likelihood: str | None = None, prep: dict[str, Any] | None = None) -> str | None:
+        """:func:`collapse_warning` for this summary (``prep``: the run's preprocessing record)."""
+        return collapse_warning(self.n_active, self.latent_dim, likelihood, prep, self.data_dim)
 
 
 def latent_summary(model, data, split: str = "test", seed: int = 0, batch_size: int = 1000,
@@ -122,7 +133,7 @@ def latent_summary(model, data, split: str = "test", seed: int = 0, batch_size: 
         train_means = posterior_means(model, data.train.batch(rows, gen), batch_size)
         accuracy = probe_accuracy(train_means, data.train.y[rows], means, part.y, seed=seed)
     return LatentSummary(n_active=n_active, latent_dim=model.latent_dim, variances=var, probe=accuracy,
-                         n_points=len(part), n_probe_train=n_train, seed=seed)
+                         n_points=len(part), n_probe_train=n_train, seed=seed, data_dim=model.data_dim)
 
 
 def probe_accuracy(train_means: Tensor, train_y: Tensor, test_means: Tensor, test_y: Tensor,
