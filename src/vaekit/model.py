@@ -69,7 +69,7 @@ class VAE(nn.Module):
         #: public entry points check their inputs against it (vaekit.inputs). Not part of the state_dict.
         self.input_spec: InputSpec | None = default_spec(config.likelihood)
         self._inputs_trusted = False
-        #: 'scaled'': the fixed sigma of the 'gaussian' likelihood is in the model's scaled units (decoded
+        #: 'scaled': the fixed sigma of the 'gaussian' likelihood is in the model's scaled units (decoded
         #: sigma in file units = sigma * data_scale); 'file': in file units (format-1 standardize runs).
         self.sigma_units = sigma_units
 
