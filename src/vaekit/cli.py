@@ -254,7 +254,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--debug`` the traceback is printed first. Any other exception is a bug and keeps its traceback."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
-    warnings.showwarning = _show_warning
     if args.command is None:
         parser.print_help()
         return 0
