@@ -19,6 +19,7 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 
 # Headless Chromium for the report's browser test; without root or apt that test skips and says why.
 browser:

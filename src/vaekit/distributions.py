@@ -12,7 +12,7 @@ the event axes are summed by ``log_prob`` (result in nats), the batch axes are k
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import ClassVar, TypeGuard
 
 import torch
 from torch import Tensor
@@ -72,7 +72,7 @@ class PointMass(Distribution):
     def variance(self) -> Tensor:
         return torch.zeros_like(self.loc)
 
-    def rsample(self, sample_shape: torch.Size | tuple[int, ...] = ()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> Tensor:
         return self.loc.expand(*sample_shape, *self.loc.shape)
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -100,7 +100,7 @@ def kl_per_dim(q_z: Distribution) -> Tensor:
     raise TypeError(f"no closed-form KL to N(0, I) for {type(q_z).__name__}")
 
 
-def _is_diag(q_z: Distribution) -> bool:
+def _is_diag(q_z: Distribution) -> TypeGuard[Independent]:
     return isinstance(q_z, Independent) and isinstance(q_z.base_dist, Normal)
 
 

@@ -96,6 +96,7 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
                     lw = log_weights(model, xb, c, q, z=z)  # (c, b)
                     lse = torch.logsumexp(lw, 0)
                     acc = lse if acc is None else torch.logaddexp(acc, lse)
+                assert acc is not None  # k >= 1 chunks were merged
                 out.append(acc.double().cpu() - math.log(k))
     finally:
         model.train(was_training)

@@ -62,7 +62,7 @@ def error_message(path: str | Path, err: BaseException, fix: str | None = None) 
     reason = getattr(err, "strerror", None) or str(err)
     if code is None and "os error 28" in str(err):  # safetensors wraps ENOSPC as text
         code, reason = errno.ENOSPC, os.strerror(errno.ENOSPC)
-    hint = fix or _FIXES.get(code, "check that the folder exists, is writable and its disk has space")
+    hint = fix or _FIXES.get(code or 0, "check that the folder exists, is writable and its disk has space")
     return f"cannot write {path}: {reason}; {hint}"
 
 

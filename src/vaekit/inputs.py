@@ -71,7 +71,7 @@ def spec_from_meta(meta: Mapping[str, Any], likelihood: str) -> InputSpec | None
     data = meta.get("data")
     data = data if isinstance(data, Mapping) else {}
     how = _how(data)
-    prep = data.get("prep") if isinstance(data.get("prep"), Mapping) else {}
+    prep: Mapping[str, Any] = data["prep"] if isinstance(data.get("prep"), Mapping) else {}
     # the recorded training range; else the data's known range when a Gaussian model reads file units
     rng = data.get("input_range") or prep.get("input_range") or (
         prep.get("value_range") if list(prep.get("affine") or [1.0, 0.0]) == [1.0, 0.0] else None)

@@ -31,6 +31,11 @@ class VAE(nn.Module):
     ``model.likelihood='auto'`` is decided from the data by :func:`vaekit.train.fit`; a VAE built directly
     (no data to decide from) takes ``bernoulli`` and says so in ``self.config``."""
 
+    # buffers (register_buffer): declared for the type checker
+    data_loc: Tensor
+    data_scale: Tensor
+    _tril_idx: Tensor
+
     def __init__(
         self,
         config: ModelConfig,

@@ -163,17 +163,20 @@ class Trainer:
             if metrics is None:  # rolled back after non-finite steps: redo from the restored state
                 continue
             val: dict[str, float | None] = dict.fromkeys(("elbo", "recon", "kl"))
+            val_elbo = None
             if has_val:
-                val = evaluate_split(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
-                if not math.isfinite(val["elbo"]):  # a model that cannot score data is never checkpointed
-                    self.rollback(reason=f"the validation ELBO is not finite ({val['elbo']}) after epoch "
+                scores = evaluate_split(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
+                val_elbo = scores["elbo"]
+                if not math.isfinite(val_elbo):  # a model that cannot score data is never checkpointed
+                    self.rollback(reason=f"the validation ELBO is not finite ({val_elbo}) after epoch "
                                          f"{self.state.epoch + 1}")
                     continue
+                val.update(scores)
             metrics.update({f"val_{k}": v for k, v in val.items()})
-            improved = not has_val or val["elbo"] > self.state.best_val_elbo
+            improved = val_elbo is None or val_elbo > self.state.best_val_elbo  # no validation split: best = last
             if improved:
-                if has_val:
-                    self.state.best_val_elbo = val["elbo"]
+                if val_elbo is not None:
+                    self.state.best_val_elbo = val_elbo
                 self.state.best_epoch = self.state.epoch
                 self.state.epochs_without_improvement = 0
             else:
@@ -275,7 +278,9 @@ class Trainer:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         bad = ~(torch.isfinite(out.loss) & torch.isfinite(grad_norm))
-        self.optimizer.found_inf = bad.float()  # fused Adam leaves weights and moments untouched when set
+        # fused Adam leaves weights and moments untouched when found_inf is set (an attribute torch reads
+        # but does not declare)
+        self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
         self.optimizer.step()
         self.state.step += 1
         return out, bad
@@ -335,7 +340,7 @@ class Trainer:
             "rng.binarize": self.binarize_rng.get_state()}
         if self.device.type == "cuda":
             out["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        if mid_epoch:
+        if position is not None:
             _, sums, run, worst_run, seen, seconds = position
             out.update({"epoch.sums": sums.detach().cpu(), "epoch.run": run.detach().cpu(),
                         "epoch.worst_run": worst_run.detach().cpu(), "epoch.seen": torch.tensor(seen),

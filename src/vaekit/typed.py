@@ -10,7 +10,6 @@ stored as a tuple.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import numbers
 import types
 import typing
@@ -62,7 +61,7 @@ def coerce(value: Any, kind: Any, key: str, strict: bool = True) -> Any:
         if not isinstance(value, str):
             _fail(key, f"expected a string, got {value!r}")
         return value
-    if dataclasses.is_dataclass(kind):
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
         if not isinstance(value, kind):
             _fail(key, f"expected a {kind.__name__}, got {type(value).__name__}; pass {kind.__name__}(...) or "
                   "build the whole config with vaekit.config.config_from_dict")
@@ -72,9 +71,14 @@ def coerce(value: Any, kind: Any, key: str, strict: bool = True) -> Any:
     return value
 
 
-@functools.cache
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    """The resolved annotations of a dataclass, computed once per class."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def check_fields(obj: Any, prefix: str) -> None:

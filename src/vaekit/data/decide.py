@@ -40,7 +40,7 @@ def resolve(raw: RawData, cfg: DataConfig, likelihood: str, binary: bool, train:
     if lik == "auto":
         if binary:
             lik, reasons["likelihood"] = "bernoulli", "the data are binary (every value 0 or 1): Bernoulli"
-        elif image_like:
+        elif image_like and known is not None:
             lik = "bernoulli"
             reasons["likelihood"] = (f"grey-level images with a known range [{known[0]:g}, {known[1]:g}]: "
                                      "Bernoulli on dynamically binarised pixels (the usual benchmark setting; "

@@ -163,10 +163,10 @@ def _open_image(p: Path, grayscale: bool, size: tuple[int, ...]) -> np.ndarray:
         with Image.open(p) as im:
             im.load()
             grey = im.mode in ("1", "L", "LA", "I", "I;16", "F") or grayscale
-            im = im.convert("L" if grey else "RGB")
+            out = im.convert("L" if grey else "RGB")
             if size:
-                im = im.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-            a = np.asarray(im, dtype=np.uint8)
+                out = out.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+            a = np.asarray(out, dtype=np.uint8)
     except (OSError, UnidentifiedImageError) as err:
         raise VaekitError(f"{p}: cannot read the image ({err}); remove or replace the file") from None
     if a.ndim == 3 and (a[..., 0] == a[..., 1]).all() and (a[..., 1] == a[..., 2]).all():

@@ -283,7 +283,7 @@ def load_named(name: str, data_dir: str = "", download: bool = True, timeout: fl
         return RawData(x, None, value_range=(0.0, 255.0),
                        info={"name": name, **_provenance(files, spec, {"ff": x}, verify)})
     if name == "binarized-mnist":
-        readers = dict.fromkeys(spec.files, read_binarized)
+        readers: dict[str, Callable[[Path], np.ndarray]] = dict.fromkeys(spec.files, read_binarized)
         files = locate(name, data_dir, download, timeout, readers=readers)
         arrays = {k: read_binarized(files[k]) for k in ("train", "valid", "test")}
         parts = list(arrays.values())

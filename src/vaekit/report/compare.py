@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import re
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -264,7 +265,8 @@ def build_comparison(infos: list[RunInfo], k: int = QUICK_K, seed: int = 0) -> s
     return H.page("vaekit comparison", subtitle, sections)
 
 
-def write_comparison(runs: list[str | Path], out: str | Path | None = None, k: int = QUICK_K, seed: int = 0) -> Path:
+def write_comparison(runs: Sequence[str | Path], out: str | Path | None = None, k: int = QUICK_K,
+                     seed: int = 0) -> Path:
     """Write the comparison page of ``runs`` (run directories) to ``out`` (default: :func:`default_out`)."""
     if len(runs) < 2:
         raise VaekitError("compare needs at least two runs, e.g. vaekit compare runs/ae runs/vae")

@@ -27,7 +27,7 @@ NATS = "nats per example"
 def _figure(width: float, height: float) -> Figure:
     import matplotlib
 
-    matplotlib.rcParams.update(STYLE)
+    matplotlib.rcParams.update(STYLE)  # type: ignore[arg-type]  # rcParams' keys are typed as literals
     return Figure(figsize=(width, height), layout="constrained")
 
 

@@ -296,7 +296,7 @@ def timings_section(info: RunInfo) -> H.Section:
     rates = [m["samples_per_s"] for m in info.metrics if isinstance(m.get("samples_per_s"), (int, float))]
     if not times:
         return H.Section("timings", "Timings", H.para("No epoch timings logged."))
-    rows = [["epochs", len(times)], ["total training time (s)", float(np.sum(times))],
+    rows: list[list[Any]] = [["epochs", len(times)], ["total training time (s)", float(np.sum(times))],
             ["median epoch time (s)", float(np.median(times))],
             ["median throughput (examples / s)", float(np.median(rates)) if rates else None],
             ["steps", info.metrics[-1].get("step")],
