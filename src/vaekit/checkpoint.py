@@ -329,10 +329,10 @@ def best_name(ckpts: Path, last: Path) -> str | None:
 
 
 def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Tensor] | None = None) -> None:
-    """Load ``ckpt``'s model.safetensors into ``module`` strictly: every name and shape must match."""
+    """Load ``ckpt``'s model.safetensors (or ``state``, already read from it) into ``module`` strictly:
+    every name and shape must match. Format-1 weights are upgraded by :func:`load_model` (resume refuses
+    the format-1 runs whose weights would need it)."""
     state = load_tensors(ckpt / MODEL_FILE) if state is None else state
-    if (ckpt / META_FILE).exists():
-        state = upgrade_state(read_meta(ckpt), state)
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -194,7 +194,7 @@ class Trainer:
                     self.save_checkpoint(best=not has_val)
                 self.state.history.append(f"stopped at epoch {self.state.epoch}: {self.stop_reason}")
                 break
-            if tc.patience and self.state.epochs_without_improvement >= tc.patience:
+            if early:
                 self.state.history.append(f"early stop at epoch {self.state.epoch}")
                 break
         for cb in self.callbacks:

@@ -86,19 +86,18 @@ def resolve(raw: RawData, cfg: DataConfig, likelihood: str, binary: bool, train:
                             "--model.likelihood gaussian-learned for real values")
     else:
         reasons["binarize"] = "set explicitly (data.binarize)"
-    if mode != "none" and scale == "none" and not binary:
-        lo, hi = _train_minmax(x, train)
-        if lo < 0.0 or hi > 1.0:
-            raise VaekitError(f"--data.binarize {mode} needs data in [0, 1] but the training data spans "
-                              f"[{lo:g}, {hi:g}]; use --data.scale unit")
+    lo, hi = _train_minmax(x, train)  # one scan of the training split serves every check and scaling below
+    if mode != "none" and scale == "none" and not binary and (lo < 0.0 or hi > 1.0):
+        raise VaekitError(f"--data.binarize {mode} needs data in [0, 1] but the training data spans "
+                          f"[{lo:g}, {hi:g}]; use --data.scale unit")
     if not gauss and not binary and mode == "none":
         raise VaekitError("Bernoulli likelihood on non-binary data; add --data.binarize dynamic "
                           "(or static/threshold), or use --model.likelihood gaussian")
     # ---- dequantisation
     dq = cfg.dequantize
-    is_integral = known is not None and integral(x)
+    whole = integral(x) if known is not None or dq == "uniform" else False  # one scan, only when it matters
     if dq == "auto":
-        dq = "uniform" if gauss and is_integral else "none"
+        dq = "uniform" if gauss and known is not None and whole else "none"
         reasons["dequantize"] = ("integer values with a known range under a Gaussian: uniform noise U(0, 1) "
                                  "in file units, so log p is a density over bins of width 1" if dq == "uniform"
                                  else "not needed (discrete Bernoulli data or real values)")
@@ -107,13 +106,12 @@ def resolve(raw: RawData, cfg: DataConfig, likelihood: str, binary: bool, train:
     if dq == "uniform" and not gauss:
         raise VaekitError("data.dequantize uniform applies to Gaussian likelihoods (a Bernoulli is already "
                           "discrete); set data.dequantize none or auto")
-    if dq == "uniform" and not integral(x):
+    if dq == "uniform" and not whole:
         raise VaekitError(f"data.dequantize uniform needs integer-valued data (bins of width 1 in file units), "
                           f"but {where} holds fractional values; set data.dequantize none")
     # ---- scaling parameters
     a, b = 1.0, 0.0
     model_affine = None
-    lo, hi = _train_minmax(x, train)
     if scale == "unit" and not gauss:
         if binary:
             detail = "binary data kept as 0/1"

@@ -112,13 +112,17 @@ def _mirrors(spec: DatasetSpec) -> list[str]:
     return ([f"{env}/{spec.dirs[0]}"] if env else []) + list(MIRRORS.get(spec.name, []))
 
 
+def content_sha256(arr: np.ndarray) -> str:
+    """Hex sha256 of a parsed dataset array as uint8 bytes in C order (:attr:`FileSpec.content_sha256`)."""
+    return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.uint8).tobytes()).hexdigest()
+
+
 def _content_check(f: FileSpec, reader: Callable[[Path], np.ndarray]) -> Callable[[Path], None] | None:
     if f.content_sha256 is None:
         return None
 
     def verify(path: Path) -> None:
-        arr = np.ascontiguousarray(reader(path), dtype=np.uint8)
-        got = hashlib.sha256(arr.tobytes()).hexdigest()
+        got = content_sha256(reader(path))
         if got != f.content_sha256:
             raise VaekitError(f"content checksum mismatch for {f.names[0]}: sha256 {got}, expected "
                               f"{f.content_sha256}; nothing was kept, retry or use another mirror "
@@ -241,7 +245,7 @@ def _provenance(files: dict[str, Path], spec: DatasetSpec, arrays: dict[str, np.
         if f.sha256 is not None:
             entry["sha256_matches_published"] = ok = digest == f.sha256
         elif f.content_sha256 is not None and key in arrays:
-            content = hashlib.sha256(np.ascontiguousarray(arrays[key], dtype=np.uint8).tobytes()).hexdigest()
+            content = content_sha256(arrays[key])
             entry.update(content_sha256=content, content_sha256_matches_published=content == f.content_sha256)
             ok = content == f.content_sha256
         else:
