@@ -163,14 +163,11 @@ def resolved_data_config(cfg: Any, info: dict[str, Any]) -> Any:
     beside a ``path`` (no default dataset name that was not used) and the resolved ``scale``,
     ``binarize`` and ``dequantize`` (so the saved config reproduces the run exactly)."""
     prep = info.get("prep") or {}
-    changes: dict[str, Any] = {k: str(Path(getattr(cfg, k)).expanduser().resolve())
-                               for k in ("path", "val_path", "test_path", "dir") if getattr(cfg, k)}
-    if cfg.path:
-        changes["name"] = ""  # the file was used, not a named dataset
+    changes: dict[str, Any] = {"name": ""} if cfg.path else {}  # the file was used, not a named dataset
     for key in ("scale", "binarize", "dequantize"):
         if prep.get(key):
             changes[key] = prep[key]
-    return dataclasses.replace(cfg, **changes)
+    return dataclasses.replace(_absolute_paths(cfg), **changes)
 
 
 def display_range(meta: dict[str, Any]) -> tuple[float, float]:
