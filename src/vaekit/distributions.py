@@ -79,6 +79,55 @@ class PointMass(Distribution):
         raise ValueError("a point-mass code has no density; use a VAE (model.kind='vae') for likelihoods")
 
 
+def is_gaussian(q: Distribution) -> bool:
+    """A diagonal (``Independent(Normal)``) or full-covariance (``MultivariateNormal``) Gaussian."""
+    return _is_diag(q) or isinstance(q, MultivariateNormal)
+
+
+def reparameterise(q: Distribution, eps: Tensor) -> Tensor:
+    """z = loc + L eps for standard-normal noise ``eps`` of shape (*sample, *batch, d): the draw that
+    ``q.rsample`` makes from the same noise (diagonal: loc + scale * eps; full: loc + scale_tril @ eps;
+    a point mass: loc)."""
+    if isinstance(q, MultivariateNormal):
+        return q.loc + (q.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
+    if _is_diag(q):
+        return q.base_dist.loc + q.base_dist.scale * eps
+    if isinstance(q, PointMass):
+        return q.loc.expand_as(eps)
+    raise TypeError(f"cannot reparameterise a {type(q).__name__} from standard-normal noise")
+
+
+def draw(q: Distribution, sample_shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:
+    """``sample_shape`` reparameterised draws from ``q`` (shape (*sample_shape, *batch, *event)), with the
+    noise from ``generator`` when given. Gaussians and point masses use :func:`reparameterise`; any other
+    distribution ``rsample``s (or ``sample``s) under a copy of the global RNG seeded from ``generator``."""
+    shape = (*sample_shape, *q.batch_shape, *q.event_shape)
+    if is_gaussian(q) or isinstance(q, PointMass):
+        loc = q.mean
+        eps = torch.randn(shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        return reparameterise(q, eps)
+    if generator is None:
+        return q.rsample(sample_shape) if q.has_rsample else q.sample(sample_shape)
+    seed = int(torch.randint(2**62, (1,), generator=generator, device=generator.device))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return q.rsample(sample_shape) if q.has_rsample else q.sample(sample_shape)
+
+
+def masked_log_prob(p_x: Distribution, x: Tensor, mask: Tensor | None) -> Tensor:
+    """log p(x|z) summed over the event axes, counting only the entries where ``mask`` is True (the
+    observed ones): shape = p_x's batch shape, nats. Missing entries never enter the sum, not even as
+    NaN * 0 (``torch.where``, with x filled where it is missing)."""
+    if mask is None:
+        return p_x.log_prob(x)
+    if not isinstance(p_x, Independent):
+        raise TypeError(f"masking needs an elementwise likelihood (Independent), got {type(p_x).__name__}")
+    x = torch.where(mask, x, torch.zeros_like(x))
+    elementwise = p_x.base_dist.log_prob(x)
+    kept = torch.where(mask, elementwise, torch.zeros_like(elementwise))
+    return kept.flatten(-p_x.reinterpreted_batch_ndims).sum(-1) if p_x.reinterpreted_batch_ndims else kept
+
+
 def kl_standard_normal(q_z: Distribution) -> Tensor:
     """KL(q || N(0, I)) in nats, closed form, shape = q's batch shape.
 

@@ -1,0 +1,116 @@
+"""Likelihoods p(x|z), chosen by ``model.likelihood`` (and ``model.variance`` for a learned Gaussian).
+
+A :class:`Likelihood` says how many parameters per data element the decoder network predicts
+(``n_params``) and turns them into a distribution over x in the data's own units: the decoder output
+``params`` has shape (*batch, n_params, *event_shape) in the model's scaled units, and ``loc`` / ``scale``
+(event shape) are the model's data transform (x = loc + scale * x_scaled), so every log-probability is
+in nats of the data as stored in the file (a Gaussian's density gains the Jacobian -log scale).
+
+* ``bernoulli``: logits (n_params 1); 0/1 data, discrete, no transform.
+* ``gaussian``: mean, fixed sigma ``model.sigma`` in scaled units (n_params 1).
+* ``gaussian-learned``: mean, and a learned sigma: one free parameter per data dimension
+  (``variance = per-dim``, ``log_sigma`` of event shape, n_params 1) or predicted per output
+  (``variance = per-output``, n_params 2: mean then log sigma).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution
+
+from vaekit import distributions as D
+from vaekit.registry import Registry
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
+
+
+class Likelihood(nn.Module, ABC):
+    """p(x|z) from decoder outputs. Constructor: ``(config: ModelConfig, event_shape, sigma_units)``."""
+
+    #: Whether the data must be 0/1 (the input checks and bits/dim read it).
+    discrete: bool = False
+
+    def __init__(self, config: ModelConfig, event_shape: Sequence[int], sigma_units: str = "scaled") -> None:
+        super().__init__()
+        self.event_shape = tuple(int(s) for s in event_shape)
+
+    @property
+    @abstractmethod
+    def n_params(self) -> int:
+        """Parameters per data element the decoder predicts."""
+
+    @abstractmethod
+    def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
+        """params (*batch, n_params, *event_shape) -> p(x|z) with batch shape ``batch`` and event shape
+        ``event_shape``, in data units (``loc``, ``scale``: the model's data transform)."""
+
+
+LIKELIHOODS: Registry[type[Likelihood]] = Registry("likelihood", "model.likelihood")
+
+
+@LIKELIHOODS.register("bernoulli")
+class Bernoulli(Likelihood):
+    """Independent Bernoulli pixels with the decoder's logits."""
+
+    discrete = True
+
+    @property
+    def n_params(self) -> int:
+        return 1
+
+    def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
+        return D.bernoulli(params.squeeze(-len(self.event_shape) - 1), len(self.event_shape))
+
+
+@LIKELIHOODS.register("gaussian")
+class GaussianFixed(Likelihood):
+    """N(mean, sigma^2) with sigma = ``model.sigma`` in the model's scaled units (``sigma_units='scaled'``:
+    sigma * scale in data units) or, for format-1 standardised runs, in file units (``'file'``)."""
+
+    def __init__(self, config: ModelConfig, event_shape: Sequence[int], sigma_units: str = "scaled") -> None:
+        super().__init__(config, event_shape, sigma_units)
+        self.sigma, self.sigma_units = config.sigma, sigma_units
+
+    @property
+    def n_params(self) -> int:
+        return 1
+
+    def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
+        k = len(self.event_shape)
+        sigma = torch.full_like(scale, self.sigma)
+        if self.sigma_units == "scaled":
+            sigma = sigma * scale
+        return D.gaussian(params.squeeze(-k - 1) * scale + loc, sigma, k)
+
+
+@LIKELIHOODS.register("gaussian-learned")
+class GaussianLearned(Likelihood):
+    """N(mean, sigma^2) with a learned sigma: per data dimension (a free ``log_sigma`` of event shape,
+    ``variance = per-dim``) or per output (the decoder's second parameter, ``variance = per-output``)."""
+
+    def __init__(self, config: ModelConfig, event_shape: Sequence[int], sigma_units: str = "scaled") -> None:
+        super().__init__(config, event_shape, sigma_units)
+        self.per_output = config.variance == "per-output"
+        if not self.per_output:
+            self.log_sigma = nn.Parameter(torch.zeros(math.prod(self.event_shape)))
+
+    @property
+    def n_params(self) -> int:
+        return 2 if self.per_output else 1
+
+    def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
+        k = len(self.event_shape)
+        if self.per_output:
+            mean, log_sigma = params.unbind(-k - 1)
+            sigma = torch.exp(log_sigma) * scale
+        else:
+            mean = params.squeeze(-k - 1)
+            sigma = torch.exp(self.log_sigma).reshape(self.event_shape) * scale
+        return D.gaussian(mean * scale + loc, sigma, k)
