@@ -13,6 +13,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from model_helpers import only_linear
 from scipy import special, stats
 from torch.distributions import MultivariateNormal
 
@@ -33,7 +34,7 @@ def ppca(seed: int = 0, posterior: str = "full", perturb: float = 0.0) -> tuple[
     M = W.T @ W + SIGMA**2 * torch.eye(LATENT)
     A = torch.linalg.solve(M, W.T)  # (d, D)
     L = torch.linalg.cholesky(SIGMA**2 * torch.linalg.inv(M))
-    enc, dec = model.encoder.net[-1], model.decoder.net[-1]
+    enc, dec = only_linear(model.encoder), only_linear(model.decoder)
     with torch.no_grad():
         dec.weight.copy_(W)
         dec.bias.copy_(b)

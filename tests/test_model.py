@@ -54,7 +54,7 @@ def test_shapes_of_every_variant(config, event_shape):
 def test_bernoulli_decoder_matches_scipy_on_the_network_output():
     model = VAE(ModelConfig(latent_dim=2, hidden=(8,)), (4, 3))
     z, x = torch.randn(6, 2), torch.rand(6, 4, 3).round()
-    logits = model.decoder(z).view(6, 4, 3)
+    logits = model.decode(z).base_dist.logits
     ref = stats.bernoulli.logpmf(x.numpy(), torch.sigmoid(logits).detach().double().numpy()).reshape(6, -1).sum(-1)
     np.testing.assert_allclose(model.decode(z).log_prob(x).detach().numpy(), ref, rtol=1e-4)
 
@@ -62,20 +62,21 @@ def test_bernoulli_decoder_matches_scipy_on_the_network_output():
 def test_gaussian_decoders_match_scipy():
     z, x = torch.randn(6, 2), torch.randn(6, 5)
     fixed = VAE(ModelConfig(latent_dim=2, hidden=(8,), likelihood="gaussian", sigma=0.3), (5,))
-    mean = fixed.decoder(z).detach().numpy()
+    mean = fixed.decode(z).mean.detach().numpy()
     ref = stats.norm.logpdf(x.numpy(), mean, 0.3).sum(-1)
     np.testing.assert_allclose(fixed.decode(z).log_prob(x).detach().numpy(), ref, rtol=1e-5)
 
     per_dim = VAE(ModelConfig(latent_dim=2, hidden=(8,), likelihood="gaussian-learned"), (5,))
     with torch.no_grad():
-        per_dim.log_sigma.copy_(torch.linspace(-1, 1, 5))
+        per_dim.likelihood.log_sigma.copy_(torch.linspace(-1, 1, 5))
     sigma = torch.exp(torch.linspace(-1, 1, 5)).numpy()
-    ref = stats.norm.logpdf(x.numpy(), per_dim.decoder(z).detach().numpy(), sigma).sum(-1)
+    ref = stats.norm.logpdf(x.numpy(), per_dim.decode(z).mean.detach().numpy(), sigma).sum(-1)
     np.testing.assert_allclose(per_dim.decode(z).log_prob(x).detach().numpy(), ref, rtol=1e-5)
 
     per_out = VAE(ModelConfig(latent_dim=2, hidden=(8,), likelihood="gaussian-learned", variance="per-output"), (5,))
-    mean, log_sigma = per_out.decoder(z).detach().chunk(2, -1)
-    ref = stats.norm.logpdf(x.numpy(), mean.numpy(), np.exp(log_sigma.numpy())).sum(-1)
+    p_x = per_out.decode(z)
+    assert not torch.allclose(p_x.stddev, p_x.stddev[:1])  # a sigma per output, not one per dimension
+    ref = stats.norm.logpdf(x.numpy(), p_x.mean.detach().numpy(), p_x.stddev.detach().numpy()).sum(-1)
     np.testing.assert_allclose(per_out.decode(z).log_prob(x).detach().numpy(), ref, rtol=1e-5)
 
 

@@ -8,6 +8,7 @@ import math
 
 import pytest
 import torch
+from model_helpers import only_linear
 from torch.distributions import MultivariateNormal
 
 from vaekit.config import ModelConfig
@@ -29,7 +30,7 @@ def ppca(exact_posterior: bool, seed: int = 0) -> tuple[VAE, MultivariateNormal]
     W, b = q * s, torch.randn(D_X, generator=g)  # orthogonal columns: the true posterior is diagonal
     model = VAE(ModelConfig(hidden=(), latent_dim=D_Z, likelihood="gaussian", sigma=SIGMA), (D_X,)).double()
     M_inv = torch.diag(1.0 / (s**2 + SIGMA**2))
-    enc, dec = model.encoder.net[0], model.decoder.net[0]
+    enc, dec = only_linear(model.encoder), only_linear(model.decoder)
     with torch.no_grad():
         dec.weight.copy_(W)
         dec.bias.copy_(b)

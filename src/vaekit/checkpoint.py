@@ -32,7 +32,10 @@ from vaekit.config import Config, config_from_dict, config_to_dict
 from vaekit.errors import VaekitError, VaekitWarning
 from vaekit.fileio import error_message, file_mode, fsync_dir, is_write_error
 
-FORMAT_VERSION = 2  # 2: preprocessing record meta["data"]["prep"]; Gaussian `unit` scaling inside the model
+# 2: preprocessing record meta["data"]["prep"]; Gaussian `unit` scaling inside the model.
+# 3: the model's family, parts and data schema in meta.json (meta["family"], ["parts"], ["schema"]); the
+#    likelihood's parameters under `likelihood.` (format 2's `log_sigma` is `likelihood.log_sigma`).
+FORMAT_VERSION = 3
 MODEL_FILE, META_FILE, TRAINER_TENSORS, TRAINER_JSON = (
     "model.safetensors", "meta.json", "trainer.safetensors", "trainer.json")
 STEP_NAME = re.compile(r"step-\d{9}")
@@ -181,11 +184,27 @@ def read_meta(path: str | Path) -> dict[str, Any]:
             isinstance(s, int) and s >= 1 for s in shape):
         raise VaekitError(f"{meta_path} lacks a valid 'config' or 'event_shape'; the checkpoint is corrupted, "
                           "use another one")
-    return upgrade_meta(meta) if version < FORMAT_VERSION else meta
+    if version == 1:
+        meta = upgrade_meta(meta)
+    if version < 3:
+        meta = _meta_v2_to_v3(meta)
+    return meta
+
+
+def _meta_v2_to_v3(meta: dict[str, Any]) -> dict[str, Any]:
+    """Format 2 had one model family (the MLP VAE) and no schema: record both as format 3 does."""
+    from vaekit.model import parts_of
+    from vaekit.schema import DataSchema
+
+    meta = {**meta, "family": "vae", "schema": DataSchema.from_meta(meta).to_meta()}
+    meta["parts"] = parts_of(config_from_dict(meta["config"]).model)
+    meta.setdefault("upgraded_from", meta["format_version"])
+    return meta
 
 
 def upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
-    """A format-1 meta.json read as format 2 (in memory; the file is not changed).
+    """A format-1 meta.json read as format 2 (in memory; the file is not changed; :func:`read_meta` then
+    goes on to format 3).
 
     Format 1 served Gaussian ``unit`` data scaled (served = a * x + b, no Jacobian in log p) and had no
     preprocessing record. The upgrade records it as format 2 does: data served in file units and the
@@ -219,13 +238,20 @@ def upgrade_meta(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+#: State-dict names that moved in format 3 (the likelihood became a part with its own parameters).
+RENAMED_V3 = {"log_sigma": "likelihood.log_sigma"}
+
+
 def upgrade_state(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Format-1 weights with the model loc/scale that :func:`upgrade_meta` recorded."""
+    """Older weights under this format's names: format 1 with the model loc/scale that
+    :func:`upgrade_meta` recorded; formats 1 and 2 with :data:`RENAMED_V3` applied."""
     prep = (meta.get("data") or {}).get("prep") or {}
     if meta.get("upgraded_from") == 1 and prep.get("model_affine") and "data_loc" in state:
         loc, scale = prep["model_affine"]
         state = {**state, "data_loc": torch.full_like(state["data_loc"], loc),
                  "data_scale": torch.full_like(state["data_scale"], scale)}
+    if meta.get("upgraded_from") in (1, 2):
+        state = {RENAMED_V3.get(k, k): v for k, v in state.items()}
     return state
 
 
@@ -341,20 +367,31 @@ def load_weights(module: torch.nn.Module, ckpt: Path, state: dict[str, torch.Ten
                           f"{detail}); use an untouched checkpoint") from None
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild the model from a run or checkpoint directory; returns (model, config, meta)."""
+def model_meta(model: Any) -> dict[str, Any]:
+    """What rebuilds ``model`` besides its weights and config: family, parts, data schema (format 3)."""
+    from vaekit.model import family_of, parts_of
+
+    return {"family": family_of(model.config), "parts": parts_of(model.config), "schema": model.schema.to_meta(),
+            "event_shape": list(model.event_shape), "standardised": bool(model.standardised)}
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[Any, Config, dict[str, Any]]:
+    """Rebuild the model from a run or checkpoint directory through the model-family registry
+    (``meta["family"]``); returns (model, config, meta). Older formats are read through the migrations
+    (:func:`read_meta`, :func:`upgrade_state`)."""
     from vaekit.inputs import spec_from_meta
-    from vaekit.model import VAE
+    from vaekit.model import build_model
+    from vaekit.schema import DataSchema
 
     ckpt = resolve_checkpoint(path)
     meta = read_meta(ckpt)
     config = config_from_dict(meta["config"])
     state = upgrade_state(meta, load_tensors(ckpt / MODEL_FILE))
-    standardised = bool(meta.get("standardised"))
+    schema = DataSchema.from_meta(meta)
     prep = (meta.get("data") or {}).get("prep") or {}
-    model = VAE(config.model, meta["event_shape"], data_loc=state.get("data_loc") if standardised else None,
-                data_scale=state.get("data_scale") if standardised else None,
-                sigma_units=prep.get("sigma_units", "scaled"))
+    model = build_model(config.model, schema, data_loc=state.get("data_loc") if schema.standardised else None,
+                        data_scale=state.get("data_scale") if schema.standardised else None,
+                        sigma_units=prep.get("sigma_units", "scaled"), family=str(meta.get("family", "vae")))
     load_weights(model, ckpt, state)
     model.input_spec = spec_from_meta(meta, config.model.likelihood)  # what check_input compares inputs with
     model.to(device).eval()

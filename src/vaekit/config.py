@@ -21,6 +21,7 @@ from vaekit.typed import check_fields, coerce
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus")
 LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-learned")
+CONDITIONS = ("none", "label", "covariates")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -46,6 +47,11 @@ class ModelConfig:
     ``hidden`` lists the hidden widths of the encoder (the decoder mirrors them); ``()`` is an explicit
     linear encoder and decoder (``hidden = []`` in TOML, ``--model.hidden none``; an empty
     ``--model.hidden ''`` is refused).
+    The parts are named by registries (docs/architecture.md): ``encoder`` / ``decoder`` networks
+    (:mod:`vaekit.networks`: ``mlp``), ``posterior`` (:mod:`vaekit.posteriors`), ``prior``
+    (:mod:`vaekit.priors`: ``standard-normal``) and ``likelihood`` (:mod:`vaekit.likelihoods`); unknown
+    names are refused when the model is built. ``condition`` makes a conditional VAE: ``label`` (the
+    data's class labels, one-hot) or ``covariates``; ``none`` is the unconditional model.
     """
 
     kind: str = "vae"
@@ -56,6 +62,10 @@ class ModelConfig:
     sigma: float = 0.1
     variance: str = "per-dim"
     posterior: str = "diag"
+    encoder: str = "mlp"
+    decoder: str = "mlp"
+    prior: str = "standard-normal"
+    condition: str = "none"
 
     def __post_init__(self) -> None:
         check_fields(self, "model")  # types first: one-line errors naming the key
@@ -66,7 +76,9 @@ class ModelConfig:
         _check(self.likelihood in LIKELIHOODS, "model.likelihood", f"use one of {', '.join(LIKELIHOODS)}")
         _check(self.sigma > 0 and math.isfinite(self.sigma), "model.sigma", f"must be > 0, got {self.sigma}")
         _check(self.variance in ("per-dim", "per-output"), "model.variance", "use 'per-dim' or 'per-output'")
-        _check(self.posterior in ("diag", "full"), "model.posterior", "use 'diag' or 'full'")
+        _check(self.posterior in ("diag", "full"), "model.posterior",
+               "use 'diag' or 'full' (model.kind 'ae' gives the point-mass code)")
+        _check(self.condition in CONDITIONS, "model.condition", f"use one of {', '.join(CONDITIONS)}")
 
 
 @dataclass(frozen=True)

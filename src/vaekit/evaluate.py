@@ -25,11 +25,12 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.distributions import Distribution, Independent, MultivariateNormal, Normal
 
+from vaekit.batch import Batch, as_batch
+from vaekit.bounds import log_terms
+from vaekit.distributions import reparameterise
 from vaekit.errors import VaekitError
 from vaekit.inputs import check_input, trusted
-from vaekit.objectives import log_weights
 
 PROPOSALS = ("posterior", "prior")
 PRECISIONS = ("fp32", "bf16")
@@ -38,20 +39,10 @@ REPEAT_SEED_STRIDE = 7919
 NAIVE_SEED_OFFSET = 104_729
 
 
-def reparameterise(q: Distribution, eps: Tensor) -> Tensor:
-    """z = loc + L eps for standard-normal noise ``eps`` of shape (*sample, n, d): the draw that
-    ``q.rsample`` makes from the same noise (diagonal: loc + scale * eps; full: loc + scale_tril @ eps)."""
-    if isinstance(q, MultivariateNormal):
-        return q.loc + (q.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
-    if isinstance(q, Independent) and isinstance(q.base_dist, Normal):
-        return q.base_dist.loc + q.base_dist.scale * eps
-    raise TypeError(f"cannot reparameterise a {type(q).__name__}; vaekit's posteriors are Gaussian")
-
-
 @torch.inference_mode()
-def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size: int = 8,
+def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, batch_size: int = 8,
                    seed: int | None = None, *, proposal: str = "posterior", precision: str = "fp32",
-                   eps: Tensor | None = None) -> Tensor:
+                   eps: Tensor | None = None, c: Tensor | None = None, y: Tensor | None = None) -> Tensor:
     """Per-example importance-sampled estimate of log p(x) in nats, float64 shape (n,), on the CPU.
 
     ``x``: (n, *event_shape) in data units. ``k`` samples per point, ``chunk`` at a time for
@@ -62,6 +53,9 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
     when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
     which makes the result independent of ``chunk`` and ``batch_size`` up to rounding.
     ``precision='bf16'`` runs the networks under bfloat16 autocast; log-probabilities stay float32.
+    A conditional model takes its condition as ``c`` (n, c_dim) or labels ``y`` (n,) (or a Batch carrying
+    them) and the estimate is log p(x | c). Every weight comes from :func:`vaekit.bounds.log_terms`, with the
+    prior built once per batch of points.
     """
     if k < 1 or chunk < 1 or batch_size < 1:
         raise ValueError(f"k, chunk and batch_size must be >= 1; got {k}, {chunk}, {batch_size}")
@@ -69,7 +63,11 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
         raise ValueError(f"proposal must be one of {PROPOSALS}, got '{proposal}'")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got '{precision}'")
-    x = check_input(model, x, "log_likelihood's x")  # once per call, not per chunk (the loop runs trusted)
+    full = as_batch(x, c, y)
+    x = check_input(model, full.x, "log_likelihood's x")  # once per call, not per chunk (the loop runs trusted)
+    full = full.with_x(x)
+    if not model.posterior.has_density:
+        raise VaekitError("an autoencoder (model.kind 'ae') has no posterior density, so no log p(x); train a VAE")
     n, d = x.shape[0], model.latent_dim
     if eps is not None and tuple(eps.shape) != (k, n, d):
         raise ValueError(f"eps must have shape (k, n, d) = {(k, n, d)}, got {tuple(eps.shape)}")
@@ -81,19 +79,22 @@ def log_likelihood(model, x: Tensor, k: int = 5000, chunk: int = 250, batch_size
     try:
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"), trusted(model):
             for start in range(0, n, batch_size):
-                xb = x[start:start + batch_size].to(device)
-                b = xb.shape[0]
-                q = model.encode(xb) if proposal == "posterior" else model.prior().expand((b,))
+                rows = slice(start, start + batch_size)
+                xb = Batch(full.x[rows], *(None if t is None else t[rows] for t in (full.y, full.c, full.mask)))
+                xb = xb.to(device)
+                b = len(xb)
+                p_z = model.prior()  # once per batch of points, shared by every chunk
+                q = model.encode(xb) if proposal == "posterior" else p_z.expand((b,))
                 acc: Tensor | None = None  # running logsumexp over chunks, in the model's dtype
                 for done in range(0, k, chunk):
-                    c = min(chunk, k - done)
+                    m = min(chunk, k - done)
                     if eps is None:
-                        e = torch.randn((c, b, d), generator=gen, device=device)
+                        e = torch.randn((m, b, d), generator=gen, device=device)
                     else:
-                        e = eps[done:done + c, start:start + b].to(device)
+                        e = eps[done:done + m, start:start + b].to(device)
                     with torch.autocast(device.type, enabled=False):  # draws and densities in float32
                         z = reparameterise(q, e)
-                    lw = log_weights(model, xb, c, q, z=z)  # (c, b)
+                    lw = log_terms(model, xb, z, q, p_z).log_w  # (m, b)
                     lse = torch.logsumexp(lw, 0)
                     acc = lse if acc is None else torch.logaddexp(acc, lse)
                 assert acc is not None  # k >= 1 chunks were merged

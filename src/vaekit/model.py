@@ -1,180 +1,250 @@
-"""The VAE: encode(x) -> q_z, decode(z) -> p_x, prior() -> p_z. Nothing about training lives here.
+"""The VAE, made of parts: encoder network -> posterior head -> q(z|x); prior p(z); decoder network ->
+likelihood -> p(x|z). Nothing about training lives here.
 
-Shapes: data x is (n, *event_shape) in data units; latents z are (..., d). ``decode`` accepts any
-leading sample axes, so V Monte-Carlo samples of shape (V, n, d) decode to a distribution with batch
-shape (V, n) and event shape ``event_shape``. When the data were standardised, the model holds the
-training-split statistics (``data_loc``, ``data_scale``; for ``unit`` scaling loc = lo and scale = hi - lo):
-the encoder sees standardised inputs and the decoder's distribution is mapped back, so every
-log-probability is in nats in the data's own units. Bernoulli models see 0/1 data (discrete, no Jacobian).
+Shapes: data x is (n, *event_shape) in data units; a condition c (conditional models) is (n, c_dim);
+latents z are (..., d). ``decode`` accepts any leading sample axes, so V Monte-Carlo samples of shape
+(V, n, d) decode to a distribution with batch shape (V, n) and event shape ``event_shape``. When the data
+were standardised, the model holds the training-split statistics (``data_loc``, ``data_scale``; for
+``unit`` scaling loc = lo and scale = hi - lo): the encoder sees scaled inputs and the likelihood maps
+the decoder's output back, so every log-probability is in nats in the data's own units.
+
+The parts come from registries (:mod:`vaekit.networks`, :mod:`vaekit.posteriors`, :mod:`vaekit.priors`,
+:mod:`vaekit.likelihoods`); models come from :data:`MODEL_FAMILIES`, which is how checkpoints rebuild
+them (:func:`build_model`, :func:`load_state`). State-dict names: ``encoder.net.*``, ``decoder.net.*``,
+``likelihood.*`` (e.g. ``likelihood.log_sigma``), ``latent_prior.*``, ``data_loc``, ``data_scale``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from vaekit import distributions as D
+from vaekit.batch import Batch, as_batch
+from vaekit.bounds import elbo_terms
 from vaekit.config import ModelConfig
 from vaekit.errors import VaekitError
 from vaekit.inputs import InputSpec, check_codes, check_input, default_spec, trusted
-from vaekit.nn import MLP
+from vaekit.likelihoods import LIKELIHOODS
+from vaekit.networks import build_decoder, build_encoder
+from vaekit.posteriors import POSTERIORS
+from vaekit.priors import PRIORS
+from vaekit.registry import Registry
+from vaekit.schema import DataSchema
 
 
 class VAE(nn.Module):
-    """A variational autoencoder (``kind='vae'``) or plain autoencoder (``kind='ae'``) with MLP networks.
+    """A variational autoencoder (``kind='vae'``) or plain autoencoder (``kind='ae'``, a point-mass code).
 
     ``model.likelihood='auto'`` is decided from the data by :func:`vaekit.train.fit`; a VAE built directly
-    (no data to decide from) takes ``bernoulli`` and says so in ``self.config``."""
+    (no data to decide from) takes ``bernoulli`` and says so in ``self.config``. A conditional VAE
+    (``schema.condition`` ``label`` or ``covariates``) feeds the condition c to both networks; its
+    entry points take ``c=`` (or ``y=`` labels, turned one-hot)."""
 
-    # buffers (register_buffer): declared for the type checker
     data_loc: Tensor
     data_scale: Tensor
-    _tril_idx: Tensor
 
     def __init__(
         self,
         config: ModelConfig,
-        event_shape: Sequence[int],
+        event_shape: Sequence[int] | None = None,
         data_loc: Tensor | None = None,
         data_scale: Tensor | None = None,
         sigma_units: str = "scaled",
+        *,
+        schema: DataSchema | None = None,
     ) -> None:
         super().__init__()
         if config.likelihood == "auto":  # no data to decide from: the documented default of a bare VAE
             config = dataclasses.replace(config, likelihood="bernoulli")
-        self.config = config
-        self.event_shape = tuple(int(s) for s in event_shape)
-        self.data_dim = math.prod(self.event_shape)
-        d = config.latent_dim
-        if config.kind == "ae":
-            enc_out = d
-        elif config.posterior == "full":
-            enc_out = d + d * (d + 1) // 2
-        else:
-            enc_out = 2 * d
-        per_output = config.likelihood == "gaussian-learned" and config.variance == "per-output"
-        self.encoder = MLP(self.data_dim, config.hidden, enc_out, config.activation)
-        self.decoder = MLP(d, tuple(reversed(config.hidden)), self.data_dim * (2 if per_output else 1),
-                           config.activation)
-        if config.likelihood == "gaussian-learned" and config.variance == "per-dim":
-            self.log_sigma = nn.Parameter(torch.zeros(self.data_dim))
-        if config.posterior == "full":
-            self.register_buffer("_tril_idx", torch.tril_indices(d, d), persistent=False)
-        standardised = data_loc is not None
+        if schema is None:
+            if event_shape is None:
+                raise TypeError("VAE needs event_shape or schema")
+            schema = DataSchema.for_shape(event_shape, standardised=data_loc is not None)
+        self.config, self.schema = config, schema
+        self.event_shape = schema.event_shape
+        self.data_dim = int(torch.Size(self.event_shape).numel())
+        self.cond_dim = schema.cond_dim
+        head = POSTERIORS.get("point" if config.kind == "ae" else config.posterior)(config.latent_dim)
+        likelihood = LIKELIHOODS.get(config.likelihood)(config, self.event_shape, sigma_units)
+        # registration order = parameter order (encoder, decoder, likelihood): optimizer states of format-1/2
+        # checkpoints, keyed by index, map onto these names (vaekit.checkpoint)
+        self.encoder = build_encoder(config, self.event_shape, self.cond_dim, head.n_params)
+        self.decoder = build_decoder(config, self.cond_dim, (likelihood.n_params, *self.event_shape))
+        self.likelihood = likelihood
+        self.posterior = head
+        self.latent_prior = PRIORS.get(config.prior)(config.latent_dim)
         self.register_buffer("data_loc", torch.zeros(self.event_shape) if data_loc is None else data_loc.float())
         self.register_buffer("data_scale",
                              torch.ones(self.event_shape) if data_scale is None else data_scale.float())
-        self.standardised = standardised
+        self.standardised = schema.standardised
         #: What the model was trained on (set from the checkpoint's metadata when a run is loaded); the
         #: public entry points check their inputs against it (vaekit.inputs). Not part of the state_dict.
         self.input_spec: InputSpec | None = default_spec(config.likelihood)
         self._inputs_trusted = False
-        #: 'scaled': the fixed sigma of the 'gaussian' likelihood is in the model's scaled units (decoded
-        #: sigma in file units = sigma * data_scale); 'file': in file units (format-1 standardize runs).
         self.sigma_units = sigma_units
 
-    # ------------------------------------------------------------------------------ distributions
+    # ------------------------------------------------------------------------------ properties
     @property
     def accepts_flat(self) -> bool:
         """True when the encoder reads each example as one flat vector (an MLP), so inputs of another shape
         with as many values per example are accepted (reshaped, with a warning; :mod:`vaekit.inputs`)."""
-        return bool(getattr(self.encoder, "accepts_flat", False))
+        return bool(self.encoder.accepts_flat)
 
     @property
     def latent_dim(self) -> int:
         return self.config.latent_dim
 
+    @property
+    def conditional(self) -> bool:
+        return self.cond_dim > 0
+
+    # ------------------------------------------------------------------------------ distributions
     def prior(self) -> Distribution:
-        """p(z) = N(0, I): batch shape (), event shape (d,)."""
-        return D.standard_normal(self.latent_dim, device=self.data_loc.device, dtype=self.data_loc.dtype)
+        """p(z): batch shape (), event shape (d,). Build it once per batch and pass it on (a learnable
+        prior's distribution costs a forward pass)."""
+        return self.latent_prior()
 
-    def encode(self, x: Tensor) -> Distribution:
-        """q(z|x) for x of shape (n, *event_shape): batch shape (n,), event shape (d,). In eval mode x is
-        checked first (shape, finiteness, training range: :func:`vaekit.inputs.check_input`)."""
+    def condition(self, c: Tensor | None = None, y: Tensor | None = None) -> Tensor | None:
+        """The condition (n, c_dim) the networks see: ``c``, or the labels ``y`` (n,) one-hot for a
+        label-conditional model; None for an unconditional model. A conditional model given neither, or an
+        unconditional one given a condition, is an error naming the fix."""
+        if not self.conditional:
+            if c is not None:
+                raise VaekitError("this model is not conditional, but a condition c was given; drop c (train "
+                                  "with --model.condition label for a conditional VAE)")
+            return None
+        if c is None and y is not None and self.schema.condition == "label":
+            y = torch.as_tensor(y).to(self.data_loc.device).long()
+            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.schema.n_classes):
+                raise VaekitError(f"labels must be in 0..{self.schema.n_classes - 1} for this model, got "
+                                  f"{int(y.min())}..{int(y.max())}")
+            c = F.one_hot(y, self.schema.n_classes)
+        if c is None:
+            what = "labels y= (shape (n,))" if self.schema.condition == "label" else \
+                f"covariates c= (shape (n, {self.cond_dim}))"
+            raise VaekitError(f"this is a conditional model ({self.schema.condition}): pass {what}")
+        c = c.to(device=self.data_loc.device, dtype=self.data_loc.dtype)
+        if c.dim() != 2 or c.shape[1] != self.cond_dim or not torch.isfinite(c).all():
+            raise VaekitError(f"the condition c must be finite with shape (n, {self.cond_dim}), got "
+                              f"{tuple(c.shape)}")
+        return c
+
+    def encode(self, x: Tensor | Batch, c: Tensor | None = None, *, y: Tensor | None = None) -> Distribution:
+        """q(z|x[, c]) for x of shape (n, *event_shape) (or a :class:`~vaekit.batch.Batch`): batch shape
+        (n,), event shape (d,). In eval mode x is checked first (:func:`vaekit.inputs.check_input`)."""
+        batch = as_batch(x, c, y)
+        xb = batch.x
+        if batch.mask is not None:  # the encoder sees missing entries filled with the data's centre
+            xb = torch.where(batch.mask, xb, self.data_loc.expand_as(xb))
         if not self.training and not self._inputs_trusted:
-            x = check_input(self, x, "encode's x")
-        h = ((x - self.data_loc) / self.data_scale).flatten(1) if self.standardised else x.flatten(1)
-        out = self.encoder(h).to(self.data_loc.dtype)  # bf16 under autocast -> the model's dtype
-        d = self.latent_dim
-        if self.config.kind == "ae":
-            return D.PointMass(out)
-        mu = out[:, :d]
-        if self.config.posterior == "diag":
-            return D.diag_normal(mu, torch.exp(0.5 * out[:, d:]))  # second half: log sigma^2
-        raw = out[:, d:]
-        rows, cols = self._tril_idx
-        tril = torch.zeros(out.shape[0], d, d, device=out.device, dtype=out.dtype)
-        tril[:, rows, cols] = raw
-        diag = torch.exp(torch.diagonal(tril, dim1=-2, dim2=-1))  # positive diagonal: log-parameterised
-        L = torch.tril(tril, -1) + torch.diag_embed(diag)
-        return D.full_normal(mu, L)
+            xb = check_input(self, xb, "encode's x")
+        h = (xb - self.data_loc) / self.data_scale if self.standardised else xb
+        params = self.encoder(h, self.condition(batch.c, batch.y))
+        params = params.to(self.data_loc.dtype)  # bf16 under autocast -> the model's dtype
+        return self.posterior(params)
 
-    def decode(self, z: Tensor) -> Distribution:
-        """p(x|z) for z of shape (*batch, d): batch shape ``batch``, event shape ``event_shape``. In eval
-        mode z is checked first (last axis d, finite)."""
+    def decode(self, z: Tensor, c: Tensor | None = None, *, y: Tensor | None = None) -> Distribution:
+        """p(x|z[, c]) for z of shape (*batch, d) and c (n, c_dim) with n = batch[-1]: batch shape ``batch``,
+        event shape ``event_shape``. In eval mode z is checked first (last axis d, finite)."""
         if not self.training and not self._inputs_trusted:
             check_codes(self, z, "decode's z")
-        batch = z.shape[:-1]
-        out = self.decoder(z.flatten(0, -2) if z.dim() > 1 else z[None]).to(self.data_loc.dtype)
-        k = len(self.event_shape)
-        lik = self.config.likelihood
-        if lik == "bernoulli":
-            return D.bernoulli(out.reshape(*batch, *self.event_shape), k)
-        if lik == "gaussian-learned" and self.config.variance == "per-output":
-            mean, log_sigma = out.chunk(2, dim=-1)
-            sigma = torch.exp(log_sigma).reshape(*batch, *self.event_shape) * self.data_scale
-        elif lik == "gaussian-learned":
-            mean = out
-            sigma = torch.exp(self.log_sigma).reshape(self.event_shape) * self.data_scale
-        else:
-            mean = out
-            sigma = torch.full_like(self.data_scale, self.config.sigma)
-            if self.sigma_units == "scaled":
-                sigma = sigma * self.data_scale
-        mean = mean.reshape(*batch, *self.event_shape) * self.data_scale + self.data_loc
-        return D.gaussian(mean, sigma, k)
+        lead = z.shape[:-1]
+        zf = z.reshape(-1, z.shape[-1]) if z.dim() > 1 else z[None]
+        cond = self.condition(c, y)
+        if cond is not None and len(lead) > 1:  # (n, k) for z (*sample, n, d): one copy per sample
+            cond = cond.expand(*lead, cond.shape[-1]).reshape(-1, cond.shape[-1])
+        params = self.decoder(zf, cond).to(self.data_loc.dtype)
+        params = params.reshape(*lead, *params.shape[1:])
+        return self.likelihood(params, self.data_loc, self.data_scale)
+
+    def log_px(self, p_x: Distribution, batch: Batch) -> Tensor:
+        """log p(x|z) of ``batch.x`` under ``p_x``, nats, summed over the observed entries (``batch.mask``)."""
+        return D.masked_log_prob(p_x, batch.x, batch.mask)
 
     # ------------------------------------------------------------------------------- conveniences
     @torch.no_grad()
-    def sample(self, n: int, *, mean: bool = True, generator: torch.Generator | None = None) -> Tensor:
+    def sample(self, n: int, *, mean: bool = True, generator: torch.Generator | None = None,
+               c: Tensor | None = None, y: Tensor | int | None = None) -> Tensor:
         """n draws z ~ p(z) decoded to (n, *event_shape): the decoder mean (``mean=True``, what grids
-        show) or a draw x ~ p(x|z)."""
-        z = torch.randn(n, self.latent_dim, generator=generator, dtype=self.data_loc.dtype)
-        z = z.to(self.data_loc.device)
-        p_x = self.decode(z)
+        show) or a draw x ~ p(x|z). A conditional model needs ``y`` (an int or (n,) labels) or ``c`` (n, c_dim)."""
+        if isinstance(y, int):
+            y = torch.full((n,), y, dtype=torch.long)
+        z = self.latent_prior.sample(n, generator)
+        p_x = self.decode(z, c, y=y)
         return p_x.mean if mean else p_x.sample()
 
     @torch.no_grad()
-    def reconstruct(self, x: Tensor) -> Tensor:
+    def reconstruct(self, x: Tensor | Batch, c: Tensor | None = None, *, y: Tensor | None = None) -> Tensor:
         """Decoder mean at the posterior mean: x_hat with the shape of x (n, *event_shape, or a flat/reshaped
         equivalent that :func:`vaekit.inputs.conform_shape` accepts)."""
-        shape = x.shape if isinstance(x, Tensor) else None
-        x = check_input(self, x, "reconstruct's x")
+        batch = as_batch(x, c, y)
+        shape = batch.x.shape if isinstance(batch.x, Tensor) else None
+        batch = batch.with_x(check_input(self, batch.x, "reconstruct's x"))
         with trusted(self):
-            return self.decode(self.encode(x).mean).mean.reshape(shape)
+            return self.decode(self.encode(batch).mean, batch.c, y=batch.y).mean.reshape(shape)
 
-    def elbo(self, x: Tensor, n_samples: int = 1, beta: float = 1.0) -> Tensor:
+    def elbo(self, x: Tensor | Batch, n_samples: int = 1, beta: float = 1.0, *, c: Tensor | None = None,
+             y: Tensor | None = None) -> Tensor:
         """Per-example ELBO E_q[log p(x|z)] - beta * KL(q || p) in nats, shape (n,) (V=n_samples).
         A plain autoencoder has no ELBO: a VaekitError (see :meth:`reconstruction_log_likelihood`)."""
-        from vaekit.objectives import elbo_terms
-
-        if self.config.kind == "ae":
+        if not self.posterior.has_density:
             raise VaekitError("an autoencoder (model.kind 'ae') has no ELBO: its code is a point, with no posterior "
                               "or KL; use model.reconstruction_log_likelihood(x) for log p(x | z = f(x)), or "
                               "train a VAE (model.kind 'vae') for an ELBO and log p(x)")
-        x = check_input(self, x, "elbo's x")
+        batch = as_batch(x, c, y)
+        batch = batch.with_x(check_input(self, batch.x, "elbo's x"))
         with trusted(self):
-            return elbo_terms(self, x, n_samples=n_samples, beta=beta).bound
+            return elbo_terms(self, batch, n_samples=n_samples, beta=beta).bound
 
     @torch.no_grad()
-    def reconstruction_log_likelihood(self, x: Tensor) -> Tensor:
+    def reconstruction_log_likelihood(self, x: Tensor | Batch, c: Tensor | None = None, *,
+                                      y: Tensor | None = None) -> Tensor:
         """log p(x | z = E_q[z|x]) in nats, shape (n,): the decoder's density of x at the posterior mean
         (the code itself for an autoencoder). Not a bound on log p(x)."""
-        x = check_input(self, x, "reconstruction_log_likelihood's x")
+        batch = as_batch(x, c, y)
+        batch = batch.with_x(check_input(self, batch.x, "reconstruction_log_likelihood's x"))
         with trusted(self):
-            return self.decode(self.encode(x).mean).log_prob(x)
+            return self.log_px(self.decode(self.encode(batch).mean, batch.c, y=batch.y), batch)
+
+
+# ----------------------------------------------------------------------------------- families
+
+class ModelFamily(Protocol):
+    """How a family of models is built from a config and a data schema, and from a checkpoint."""
+
+    def __call__(self, config: ModelConfig, schema: DataSchema, data_loc: Tensor | None, data_scale: Tensor | None,
+                 sigma_units: str) -> nn.Module: ...
+
+
+MODEL_FAMILIES: Registry[ModelFamily] = Registry("model family", "model.family")
+
+
+@MODEL_FAMILIES.register("vae")
+def _vae_family(config: ModelConfig, schema: DataSchema, data_loc: Tensor | None, data_scale: Tensor | None,
+                sigma_units: str) -> nn.Module:
+    return VAE(config, data_loc=data_loc, data_scale=data_scale, sigma_units=sigma_units, schema=schema)
+
+
+def family_of(config: ModelConfig) -> str:
+    """The model family a config builds (one family today; a hierarchy would add one)."""
+    return "vae"
+
+
+def build_model(config: ModelConfig, schema: DataSchema, data_loc: Tensor | None = None,
+                data_scale: Tensor | None = None, sigma_units: str = "scaled", family: str | None = None) -> Any:
+    """A new model of ``config``'s family for data described by ``schema``."""
+    return MODEL_FAMILIES.get(family or family_of(config))(config, schema, data_loc, data_scale, sigma_units)
+
+
+def parts_of(config: ModelConfig) -> dict[str, str]:
+    """The registry names of a config's parts (recorded in checkpoints' meta.json)."""
+    return {"encoder": config.encoder, "decoder": config.decoder,
+            "posterior": "point" if config.kind == "ae" else config.posterior, "prior": config.prior,
+            "likelihood": config.likelihood}

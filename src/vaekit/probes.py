@@ -19,7 +19,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from vaekit.distributions import kl_per_dim
 from vaekit.inputs import check_input, trusted
 
 ACTIVE_THRESHOLD = 0.01
@@ -46,13 +45,18 @@ def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
 
 @torch.inference_mode()
 def mean_kl_per_dim(model, x: Tensor, batch_size: int = 1000) -> Tensor:
-    """KL(q(z|x) || N(0, I)) split by latent dimension and averaged over the n rows of x: (d,), nats."""
+    """KL(q(z|x) || p(z)) split by latent dimension and averaged over the n rows of x: (d,), nats (the
+    prior's closed-form split, :meth:`vaekit.priors.Prior.analytic_kl_per_dim`; a prior without one
+    raises ValueError)."""
     device = next(model.parameters()).device
     x = check_input(model, x, "x")
     total = torch.zeros(model.latent_dim, dtype=torch.float64)
     with trusted(model):
         for i in range(0, x.shape[0], batch_size):
-            total += kl_per_dim(model.encode(x[i:i + batch_size].to(device))).double().sum(0).cpu()
+            kl = model.latent_prior.analytic_kl_per_dim(model.encode(x[i:i + batch_size].to(device)))
+            if kl is None:
+                raise ValueError(f"the {model.config.prior} prior has no per-dimension KL")
+            total += kl.double().sum(0).cpu()
     return total / max(x.shape[0], 1)
 
 

@@ -22,14 +22,17 @@ from typing import Any
 import torch
 
 from vaekit import checkpoint as ckpt
+from vaekit.batch import Batch
+from vaekit.bounds import elbo_terms
 from vaekit.config import Config, config_to_toml
 from vaekit.data import DataBundle, Split, load_data, load_run_data
 from vaekit.errors import VaekitError
 from vaekit.fileio import atomic_write_text, write_errors
 from vaekit.inputs import spec_from_meta, trusted
-from vaekit.model import VAE
-from vaekit.objectives import LossOutput, elbo_terms, iwae_terms, kl_weight, lr_factor
+from vaekit.model import VAE, build_model
+from vaekit.objectives import LossOutput, Objective, kl_weight, lr_factor
 from vaekit.runlock import run_lock
+from vaekit.schema import DataSchema
 
 LOG_EVERY = 25
 VAL_SEED_OFFSET = 1_000_003
@@ -48,13 +51,6 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError("train.device is 'cuda' but no CUDA device is available; use --train.device cpu")
     return torch.device(name)
-
-
-def objective(model: VAE, x: torch.Tensor, config: Config, weight: float) -> LossOutput:
-    """The training objective for one minibatch (ELBO with V samples and KL weight, or IWAE)."""
-    if config.train.objective == "iwae" and model.config.kind == "vae":
-        return iwae_terms(model, x, config.train.n_samples)
-    return elbo_terms(model, x, n_samples=config.train.n_samples, beta=weight)
 
 
 @torch.no_grad()
@@ -124,7 +120,9 @@ class Trainer:
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
         self.device = pick_device(tc.device)
         torch.manual_seed(tc.seed)
-        self.model = VAE(config.model, data.event_shape, data.loc, data.scale).to(self.device)
+        schema = DataSchema.for_shape(data.event_shape, standardised=data.loc is not None)
+        self.model: VAE = build_model(config.model, schema, data.loc, data.scale).to(self.device)
+        self.objective = Objective(self.model, tc.objective, tc.n_samples)
         self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                           fused=True)
@@ -233,9 +231,9 @@ class Trainer:
         self.model.train()
         for b in range(start, self.steps_per_epoch):
             idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
-            x = split.batch(idx, self.binarize_rng).to(self.device, non_blocking=True)
-            out, bad = self.step(x)
-            m = x.shape[0]
+            batch = Batch(split.batch(idx, self.binarize_rng)).to(self.device, non_blocking=True)
+            out, bad = self.step(batch)
+            m = len(batch)
             terms = torch.stack([out.loss.detach() * m, out.recon.detach().sum(), out.kl.detach().sum()]).double()
             sums += torch.cat([torch.where(bad, torch.zeros_like(terms), terms), bad.double()[None]])
             run = torch.where(bad, run + 1, torch.zeros_like(run))
@@ -262,14 +260,14 @@ class Trainer:
                 "kl_weight": kl_weight(self.state.step, tc.warmup_steps, tc.beta),
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
 
-    def step(self, x: torch.Tensor) -> tuple[LossOutput, torch.Tensor]:
-        """One optimiser step on the batch x; returns the loss record and the on-device 'skipped' flag."""
+    def step(self, batch: Batch) -> tuple[LossOutput, torch.Tensor]:
+        """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag."""
         tc = self.config.train
         weight = kl_weight(self.state.step, tc.warmup_steps, tc.beta)
         for group in self.optimizer.param_groups:
             group["lr"] = tc.lr * self.state.lr_scale * lr_factor(self.state.step, self.total_steps, tc.lr_schedule)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
-            out = objective(self.model, x, self.config, weight)
+            out = self.objective(batch, weight)
         self.optimizer.zero_grad(set_to_none=True)
         out.loss.backward()
         if tc.grad_clip > 0:
@@ -390,8 +388,8 @@ class Trainer:
                 f"`vaekit train --resume {self.run_dir}` (vaekit.train.resume in Python)")
 
     def meta(self) -> dict[str, Any]:
-        return {"event_shape": list(self.data.event_shape), "standardised": self.data.loc is not None,
-                "data": self.data.info, "step": self.state.step, "epoch": self.state.epoch}
+        return {**ckpt.model_meta(self.model), "data": self.data.info, "step": self.state.step,
+                "epoch": self.state.epoch}
 
     def _prune(self) -> None:
         """Keep the newest ``train.keep_last`` checkpoints plus those ``last`` and ``best`` name (the best
@@ -412,10 +410,10 @@ class Trainer:
         device are restored, those that cannot (a CUDA generator's 16-byte Philox state into a CPU
         generator, or back) are re-seeded deterministically from the step, and the run's history notes
         that the continuation is not bit-identical to an uninterrupted run."""
-        ckpt.read_meta(path)
+        meta = ckpt.read_meta(path)
         tensors = ckpt.load_tensors(path / ckpt.TRAINER_TENSORS)
         raw_state = ckpt.read_json(path / ckpt.TRAINER_JSON)
-        weights = ckpt.load_tensors(path / ckpt.MODEL_FILE)
+        weights = ckpt.upgrade_state(meta, ckpt.load_tensors(path / ckpt.MODEL_FILE))
         known = {f.name for f in fields(TrainState)}
         try:
             if not set(raw_state) <= known:
@@ -635,7 +633,7 @@ def _resume(run_dir: Path, callbacks: list[Callback] | None, device: str | None)
         data = load_data(config.data, config.model.likelihood)
     else:
         meta = ckpt.read_meta(last)
-        if meta.get("upgraded_from") and config.model.likelihood != "bernoulli":
+        if meta.get("upgraded_from") == 1 and config.model.likelihood != "bernoulli":
             raise VaekitError(f"{run_dir} is a format-{meta['upgraded_from']} Gaussian run, whose data scaling this "
                               "vaekit defines differently; evaluate it as it is, or train it again")
         data = load_run_data(config, meta)[1]

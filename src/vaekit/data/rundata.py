@@ -17,7 +17,7 @@ from typing import Any
 from vaekit.data.bundle import DataBundle, Split
 from vaekit.data.fingerprint import check_fingerprint
 from vaekit.errors import VaekitError
-from vaekit.nn import networks_accept_flat
+from vaekit.networks import networks_accept_flat
 
 #: data keys an evaluation may change: another file of the same kind, another split or draw.
 WHICH_KEYS = ("path", "val_path", "test_path", "name", "dir", "download", "download_timeout", "verify", "split",

@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 from vaekit.data import Split
-from vaekit.distributions import PointMass, kl_per_dim
 from vaekit.model import VAE
 
 MAX_TSNE_POINTS = 600
@@ -48,8 +47,9 @@ def encode_split(model: VAE, split: Split, limit: int = 2000, seed: int = 0, bat
         x = split.batch(idx[start:start + batch_size], generator=g)
         q_z = model.encode(x)
         zs.append(q_z.mean.float())
-        if not isinstance(q_z, PointMass):
-            kls.append(kl_per_dim(q_z).double().sum(0))
+        kl_dims = model.latent_prior.analytic_kl_per_dim(q_z) if model.posterior.has_density else None
+        if kl_dims is not None:
+            kls.append(kl_dims.double().sum(0))
     z = torch.cat(zs).numpy() if zs else np.zeros((0, model.latent_dim), np.float32)
     kl = (torch.stack(kls).sum(0) / max(len(idx), 1)).numpy() if kls else None
     y = split.y[idx].numpy() if split.y is not None and len(split.y) else None
