@@ -11,10 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vaekit.errors import VaekitError
 from vaekit.images import is_image_shape
+
+if TYPE_CHECKING:
+    from vaekit.config import ModelConfig
+    from vaekit.data.bundle import DataBundle
 
 CONDITIONS = ("none", "label", "covariates")
 
@@ -36,6 +40,30 @@ class DataSchema:
         shape = tuple(int(s) for s in event_shape)
         kind = "image" if is_image_shape(shape) else "vector"
         return cls(shape, kind, standardised, condition, cond_dim, n_classes)
+
+    @classmethod
+    def from_data(cls, data: DataBundle, config: ModelConfig) -> DataSchema:
+        """The schema of a model of ``config`` trained on ``data``: its event shape and scaling, and for
+        ``model.condition`` ``label`` the number of classes (labels one-hot, c_dim = n_classes), for
+        ``covariates`` the width of the training split's covariates. A condition the data cannot supply is
+        a one-line error."""
+        standardised = data.loc is not None
+        if config.condition == "none":
+            return cls.for_shape(data.event_shape, standardised)
+        if config.condition == "label":
+            if data.train.y is None:
+                raise VaekitError("model.condition is 'label' but the training data have no labels; give labelled "
+                                  "data (a labelled dataset, --data.label_column, class sub-folders) or "
+                                  "--model.condition none")
+            n_classes = data.n_classes
+            if n_classes < 2:
+                raise VaekitError(f"model.condition is 'label' but the data have {n_classes} class; a label "
+                                  "condition needs at least 2 classes (or use --model.condition none)")
+            return cls.for_shape(data.event_shape, standardised, "label", n_classes, n_classes)
+        if data.train.c is None:
+            raise VaekitError("model.condition is 'covariates' but the data have no covariates; name the covariate "
+                              "columns of the data (docs/data.md) or use --model.condition none")
+        return cls.for_shape(data.event_shape, standardised, "covariates", int(data.train.c.shape[1]))
 
     @classmethod
     def from_meta(cls, meta: Mapping[str, Any]) -> DataSchema:

@@ -69,8 +69,8 @@ def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_sampl
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trusted(model):
         torch.manual_seed(seed)
         for start in range(0, n, batch_size):
-            x = split.batch(torch.arange(start, min(start + batch_size, n))).to(device)
-            out = elbo_terms(model, x, n_samples=n_samples)
+            batch = split.batch_of(torch.arange(start, min(start + batch_size, n))).to(device)
+            out = elbo_terms(model, batch, n_samples=n_samples)
             totals += torch.stack([out.elbo.sum(), out.recon.sum(), out.kl.sum()]).double()
     model.train(was_training)
     elbo, recon, kl = (totals / n).tolist()
@@ -120,7 +120,7 @@ class Trainer:
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
         self.device = pick_device(tc.device)
         torch.manual_seed(tc.seed)
-        schema = DataSchema.for_shape(data.event_shape, standardised=data.loc is not None)
+        schema = DataSchema.from_data(data, config.model)
         self.model: VAE = build_model(config.model, schema, data.loc, data.scale).to(self.device)
         self.objective = Objective(self.model, tc.objective, tc.n_samples)
         self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
@@ -231,7 +231,7 @@ class Trainer:
         self.model.train()
         for b in range(start, self.steps_per_epoch):
             idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
-            batch = Batch(split.batch(idx, self.binarize_rng)).to(self.device, non_blocking=True)
+            batch = split.batch_of(idx, self.binarize_rng).to(self.device, non_blocking=True)
             out, bad = self.step(batch)
             m = len(batch)
             terms = torch.stack([out.loss.detach() * m, out.recon.detach().sum(), out.kl.detach().sum()]).double()

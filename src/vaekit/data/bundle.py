@@ -1,8 +1,9 @@
 """Pre-loaded splits served by index: the training loop never does per-item Python work.
 
 A :class:`Split` holds ``x`` with shape (n, *event_shape) as a float32 tensor (or a NumPy memmap for
-data larger than RAM) plus optional integer labels ``y`` with shape (n,). Labels never enter the model's
-input: ``Split.batch`` returns only x.
+data larger than RAM) plus optional integer labels ``y`` with shape (n,) and covariates ``c`` (n, c_dim)
+float32. ``Split.batch`` returns x alone; ``Split.batch_of`` the :class:`~vaekit.batch.Batch` of x with its
+labels and covariates (a conditional model reads its condition from them).
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from vaekit.batch import Batch
 
 DEQUANT_SEED = 7_368_787  # offset of the fixed dequantisation draws from the binarisation seeds
 
@@ -64,6 +67,7 @@ class Split:
     threshold: float = 0.5
     noise_seed: int = 0
     dequantize: str = "none"
+    c: Tensor | None = None
 
     def __len__(self) -> int:
         return int(len(self.rows) if self.rows is not None else self.x.shape[0])
@@ -108,6 +112,18 @@ class Split:
         if self.dequantize == "fresh":
             xb = xb + torch.rand(xb.shape, generator=generator, device=xb.device)
         return xb
+
+    def batch_of(self, idx: Tensor, generator: torch.Generator | None = None) -> Batch:
+        """Rows ``idx`` as a :class:`~vaekit.batch.Batch`: x as :meth:`batch` serves it, with the rows' labels
+        ``y`` and covariates ``c`` (when the split has them) on x's device."""
+        x = self.batch(idx, generator)
+        y = None if self.y is None else self.y.index_select(0, idx.to(self.y.device)).to(x.device)
+        c = None if self.c is None else self.c.index_select(0, idx.to(self.c.device)).to(x.device)
+        return Batch(x, y=y, c=c)
+
+    def all_of(self, generator: torch.Generator | None = None) -> Batch:
+        """The whole split as one Batch (use on small splits only)."""
+        return self.batch_of(torch.arange(len(self)), generator)
 
     def all(self, generator: torch.Generator | None = None) -> Tensor:
         """The whole split as one float32 tensor (use on small splits only)."""
