@@ -20,13 +20,36 @@ from vaekit.errors import VaekitError
 from vaekit.typed import check_fields, coerce
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus")
-LIKELIHOODS = ("auto", "bernoulli", "gaussian", "gaussian-learned")
 CONDITIONS = ("none", "label", "covariates")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
     if not ok:
         raise VaekitError(f"config key '{key}': {message}")
+
+
+#: Part names known without importing torch (a fast path for the common names); the registries in
+#: vaekit.networks / posteriors / priors / likelihoods are the truth, and a part registered there by the
+#: user is accepted too.
+_PART_REGISTRIES = {
+    "model.encoder": ("vaekit.networks", "ENCODERS", ("mlp",)),
+    "model.decoder": ("vaekit.networks", "DECODERS", ("mlp",)),
+    "model.prior": ("vaekit.priors", "PRIORS", ("standard-normal",)),
+    "model.likelihood": ("vaekit.likelihoods", "LIKELIHOODS", ("auto", "bernoulli", "gaussian", "gaussian-learned")),
+}
+
+
+def _check_part(key: str, name: str) -> None:
+    """``name`` is a registered part for ``key`` (e.g. model.prior); else a one-line error listing them."""
+    module, attr, builtin = _PART_REGISTRIES[key]
+    if name in builtin:
+        return
+    import importlib
+
+    registry = getattr(importlib.import_module(module), attr)
+    if name not in registry:
+        names = (*[n for n in builtin if n not in registry], *registry.names())
+        raise VaekitError(f"config key '{key}': use one of {', '.join(names)} (got '{name}', which is not registered)")
 
 
 @dataclass(frozen=True)
@@ -73,7 +96,8 @@ class ModelConfig:
         _check(self.latent_dim >= 1, "model.latent_dim", f"must be >= 1, got {self.latent_dim}")
         _check(all(h >= 1 for h in self.hidden), "model.hidden", f"widths must be >= 1, got {self.hidden}")
         _check(self.activation in ACTIVATIONS, "model.activation", f"use one of {', '.join(ACTIVATIONS)}")
-        _check(self.likelihood in LIKELIHOODS, "model.likelihood", f"use one of {', '.join(LIKELIHOODS)}")
+        for key in ("encoder", "decoder", "prior", "likelihood"):
+            _check_part(f"model.{key}", getattr(self, key))
         _check(self.sigma > 0 and math.isfinite(self.sigma), "model.sigma", f"must be > 0, got {self.sigma}")
         _check(self.variance in ("per-dim", "per-output"), "model.variance", "use 'per-dim' or 'per-output'")
         _check(self.posterior in ("diag", "full"), "model.posterior",

@@ -31,6 +31,10 @@ class Registry(Generic[T]):
             return item
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a part registered for a test or an experiment)."""
+        del self._items[name]
+
     def get(self, name: str) -> T:
         """The factory registered as ``name``; a VaekitError naming ``key`` and the choices otherwise."""
         try:
