@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 
+from vaekit.data import DataBundle, Split
 from vaekit.errors import VaekitError
 
 
@@ -14,3 +17,14 @@ def pick_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError("train.device is 'cuda' but no CUDA device is available; use --train.device cpu")
     return torch.device(name)
+
+
+def to_device(data: DataBundle, device: torch.device) -> DataBundle:
+    """``data`` with its in-memory splits (not memory-mapped ones) copied to ``device`` once, so batches
+    never cross the bus."""
+    def move(split: Split) -> Split:
+        if not isinstance(split.x, torch.Tensor):
+            return split
+        return dataclasses.replace(split, x=split.x.to(device))
+
+    return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))

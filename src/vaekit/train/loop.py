@@ -9,21 +9,18 @@ the non-finite check and the skip decision stay on the device (fused Adam skips 
 
 from __future__ import annotations
 
-import dataclasses
-import functools
 import math
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from vaekit.batch import Batch
 from vaekit.config import Config
-from vaekit.data import DataBundle, Split
-from vaekit.devices import pick_device
+from vaekit.data import DataBundle
+from vaekit.devices import pick_device, to_device
 from vaekit.errors import VaekitError
 from vaekit.inputs import spec_from_meta
 from vaekit.model import VAE, build_model
@@ -32,23 +29,12 @@ from vaekit.schema import DataSchema
 from vaekit.scoring import evaluate_split
 from vaekit.train import faults, snapshot
 from vaekit.train.callbacks import Callback
-from vaekit.train.rng import RngStreams
+from vaekit.train.rng import RngStreams, own_rng
 from vaekit.train.state import EpochPosition, TrainState
 from vaekit.train.stores import CheckpointStore, MemoryStore, RunDirStore, read_snapshot
 
 LOG_EVERY = 25
 VAL_SEED_OFFSET = 1_000_003
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _own_rng(method: Callable[Concatenate[Trainer, P], R]) -> Callable[Concatenate[Trainer, P], R]:
-    """Run ``method`` with the trainer's random streams as torch's global ones (see :mod:`.rng`)."""
-    @functools.wraps(method)
-    def wrapper(self: Trainer, *args: P.args, **kwargs: P.kwargs) -> R:
-        with self.rng.active():
-            return method(self, *args, **kwargs)
-    return wrapper
 
 
 class Trainer:
@@ -68,7 +54,7 @@ class Trainer:
             raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
         self.device = pick_device(tc.device)
-        self.data = _to_device(data, self.device) if self.device.type == "cuda" else data  # batches stay there
+        self.data = to_device(data, self.device) if self.device.type == "cuda" else data  # batches stay there
         x = self.data.train.x
         self.data_device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
         self.rng = RngStreams(tc.seed, self.device, self.data_device)
@@ -100,7 +86,7 @@ class Trainer:
         self.stop_reason = reason
 
     # --------------------------------------------------------------------------------- the loop
-    @_own_rng
+    @own_rng
     def fit(self) -> TrainState:
         """Train until ``train.epochs`` (or an early stop). ``best`` is the epoch with the highest finite
         validation ELBO, or the last epoch when there is no validation split (``state.selected_on``). Raises
@@ -158,7 +144,7 @@ class Trainer:
         faults.check_learned(self.state, self.store.label)
         return self.state
 
-    @_own_rng
+    @own_rng
     def train_epoch(self) -> dict[str, Any] | None:
         """One pass over the training split; returns the epoch's metrics, or None after a rollback."""
         tc, split = self.config.train, self.data.train
@@ -196,7 +182,7 @@ class Trainer:
                 "kl_weight": kl_weight(self.state.step, tc.warmup_steps, tc.beta),
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
 
-    @_own_rng
+    @own_rng
     def step(self, batch: Batch) -> tuple[LossOutput, Tensor]:
         """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag."""
         tc = self.config.train
@@ -268,12 +254,3 @@ class Trainer:
             raise VaekitError(f"{self.store.label} has no checkpoint yet; call fit() first")
         return weights
 
-
-def _to_device(data: DataBundle, device: torch.device) -> DataBundle:
-    """Copy in-memory splits (not memory-mapped ones) to ``device`` once."""
-    def move(split: Split) -> Split:
-        if not isinstance(split.x, torch.Tensor):
-            return split
-        return dataclasses.replace(split, x=split.x.to(device))
-
-    return dataclasses.replace(data, train=move(data.train), val=move(data.val), test=move(data.test))

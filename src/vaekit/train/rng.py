@@ -12,13 +12,17 @@ others from the step (noted in the run's history: not bit-identical to an uninte
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Concatenate, ParamSpec, Protocol, TypeVar
 
 import torch
 from torch import Tensor
 
 KEYS = ("rng.torch", "rng.shuffle", "rng.binarize")
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class RngStreams:
@@ -150,3 +154,19 @@ class RngStreams:
             self.binarize.manual_seed(seed + 1)
         if "the CUDA stream" in reseed:
             self.reseed_cuda(seed)
+
+
+class _HasStreams(Protocol):
+    rng: RngStreams
+
+
+S = TypeVar("S", bound=_HasStreams)
+
+
+def own_rng(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P], R]:
+    """Run ``method`` with its object's streams (``self.rng``) as torch's global ones."""
+    @functools.wraps(method)
+    def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+        with self.rng.active():
+            return method(self, *args, **kwargs)
+    return wrapper
