@@ -64,7 +64,7 @@ def _count_host_reads(monkeypatch: pytest.MonkeyPatch, trainer: train.Trainer) -
 
         return wrapper
 
-    monkeypatch.setattr(train, "LOG_EVERY", 10**9)  # logging cadence beyond the epoch: only the epoch end
+    monkeypatch.setattr(train.loop, "LOG_EVERY", 10**9)  # logging cadence beyond the epoch: only the epoch end
     for name in ("item", "tolist", "cpu", "numpy", "__bool__", "__int__", "__float__"):
         monkeypatch.setattr(torch.Tensor, name, counting(name))
     metrics = trainer.train_epoch()

@@ -19,7 +19,9 @@ import os
 import re
 import shutil
 import time
+import tomllib
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +30,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from vaekit.config import Config, config_from_dict, config_to_dict
+from vaekit.config import Config, config_from_dict, config_to_dict, load_config
 from vaekit.errors import VaekitError, VaekitWarning
 from vaekit.fileio import error_message, file_mode, fsync_dir, is_write_error
 
@@ -51,7 +53,7 @@ def _fsync_file(path: Path) -> None:
 
 def save_checkpoint(
     path: str | Path,
-    model: torch.nn.Module,
+    model: torch.nn.Module | Mapping[str, torch.Tensor],
     config: Config,
     meta: dict[str, Any],
     trainer_tensors: dict[str, torch.Tensor] | None = None,
@@ -60,7 +62,7 @@ def save_checkpoint(
 ) -> Path:
     """Write a checkpoint directory at ``path`` atomically. ``path`` must not exist yet. A failed write
     (disk full, read-only folder) removes the temporary and raises a one-line :class:`VaekitError`
-    naming ``path``; ``fix`` replaces the fix it suggests."""
+    naming ``path``; ``fix`` replaces the fix it suggests. ``model`` is the module or its state dict."""
     path = Path(path)
     if path.exists():
         raise VaekitError(f"checkpoint {path} already exists; vaekit never overwrites a checkpoint")
@@ -68,7 +70,8 @@ def save_checkpoint(
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         tmp.mkdir(parents=True)
-        state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+        weights = model.state_dict() if isinstance(model, torch.nn.Module) else model
+        state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
         for name, tensor in state.items():
             if tensor.is_floating_point() and not torch.isfinite(tensor).all():
                 raise VaekitError(f"refusing to save a non-finite model (tensor '{name}'); "
@@ -396,3 +399,97 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[An
     model.input_spec = spec_from_meta(meta, config.model.likelihood)  # what check_input compares inputs with
     model.to(device).eval()
     return model, config, meta
+
+
+# ------------------------------------------------------------------------ optimiser state by name
+def optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The optimiser's per-parameter state (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``) as trainer
+    tensors keyed by parameter name, ``opt:<parameter name>:<key>`` (CPU copies)."""
+    out: dict[str, torch.Tensor] = {}
+    for name, p in model.named_parameters():
+        for key, value in optimizer.state.get(p, {}).items():
+            out[f"opt:{name}:{key}"] = value.detach().cpu()
+    return out
+
+
+def optimizer_state(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor]) -> dict[int, dict[str, torch.Tensor]]:
+    """The optimiser state saved in ``tensors`` as ``optimizer.state_dict()["state"]`` holds it: keyed by
+    the parameter's position in ``model.parameters()`` (the optimiser's order). Reads the names
+    ``opt:<parameter name>:<key>`` and the index keys ``opt.<index>.<key>`` of older checkpoints, whose
+    index is the position in ``model.named_parameters()``. Every moment's shape is checked against its
+    parameter. A key naming no parameter raises ``KeyError``, a wrong shape ``ValueError``."""
+    params = dict(model.named_parameters())
+    names = list(params)
+    position = {name: i for i, name in enumerate(names)}
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in tensors.items():
+        if key.startswith("opt:"):
+            name, _, field = key[len("opt:"):].rpartition(":")
+        elif key.startswith("opt."):
+            _, index, field = key.split(".", 2)
+            name = names[int(index)] if index.isdigit() and int(index) < len(names) else ""
+        else:
+            continue
+        if name not in position or not field:
+            raise KeyError(f"optimizer tensor {key} names no parameter")
+        if field in ("exp_avg", "exp_avg_sq") and value.shape != params[name].shape:
+            raise ValueError(f"optimizer tensor {key} has shape {tuple(value.shape)}, "
+                             f"expected {tuple(params[name].shape)}")
+        slot = state.setdefault(position[name], {})
+        if field in slot:
+            raise KeyError(f"optimizer tensor {key} is a second '{field}' of parameter {name}")
+        slot[field] = value
+    return state
+
+
+# ------------------------------------------------------------------------ a run's config
+#: What a run's config.toml may change between a checkpoint and its resume: how long, where and how often
+#: to checkpoint or stop early, never what is trained (model, data, optimiser, objective, seed).
+RESUME_EDITABLE = ("name", "train.epochs", "train.device", "train.patience", "train.keep_last",
+                   "train.checkpoint_every", "train.checkpoint_every_epochs")
+
+
+def _flat(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, Mapping):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def run_config(run_dir: str | Path, meta: dict[str, Any] | None) -> tuple[Config, str | None]:
+    """The config a run continues with, and a note when its config.toml was edited.
+
+    The truth is the resolved config saved with the weights (``meta["config"]`` of the checkpoint the run
+    continues, as :func:`load_model` reads it). ``config.toml`` is written once for people; it is read
+    alone only when ``meta`` is None (a run killed before its first checkpoint). A key written in
+    config.toml whose value differs from the checkpoint's is an edit: edits of :data:`RESUME_EDITABLE`
+    (e.g. more ``train.epochs``) are applied and named in the note; any other is a one-line
+    :class:`VaekitError`, since the checkpoint was trained with another config. Keys an older vaekit
+    did not write are not edits."""
+    toml_path = Path(run_dir) / "config.toml"
+    if meta is None:
+        return load_config(toml_path), None
+    saved = config_from_dict(meta["config"])
+    if not toml_path.is_file():
+        return saved, None
+    edited = load_config(toml_path)  # its own one-line errors first
+    written = _flat(tomllib.loads(toml_path.read_text(encoding="utf-8")))
+    before, after = _flat(config_to_dict(saved)), _flat(config_to_dict(edited))
+    changed = [key for key in after if key in written and after[key] != before.get(key)]
+    if not changed:
+        return saved, None
+    what = ", ".join(f"{key} {before.get(key)!r} -> {after[key]!r}" for key in changed)
+    refused = [key for key in changed if key not in RESUME_EDITABLE]
+    if refused:
+        raise VaekitError(f"{toml_path} was edited after training ({what}); a run continues with the config "
+                          f"saved with its checkpoint, where only {', '.join(RESUME_EDITABLE)} may change: undo "
+                          f"the edit of {', '.join(refused)}, or train a new run from it (vaekit train --config "
+                          f"{toml_path} --name NEW)")
+    merged = config_to_dict(saved)
+    for key in changed:
+        section, _, field = key.rpartition(".")
+        (merged[section] if section else merged)[field] = after[key]
+    return config_from_dict(merged), f"{toml_path} was edited after training: {what} (applied)"

@@ -191,8 +191,9 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     from vaekit import probes
     from vaekit.checkpoint import choose_checkpoint, load_model, run_dir_of
     from vaekit.data import load_run_data
+    from vaekit.devices import pick_device
     from vaekit.fileio import atomic_write_text, check_writable
-    from vaekit.train import evaluate_split, pick_device
+    from vaekit.scoring import evaluate_split
 
     t0 = time.perf_counter()
     if precision not in PRECISIONS:

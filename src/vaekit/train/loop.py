@@ -1,0 +1,256 @@
+"""One readable training loop: schedule, step, evaluate, checkpoint, callbacks.
+
+Read :meth:`Trainer.fit` top to bottom. The learning rate and the KL weight are pure functions of the step
+(``objectives.lr_factor``, ``objectives.kl_weight``). A step never waits for the device: the loss sums,
+the non-finite check and the skip decision stay on the device (fused Adam skips an update when its
+``found_inf`` flag is set) and the host reads them every ``LOG_EVERY`` steps and at epoch end. Faults
+(skipped steps, rollback) are :mod:`vaekit.train.faults`; where checkpoints go, :mod:`vaekit.train.stores`.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from vaekit.batch import Batch
+from vaekit.config import Config
+from vaekit.data import DataBundle
+from vaekit.devices import pick_device, to_device
+from vaekit.errors import VaekitError
+from vaekit.inputs import spec_from_meta
+from vaekit.model import VAE, build_model
+from vaekit.objectives import LossOutput, Objective, kl_weight, lr_factor
+from vaekit.schema import DataSchema
+from vaekit.scoring import evaluate_split
+from vaekit.train import faults, snapshot
+from vaekit.train.callbacks import Callback
+from vaekit.train.rng import RngStreams, own_rng
+from vaekit.train.state import EpochPosition, TrainState
+from vaekit.train.stores import CheckpointStore, MemoryStore, RunDirStore, read_snapshot
+
+LOG_EVERY = 25
+VAL_SEED_OFFSET = 1_000_003
+
+
+class Trainer:
+    """Trains ``config``'s model on ``data``, into ``run_dir`` (which must exist) or, with ``run_dir=None``,
+    in memory: then nothing is written, ``metrics`` holds every epoch's row, a rollback restores the
+    in-memory copy of the last good checkpoint, and :meth:`best_state_dict` gives the best weights.
+    ``model`` holds the last weights in both cases. Building or running a trainer never changes torch's
+    global RNG: the trainer seeds and keeps its own streams (``rng``)."""
+
+    def __init__(self, config: Config, run_dir: str | Path | None, data: DataBundle,
+                 callbacks: list[Callback] | None = None) -> None:
+        self.config, self.callbacks, tc = config, callbacks or [], config.train
+        if tc.batch_size > len(data.train):
+            raise VaekitError(f"train.batch_size {tc.batch_size} is larger than the {len(data.train)} training "
+                              f"examples; use --train.batch_size {max(1, len(data.train) // 4)} or fewer")
+        if tc.patience and len(data.val) == 0:
+            raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
+                              "none; set --data.val_fraction 0.1 or --train.patience 0")
+        self.device = pick_device(tc.device)
+        self.data = to_device(data, self.device) if self.device.type == "cuda" else data  # batches stay there
+        x = self.data.train.x
+        self.data_device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
+        self.rng = RngStreams(tc.seed, self.device, self.data_device)
+        self.shuffle_rng, self.binarize_rng = self.rng.shuffle, self.rng.binarize
+        with self.rng.active():  # the initial weights come from the run's seed, not the caller's stream
+            schema = DataSchema.from_data(data, config.model)
+            self.model: VAE = build_model(config.model, schema, data.loc, data.scale).to(self.device)
+        self.objective = Objective(self.model, tc.objective, tc.n_samples)
+        self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
+                                          fused=True)
+        self.steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
+        self.total_steps = self.steps_per_epoch * tc.epochs
+        self.run_dir = None if run_dir is None else Path(run_dir)
+        self.store: CheckpointStore = MemoryStore() if self.run_dir is None else RunDirStore(self.run_dir,
+                                                                                             tc.keep_last)
+        self.ckpt_dir = self.store.ckpt_dir if isinstance(self.store, RunDirStore) else None
+        self.state = TrainState()
+        self.metrics: list[dict[str, Any]] = []  # the run's epoch rows (after a resume: those on disk)
+        self.stop_reason: str | None = None
+        self.resumed_at_step: int | None = None  # set by resume(): the step of the checkpoint it continued
+        self.resume_note: str | None = None  # set by resume() when it did not continue a checkpoint exactly
+        self.epoch_shuffle_state = self.shuffle_rng.get_state()  # the shuffle stream at this epoch's start
+        self.position: EpochPosition | None = None  # a restored mid-epoch position
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current epoch (its checkpoint is written first), e.g. from a
+        callback enforcing a wall-clock budget."""
+        self.stop_reason = reason
+
+    # --------------------------------------------------------------------------------- the loop
+    @own_rng
+    def fit(self) -> TrainState:
+        """Train until ``train.epochs`` (or an early stop). ``best`` is the epoch with the highest finite
+        validation ELBO, or the last epoch when there is no validation split (``state.selected_on``). Raises
+        a VaekitError for a run that learned nothing (:func:`vaekit.train.faults.check_learned`)."""
+        tc, s = self.config.train, self.state
+        has_val = len(self.data.val) > 0
+        s.selected_on = "val_elbo" if has_val else "last"
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        while self.state.epoch < tc.epochs:
+            metrics = self.train_epoch()
+            if metrics is None:  # rolled back after non-finite steps: redo from the restored state
+                continue
+            val: dict[str, float | None] = dict.fromkeys(("elbo", "recon", "kl"))
+            val_elbo = None
+            if has_val:
+                scores = evaluate_split(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
+                val_elbo = scores["elbo"]
+                if not math.isfinite(val_elbo):  # a model that cannot score data is never checkpointed
+                    self.rollback(reason=f"the validation ELBO is not finite ({val_elbo}) after epoch "
+                                         f"{self.state.epoch + 1}")
+                    continue
+                val.update(scores)
+            metrics.update({f"val_{k}": v for k, v in val.items()})
+            s = self.state  # a rollback replaced it
+            improved = val_elbo is None or val_elbo > s.best_val_elbo  # no validation split: best = last
+            if improved:
+                if val_elbo is not None:
+                    s.best_val_elbo = val_elbo
+                s.best_epoch, s.epochs_without_improvement = s.epoch, 0
+            else:
+                s.epochs_without_improvement += 1
+            s.epoch += 1
+            self.metrics.append(metrics)
+            self.store.append_metrics(metrics)  # first: a resume truncates rows newer than its checkpoint
+            early = bool(tc.patience) and s.epochs_without_improvement >= tc.patience
+            # checkpointed: every N epochs, the final one, an early stop, and an improvement (so ``best``
+            # names the best epoch's exact weights)
+            due = ((improved and has_val) or early or s.epoch >= tc.epochs
+                   or s.epoch % tc.checkpoint_every_epochs == 0)
+            if due:
+                self.save_checkpoint(best=improved)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, metrics)
+            if self.stop_reason is not None:
+                if not due:  # a requested stop: its epoch is the run's last, so it is checkpointed
+                    self.save_checkpoint(best=not has_val)
+                self.state.history.append(f"stopped at epoch {self.state.epoch}: {self.stop_reason}")
+                break
+            if early:
+                self.state.history.append(f"early stop at epoch {self.state.epoch}")
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        faults.check_learned(self.state, self.store.label)
+        return self.state
+
+    @own_rng
+    def train_epoch(self) -> dict[str, Any] | None:
+        """One pass over the training split; returns the epoch's metrics, or None after a rollback."""
+        tc, split = self.config.train, self.data.train
+        pos, self.position = self.position, None  # a restored mid-epoch position, or the epoch's start
+        if pos is None:
+            pos = EpochPosition.start(self.state.bad_streak, self.device)
+        self.epoch_shuffle_state = self.shuffle_rng.get_state()  # a restored position: rewound to its start
+        perm = torch.randperm(len(split), generator=self.shuffle_rng).to(self.data_device)
+        t0, seen0 = time.perf_counter(), pos.seen  # this process's clock covers the samples after seen0 only
+        self.model.train()
+        for b in range(pos.batch, self.steps_per_epoch):
+            idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
+            batch = split.batch_of(idx, self.binarize_rng).to(self.device, non_blocking=True)
+            out, bad = self.step(batch)
+            m = len(batch)
+            terms = torch.stack([out.loss.detach() * m, out.recon.detach().sum(), out.kl.detach().sum()]).double()
+            faults.count_step(pos, bad, m, terms)
+            pos.batch = b + 1
+            log_due = pos.batch % LOG_EVERY == 0 or pos.batch == self.steps_per_epoch
+            save_due = bool(tc.checkpoint_every) and pos.batch % tc.checkpoint_every == 0 \
+                and pos.batch < self.steps_per_epoch
+            if (log_due or save_due) and faults.diverged(pos, tc.max_bad_steps):
+                self.rollback(skipped=int(pos.sums[3].item()))
+                return None
+            if log_due:
+                stats = self._stats(pos, pos.seen - seen0, time.perf_counter() - t0)
+                for cb in self.callbacks:
+                    cb.on_log(self, stats)
+            if save_due and int(pos.run.item()) == 0:  # never checkpoint inside a run of non-finite steps
+                self.save_checkpoint(best=False, position=pos, seconds=pos.seconds + time.perf_counter() - t0)
+        stats = self._stats(pos, pos.seen - seen0, time.perf_counter() - t0)
+        self.state.skipped_steps += int(stats.pop("skipped"))
+        self.state.bad_streak = int(pos.run.item())  # carried into the next epoch (and saved with the checkpoint)
+        return {"epoch": self.state.epoch + 1, "step": self.state.step, **stats,
+                "kl_weight": kl_weight(self.state.step, tc.warmup_steps, tc.beta),
+                "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
+
+    @own_rng
+    def step(self, batch: Batch) -> tuple[LossOutput, Tensor]:
+        """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag."""
+        tc = self.config.train
+        weight = kl_weight(self.state.step, tc.warmup_steps, tc.beta)
+        for group in self.optimizer.param_groups:
+            group["lr"] = tc.lr * self.state.lr_scale * lr_factor(self.state.step, self.total_steps, tc.lr_schedule)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+            out = self.objective(batch, weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        out.loss.backward()
+        if tc.grad_clip > 0:
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip, foreach=True)
+        else:  # clipping off: only the norm for the non-finite check, no pass multiplying every gradient by 1
+            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+            grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+        bad = ~(torch.isfinite(out.loss) & torch.isfinite(grad_norm))
+        # fused Adam leaves weights and moments untouched when found_inf is set (an attribute torch reads
+        # but does not declare)
+        self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
+        self.optimizer.step()
+        self.state.step += 1
+        return out, bad
+
+    def _stats(self, pos: EpochPosition, new: int, seconds: float) -> dict[str, float]:
+        """The epoch's means so far. ``samples_per_s`` is this process's rate (``new`` samples in
+        ``seconds``); ``epoch_time_s`` adds the seconds spent before a mid-epoch resume."""
+        loss, recon, kl, bad = pos.sums.tolist()
+        good = max(pos.seen - bad * self.config.train.batch_size, 1)
+        return {"train_loss": loss / good, "train_recon": recon / good, "train_kl": kl / good,
+                "samples_per_s": new / max(seconds, 1e-9), "epoch_time_s": pos.seconds + seconds, "skipped": bad}
+
+    # --------------------------------------------------------------------- faults and checkpoints
+    def rollback(self, skipped: int = 0, reason: str | None = None) -> None:
+        """Too many non-finite steps in a row (or a non-finite validation ELBO, the ``reason``): restore
+        the last good checkpoint with half the learning rate; a second time, or with no checkpoint yet,
+        stop with an error. ``skipped`` (this stretch's skipped steps) stays counted. Checkpoints are never
+        rewritten, so the good one is left byte-for-byte as it was."""
+        reason = reason or f"{self.config.train.max_bad_steps}+ non-finite steps in a row"
+        self.state.skipped_steps += skipped
+        last = self.store.last_name()
+        faults.check_rollback(self.state, reason, last)
+        before = self.state
+        snapshot.restore(self, self.store.read_last())
+        faults.rolled_back(before, self.state, str(last), reason)
+
+    def save_checkpoint(self, best: bool, position: EpochPosition | None = None, seconds: float = 0.0) -> str:
+        """Keep the trainer as checkpoint ``step-<step>`` (``position``: mid-epoch, ``seconds`` into the
+        epoch), as the run's ``last`` and, when ``best``, its ``best``; returns its name."""
+        previous_best = self.state.best_checkpoint
+        taken = snapshot.capture(self, position, seconds)
+        if best:
+            self.state.best_checkpoint = taken.state["best_checkpoint"] = taken.name
+        try:
+            self.store.save(taken, self.config, best)
+        except BaseException:
+            self.state.best_checkpoint = previous_best
+            raise
+        return taken.name
+
+    def restore(self, path: str | Path) -> None:
+        """Continue from the training checkpoint at ``path`` (see :func:`vaekit.train.snapshot.restore`)."""
+        snapshot.restore(self, read_snapshot(Path(path)))
+
+    def best_state_dict(self) -> dict[str, Tensor]:
+        """The weights of the run's best checkpoint (``state.best_checkpoint``: the best validation ELBO,
+        or the last epoch without a validation split), as ``model.load_state_dict`` takes them."""
+        weights = self.store.best_weights()
+        if weights is None:
+            raise VaekitError(f"{self.store.label} has no checkpoint yet; call fit() first")
+        return weights
+
