@@ -11,9 +11,9 @@ from hypothesis import strategies as st
 from torch.distributions import kl_divergence
 
 from vaekit import distributions as D
+from vaekit import likelihoods
 from vaekit.config import (
     ACTIVATIONS,
-    LIKELIHOODS,
     SECTIONS,
     Config,
     EvalConfig,
@@ -25,6 +25,8 @@ from vaekit.config import (
     load_config,
 )
 from vaekit.errors import VaekitError
+
+LIKELIHOODS = ("auto", *likelihoods.LIKELIHOODS.names())  # every registered likelihood, and auto
 
 SETTINGS = settings(max_examples=50, deadline=None)
 seeds = st.integers(0, 2**31 - 1)
