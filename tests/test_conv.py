@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import io
 import json
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +27,8 @@ from vaekit.images import save_grid
 from vaekit.model import VAE
 from vaekit.networks import DECODERS, ENCODERS, build_decoder, build_encoder
 from vaekit.networks.conv import ConvDecoder, ConvEncoder
+from vaekit.report import single
+from vaekit.report.runinfo import load_run_info
 from vaekit.train import fit
 
 SHAPES = [(28, 28), (1, 28, 28), (3, 32, 32), (3, 64, 64), (28, 20)]
@@ -217,12 +222,26 @@ def test_rgb_folder_trains_an_rgb_conv_run_through_the_cli(tmp_path: Path) -> No
         assert im.mode == "RGB"
         a = np.asarray(im).astype(int)
     assert a.ndim == 3 and a.shape[2] == 3
-    spread = np.abs(a[..., 0] - a[..., 1]) + np.abs(a[..., 1] - a[..., 2])
-    assert (spread > 30).mean() > 0.05  # colour, not grey (a [0, 1] clip would leave the 0..255 means white)
+    assert _colourful(a) > 0.05  # colour, not grey (a [0, 1] clip would leave the 0..255 means white)
     assert len(np.unique(a.reshape(-1, 3), axis=0)) > 20
     run_vaekit("reconstruct", str(run), "-n", "6", "--out", str(tmp_path / "r.png"), cwd=tmp_path, check=True)
     with Image.open(tmp_path / "r.png") as im:
         assert im.mode == "RGB"
+    assert _colourful(np.asarray(Image.open(tmp_path / "r.png")).astype(int)) > 0.05
+    # the report draws the same grids in colour, mapped by the run's display range (0..255), not clipped
+    info = load_run_info(run)
+    assert single.shown_range(info) == (0.0, 255.0)
+    for section, alt in ((single.reconstructions_section(info, 0), "reconstructions"),
+                         (single.samples_section(info, 0), "samples from the prior")):
+        png = re.search(rf'<img alt="{alt}" src="data:image/png;base64,([^"]+)"', section.body)
+        assert png is not None, alt
+        with Image.open(io.BytesIO(base64.b64decode(png.group(1)))) as im:
+            assert _colourful(np.asarray(im.convert("RGB")).astype(int)) > 0.02, alt
+
+
+def _colourful(a: np.ndarray) -> float:
+    """The fraction of pixels of an (H, W, 3) image whose channels differ by more than 30 levels."""
+    return float(((np.abs(a[..., 0] - a[..., 1]) + np.abs(a[..., 1] - a[..., 2])) > 30).mean())
 
 
 def test_digits_conv_run_through_the_cli_reloads_strictly_with_the_same_log_p(tmp_path: Path) -> None:
