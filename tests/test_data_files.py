@@ -43,7 +43,7 @@ def test_npy_uint8_images_scaled_by_255_channels_first(tmp_path: Path) -> None:
     np.save(tmp_path / "img.npy", x)
     b = load(tmp_path / "img.npy", "bernoulli", test_fraction=0.0, val_fraction=0.0)
     assert b.event_shape == (3, 4, 6)
-    assert torch.allclose(b.train.x.sum(), torch.tensor(x.sum() / 255.0, dtype=torch.float32), rtol=1e-5)
+    assert torch.allclose(b.train.levels().sum(), torch.tensor(x.sum() / 255.0, dtype=torch.float32), rtol=1e-5)
     assert b.info["affine"] == [1 / 255, 0.0]
 
 
@@ -221,7 +221,7 @@ def test_grey_image_folder_without_labels(tmp_path: Path) -> None:
     (tmp_path / "f" / "notes.txt").write_text("ignored")
     b = load(tmp_path / "f", "bernoulli", val_fraction=0.0, test_fraction=0.0)
     assert b.event_shape == (6, 4) and b.train.y is None
-    assert torch.allclose(b.train.x.sum(0), torch.from_numpy(np.sum(imgs, axis=0) / 255.0).float(), atol=1e-4)
+    assert torch.allclose(b.train.levels().sum(0), torch.from_numpy(np.sum(imgs, axis=0) / 255.0).float(), atol=1e-4)
 
 
 def test_rgb_class_folders_labels_resize_and_grayscale(tmp_path: Path) -> None:

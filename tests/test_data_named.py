@@ -128,13 +128,14 @@ def test_limit_truncates_each_split(mnist_raw) -> None:
 
 def test_dynamic_binarisation_fresh_each_call_with_grey_mean(mnist_dynamic) -> None:
     tr = mnist_dynamic.train
-    assert tr.dynamic and float(tr.x.max()) <= 1.0 and not torch.isin(tr.x, torch.tensor([0.0, 1.0])).all()
+    levels = tr.levels()  # the grey levels (stored as uint8, served scaled to [0, 1])
+    assert tr.dynamic and float(levels.max()) <= 1.0 and not torch.isin(levels, torch.tensor([0.0, 1.0])).all()
     idx = torch.arange(20000)
     g = torch.Generator().manual_seed(0)
     b1, b2 = tr.batch(idx, g), tr.batch(idx, g)
     assert torch.isin(b1, torch.tensor([0.0, 1.0])).all()
     assert not torch.equal(b1, b2)
-    grey = float(tr.x[:20000].mean())
+    grey = float(levels[:20000].mean())
     assert float(b1.mean()) == pytest.approx(grey, abs=0.002)
     assert float(b1.mean()) == pytest.approx(0.1307, abs=0.004)
 
@@ -157,10 +158,10 @@ def test_static_and_threshold_binarisation() -> None:
     b = load_data(cfg(name="frey-faces", binarize="static", binarize_seed=1), "bernoulli")
     assert not b.train.dynamic and b.info["binarize"] == "static"
     assert torch.equal(b.train.all(), b.train.all())
-    grey = load_data(cfg(name="frey-faces", binarize="dynamic"), "bernoulli")  # train.x: the probabilities
-    assert float(b.train.x.mean()) == pytest.approx(float(grey.train.x.mean()), abs=0.01)
+    grey = load_data(cfg(name="frey-faces", binarize="dynamic"), "bernoulli").train.levels()  # the probabilities
+    assert float(b.train.all().mean()) == pytest.approx(float(grey.mean()), abs=0.01)
     t = load_data(cfg(name="frey-faces", binarize="threshold", threshold=0.6), "bernoulli")
-    assert torch.equal(t.train.x, (grey.train.x > 0.6).float())
+    assert torch.equal(t.train.all(), (grey > 0.6).float())
     assert t.info["threshold"] == 0.6
 
 

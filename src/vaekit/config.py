@@ -32,8 +32,8 @@ def _check(ok: bool, key: str, message: str) -> None:
 #: vaekit.networks / posteriors / priors / likelihoods are the truth, and a part registered there by the
 #: user is accepted too.
 _PART_REGISTRIES = {
-    "model.encoder": ("vaekit.networks", "ENCODERS", ("mlp",)),
-    "model.decoder": ("vaekit.networks", "DECODERS", ("mlp",)),
+    "model.encoder": ("vaekit.networks", "ENCODERS", ("mlp", "conv")),
+    "model.decoder": ("vaekit.networks", "DECODERS", ("mlp", "conv")),
     "model.prior": ("vaekit.priors", "PRIORS", ("standard-normal",)),
     "model.likelihood": ("vaekit.likelihoods", "LIKELIHOODS", ("auto", "bernoulli", "gaussian", "gaussian-learned")),
 }
@@ -71,10 +71,15 @@ class ModelConfig:
     linear encoder and decoder (``hidden = []`` in TOML, ``--model.hidden none``; an empty
     ``--model.hidden ''`` is refused).
     The parts are named by registries (docs/architecture.md): ``encoder`` / ``decoder`` networks
-    (:mod:`vaekit.networks`: ``mlp``), ``posterior`` (:mod:`vaekit.posteriors`), ``prior``
+    (:mod:`vaekit.networks`: ``mlp``, or ``conv`` for images of shape (H, W) or (C, H, W) with C = 1 or 3),
+    ``posterior`` (:mod:`vaekit.posteriors`), ``prior``
     (:mod:`vaekit.priors`: ``standard-normal``) and ``likelihood`` (:mod:`vaekit.likelihoods`); unknown
     names are refused when the model is built. ``condition`` makes a conditional VAE: ``label`` (the
     data's class labels, one-hot) or ``covariates``; ``none`` is the unconditional model.
+    ``channels`` shapes the ``conv`` networks: one stride-2 convolution block per entry (its output
+    channels), each halving the image's height and width (rounded up for odd ``kernel_size``); the
+    decoder retraces them with transposed convolutions back to exactly (H, W). ``kernel_size`` is their
+    square kernel (2..7). Both are unused by ``mlp`` networks (as ``hidden`` is unused by ``conv``).
     """
 
     kind: str = "vae"
@@ -89,12 +94,18 @@ class ModelConfig:
     decoder: str = "mlp"
     prior: str = "standard-normal"
     condition: str = "none"
+    channels: tuple[int, ...] = (32, 64)
+    kernel_size: int = 3
 
     def __post_init__(self) -> None:
         check_fields(self, "model")  # types first: one-line errors naming the key
         _check(self.kind in ("vae", "ae"), "model.kind", f"got '{self.kind}'; use 'vae' or 'ae'")
         _check(self.latent_dim >= 1, "model.latent_dim", f"must be >= 1, got {self.latent_dim}")
         _check(all(h >= 1 for h in self.hidden), "model.hidden", f"widths must be >= 1, got {self.hidden}")
+        _check(all(1 <= ch <= 4096 for ch in self.channels), "model.channels",
+               f"conv channels must be in 1..4096, got {self.channels}")
+        _check(len(self.channels) <= 8, "model.channels", f"at most 8 conv blocks, got {len(self.channels)}")
+        _check(2 <= self.kernel_size <= 7, "model.kernel_size", f"must be in 2..7, got {self.kernel_size}")
         _check(self.activation in ACTIVATIONS, "model.activation", f"use one of {', '.join(ACTIVATIONS)}")
         for key in ("encoder", "decoder", "prior", "likelihood"):
             _check_part(f"model.{key}", getattr(self, key))
@@ -215,7 +226,7 @@ def _parse_text(text: str, kind: Any, key: str) -> Any:
         if text.strip().lower() == "none":
             return ()
         parts = [p for p in text.replace("[", "").replace("]", "").split(",") if p.strip()]
-        example = "256,128" if key == "model.hidden" else "28,28"
+        example = {"model.hidden": "256,128", "model.channels": "32,64"}.get(key, "28,28")
         _check(bool(parts), key, f"empty value '{text}'; give comma-separated values, e.g. --{key} {example}, "
                f"or --{key} none for an empty list")
         return tuple(_parse_text(p.strip(), item_kind, key) for p in parts)

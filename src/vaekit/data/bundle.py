@@ -1,13 +1,16 @@
 """Pre-loaded splits served by index: the training loop never does per-item Python work.
 
-A :class:`Split` holds ``x`` with shape (n, *event_shape) as a float32 tensor (or a NumPy memmap for
-data larger than RAM) plus optional integer labels ``y`` with shape (n,) and covariates ``c`` (n, c_dim)
-float32. ``Split.batch`` returns x alone; ``Split.batch_of`` the :class:`~vaekit.batch.Batch` of x with its
-labels and covariates (a conditional model reads its condition from them).
+A :class:`Split` holds ``x`` with shape (n, *event_shape) as a tensor (float32, or uint8 for 8-bit images
+kept compact and converted per batch), or a NumPy memmap for data larger than RAM, plus optional integer
+labels ``y`` with shape (n,) and covariates ``c`` (n, c_dim) float32. ``x`` is what is *stored*; what a
+model sees is what :meth:`Split.batch` *serves* (always float32). ``Split.batch`` returns x alone;
+``Split.batch_of`` the :class:`~vaekit.batch.Batch` of x with its labels and covariates (a conditional
+model reads its condition from them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import mmap
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,14 +51,19 @@ def hash_uniform(seed: int, rows: np.ndarray, dim: int) -> np.ndarray:
 class Split:
     """One split. ``dynamic=True`` draws a fresh Bernoulli binarisation each time a batch is served.
 
-    In-memory data (``x`` a tensor) is stored already scaled and (statically) binarised, so serving a
-    batch is one ``index_select``. Memory-mapped data (``x`` a NumPy memmap of the WHOLE file) is read
-    lazily, so the preprocessing is applied per batch: ``rows`` maps split positions to file rows (None =
-    all rows in order), ``affine = (a, b)`` maps file units to served units as ``a * x + b``,
-    ``binarize`` is ``'threshold'`` (``x > threshold``) or ``'static'`` (one fixed draw keyed by
-    ``noise_seed``, row and pixel, see :func:`hash_uniform`) or ``'none'``. ``dequantize``:
-    ``'fresh'`` adds new U(0, 1) noise to every served batch (training), ``'fixed'`` one fixed draw keyed
-    like the static binarisation (memory-mapped evaluation splits; in-memory ones store it), ``'none'``.
+    In-memory float data (``x`` a float32 tensor) is stored already scaled and (statically) binarised, so
+    serving a batch is one ``index_select``. In-memory 8-bit data (``x`` a uint8 tensor: image folders,
+    MNIST-family IDX files, uint8 arrays) is stored as read, a quarter of the float32 size; a batch is
+    converted to float32 and mapped by ``affine`` (then clamped to [0, 1] if ``clip``) with the same
+    float32 operations the build step applies to float data, so the served values are bit-for-bit those
+    of a float32 store; statically binarised 8-bit splits store their 0/1 draws as uint8.
+    Memory-mapped data (``x`` a NumPy memmap of the WHOLE file) is read lazily, so the preprocessing is
+    applied per batch: ``rows`` maps split positions to file rows (None = all rows in order),
+    ``affine = (a, b)`` maps file units to served units as ``a * x + b``, ``binarize`` is
+    ``'threshold'`` (``x > threshold``) or ``'static'`` (one fixed draw keyed by ``noise_seed``, row and
+    pixel, see :func:`hash_uniform`) or ``'none'``. ``dequantize``: ``'fresh'`` adds new U(0, 1) noise to
+    every served batch (training), ``'fixed'`` one fixed draw keyed like the static binarisation
+    (memory-mapped evaluation splits; in-memory ones store it), ``'none'``.
     """
 
     x: Tensor | np.ndarray
@@ -68,6 +76,7 @@ class Split:
     noise_seed: int = 0
     dequantize: str = "none"
     c: Tensor | None = None
+    clip: bool = False
 
     def __len__(self) -> int:
         return int(len(self.rows) if self.rows is not None else self.x.shape[0])
@@ -75,6 +84,11 @@ class Split:
     @property
     def event_shape(self) -> tuple[int, ...]:
         return tuple(int(s) for s in self.x.shape[1:])
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the stored examples held in this process's memory (0 for a memory-mapped file)."""
+        return int(self.x.nbytes) if isinstance(self.x, Tensor) else 0
 
     def batch(self, idx: Tensor, generator: torch.Generator | None = None) -> Tensor:
         """Rows ``idx`` (shape (b,)) as float32 (b, *event_shape); binarised if ``dynamic``.
@@ -84,6 +98,13 @@ class Split:
         """
         if isinstance(self.x, Tensor):
             xb = self.x.index_select(0, idx.to(self.x.device))
+            if xb.dtype != torch.float32:  # compact 8-bit store: the build step's float32 maps, per batch
+                xb = xb.to(torch.float32)
+                a, b = self.affine
+                if (a, b) != (1.0, 0.0):
+                    xb.mul_(a).add_(b)
+                if self.clip:
+                    xb.clamp_(0.0, 1.0)
         else:  # memmap: read the rows in file order, preprocess, then restore the requested order
             pos = idx.cpu().numpy()
             file_rows = pos if self.rows is None else self.rows[pos]
@@ -112,6 +133,13 @@ class Split:
         if self.dequantize == "fresh":
             xb = xb + torch.rand(xb.shape, generator=generator, device=xb.device)
         return xb
+
+    def levels(self, idx: Tensor | None = None) -> Tensor:
+        """Rows ``idx`` (all rows when None) as :meth:`batch` serves them but without fresh draws: float32
+        (b, *event_shape) holding the grey levels of a dynamically binarised split (the expectation of its
+        binarisation) and no fresh dequantisation noise (use on small splits only)."""
+        rows = torch.arange(len(self)) if idx is None else idx
+        return dataclasses.replace(self, dynamic=False, dequantize="none").batch(rows)
 
     def batch_of(self, idx: Tensor, generator: torch.Generator | None = None) -> Batch:
         """Rows ``idx`` as a :class:`~vaekit.batch.Batch`: x as :meth:`batch` serves it, with the rows' labels

@@ -35,11 +35,18 @@ def resolve(raw: RawData, cfg: DataConfig, likelihood: str, binary: bool, train:
     reasons: dict[str, str] = {}
     known = raw.value_range or ((0.0, 255.0) if x.dtype == np.uint8 else None)
     image_like = known is not None and is_image_shape(tuple(x.shape[1:]))
+    colour = image_like and len(x.shape) == 4 and x.shape[1] == 3  # (n, 3, H, W): RGB images
     # ---- likelihood
     lik = likelihood
     if lik == "auto":
         if binary:
             lik, reasons["likelihood"] = "bernoulli", "the data are binary (every value 0 or 1): Bernoulli"
+        elif colour and known is not None:
+            lik = "gaussian-learned"
+            reasons["likelihood"] = (f"colour images with a known range [{known[0]:g}, {known[1]:g}]: a Gaussian "
+                                     "with learned variance on the dequantised values of each channel (binarising "
+                                     "each colour channel would leave 8 saturated colours; set model.likelihood "
+                                     "bernoulli to binarise them anyway)")
         elif image_like and known is not None:
             lik = "bernoulli"
             reasons["likelihood"] = (f"grey-level images with a known range [{known[0]:g}, {known[1]:g}]: "

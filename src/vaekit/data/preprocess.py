@@ -24,6 +24,11 @@ Scaling (``data.scale``):
 
 Dequantisation (``data.dequantize``): ``uniform`` adds U(0, 1) noise in file units (fresh each batch for
 training, one fixed draw for val/test); ``auto`` picks it for a Gaussian on integer data of known range.
+
+Storage: in-memory 8-bit data (uint8 image folders and arrays, MNIST-family IDX files) stay uint8; the
+scaling, clamping and fresh draws are applied per batch (:meth:`Split.batch`), the served float32
+values equal to the bit those of a float32 store. Statically binarised 8-bit splits store their 0/1
+draws as uint8; evaluation splits with a fixed dequantisation draw are stored as float32.
 """
 
 from __future__ import annotations
@@ -249,6 +254,10 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
             per_batch = "static" if fixed_draw else ("threshold" if mode == "threshold" else "none")
             return Split(x, ys, dynamic=dynamic, rows=r, affine=(a, b), binarize=per_batch,
                          threshold=threshold, noise_seed=seed, dequantize=noise)
+        compact = x.dtype == np.uint8  # 8-bit images stay 8-bit in memory (Split.batch converts per batch)
+        if compact and not fixed_draw and mode != "threshold" and noise != "fixed":
+            return Split(torch.from_numpy(np.ascontiguousarray(x[r])), ys, dynamic=dynamic, affine=(a, b),
+                         dequantize="fresh" if noise == "fresh" else "none", clip=dynamic)
         xs = torch.from_numpy(np.asarray(x[r], dtype=np.float32))
         if (a, b) != (1.0, 0.0):
             xs.mul_(a).add_(b)
@@ -259,8 +268,10 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
             xs = torch.bernoulli(xs.clamp_(0.0, 1.0), generator=g)
         elif dynamic:
             xs.clamp_(0.0, 1.0)
-        if noise == "fixed":  # one fixed uniform draw for evaluation splits
+        if noise == "fixed":  # one fixed uniform draw for evaluation splits (stored as float32)
             xs.add_(torch.rand(xs.shape, generator=torch.Generator().manual_seed(DEQUANT_SEED + seed)))
+        elif compact:  # 0/1 draws of 8-bit data: stored as uint8, served as the same float32 0/1
+            xs = xs.to(torch.uint8)
         return Split(xs, ys, dynamic=dynamic, dequantize="fresh" if noise == "fresh" else "none")
 
     return DataBundle(make("train", 0), make("val", 1), make("test", 2), binary=prep["input_binary"],

@@ -61,4 +61,5 @@ def networks_accept_flat(config: ModelConfig) -> bool:
     return ENCODERS.get(config.encoder).accepts_flat
 
 
+from vaekit.networks import conv as conv  # noqa: E402  (registers the convolutional networks)
 from vaekit.networks import mlp as mlp  # noqa: E402  (registers the MLP networks)

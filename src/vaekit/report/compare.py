@@ -24,7 +24,7 @@ from vaekit.report import html as H
 from vaekit.report import latent as L
 from vaekit.report import plots as P
 from vaekit.report.runinfo import RunInfo, load_run_info
-from vaekit.report.single import _np, _test_x, latent_panels_for, latent_summary
+from vaekit.report.single import _np, _test_x, latent_panels_for, latent_summary, shown_range
 
 COMPARE_SECTION_IDS = ("metrics", "reconstructions", "latent", "samples", "curves")
 RATE_DISTORTION_ID = "rate-distortion"
@@ -140,7 +140,7 @@ def reconstructions_section(infos: list[RunInfo], names: list[str], seed: int) -
     if is_image_shape(shape):
         rows = [_np(x)] + [_np(i.model.reconstruct(x)) for i in infos]
         png = P.image_table(np.stack(rows), ["input", *names], "the same test inputs reconstructed by each run",
-                            P.display_range(_np(x)))
+                            shown_range(infos[0]))
         return H.Section("reconstructions", "Reconstructions", H.image(png, "reconstructions"))
     x = _test_x(infos[0], 500, seed)
     xs = _np(x).reshape(len(x), -1)
@@ -167,7 +167,7 @@ def samples_section(infos: list[RunInfo], names: list[str], seed: int) -> H.Sect
     if is_image_shape(shape):
         rows = [_np(i.model.sample(12, generator=torch.Generator().manual_seed(seed))) for i in infos]
         png = P.image_table(np.stack(rows), names, "z ~ N(0, I) decoded by each run (same draws when d agrees)",
-                            P.display_range(_np(_test_x(infos[0], 200, seed))))
+                            shown_range(infos[0]))
         return H.Section("samples", "Samples from N(0, I)", H.image(png, "samples"))
     x_data = _np(_test_x(infos[0], 2000, seed)).reshape(-1, infos[0].model.data_dim)
     feats = list(range(min(4, x_data.shape[1])))

@@ -113,16 +113,12 @@ def overlaid_curves(runs: Sequence[tuple[str, Sequence[dict[str, Any]], bool]]) 
 
 
 # ------------------------------------------------------------------------------------ images
-def display_range(x: np.ndarray) -> tuple[float, float]:
-    """Values mapped to black..white: [0, 1] for unit-scaled data, else the data's own range."""
-    lo, hi = float(np.min(x)), float(np.max(x))
-    return min(lo, 0.0), max(hi, 1.0) if hi <= 1.5 else hi
-
-
 def image_table(images: np.ndarray, row_labels: Sequence[str], title: str, value_range: tuple[float, float],
                 col_labels: Sequence[str] | None = None, cell_inches: float = 0.6,
                 xlabel: str | None = None) -> bytes:
-    """A labelled table of images: ``images`` (R, C, *event_shape) with event (H, W) or (C, H, W)."""
+    """A labelled table of images: ``images`` (R, C, *event_shape) with event (H, W), (1, H, W) or (3, H, W)
+    (colour, drawn as RGB); ``value_range`` (lo, hi) in the images' units is drawn as black..white (each
+    colour channel 0..255), values outside it saturate."""
     n_rows, n_cols = images.shape[:2]
     lo, hi = value_range
     flat = (images.reshape(n_rows * n_cols, *images.shape[2:]) - lo) / max(hi - lo, 1e-12)

@@ -7,7 +7,6 @@ vector data (event shape (D,)) as per-feature scatters, histograms and line plot
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import torch
 
 from vaekit import probes
+from vaekit.data.rundata import display_range
 from vaekit.fileio import atomic_write_text, check_writable
 from vaekit.images import is_image_shape
 from vaekit.report import html as H
@@ -44,9 +44,15 @@ def _test_x(info: RunInfo, n: int, seed: int) -> torch.Tensor:
     """The first n held-out inputs, (n, *event_shape). Dynamically binarised data are shown (and encoded) as
     their grey levels, the expectation of the binarisation, rather than one noisy draw."""
     split = info.test
-    if split.dynamic:
-        split = dataclasses.replace(split, dynamic=False)
-    return split.batch(torch.arange(min(n, len(split))), generator=torch.Generator().manual_seed(seed))
+    idx = torch.arange(min(n, len(split)))
+    return split.levels(idx) if split.dynamic else split.batch(idx, generator=torch.Generator().manual_seed(seed))
+
+
+def shown_range(info: RunInfo) -> tuple[float, float]:
+    """File-unit values drawn as black..white in the run's image grids (the same range as ``vaekit sample``
+    and ``vaekit reconstruct`` PNGs: :func:`vaekit.data.rundata.display_range`), so a standardised or
+    Gaussian run's grey levels and colours are mapped, not clipped to [0, 1]."""
+    return display_range(info.meta)
 
 
 # ------------------------------------------------------------------------------------ sections
@@ -76,7 +82,7 @@ def reconstructions_section(info: RunInfo, seed: int) -> H.Section:
             labels += ["input", "reconstruction"]
         imgs = np.stack(rows)
         png = P.image_table(imgs, labels, "test inputs (above) and decoder means at the posterior mean (below)",
-                            P.display_range(_np(x)))
+                            shown_range(info))
         return H.Section("reconstructions", "Reconstructions", H.image(png, "reconstructions"))
     x = _test_x(info, 500, seed)
     x_hat = model.reconstruct(x)
@@ -95,7 +101,7 @@ def samples_section(info: RunInfo, seed: int) -> H.Section:
         x = _np(model.sample(n_side * n_side, generator=g))
         imgs = x.reshape(n_side, n_side, *shape)
         png = P.image_table(imgs, [""] * n_side, "decoder means p(x|z) for z ~ N(0, I)",
-                            P.display_range(_np(_test_x(info, 200, seed))))
+                            shown_range(info))
         return H.Section("samples", "Samples from the prior", H.image(png, "samples from the prior"))
     x_data = _np(_test_x(info, 2000, seed)).reshape(-1, model.data_dim)
     x_s = _np(model.sample(2000, mean=False, generator=g)).reshape(-1, model.data_dim)
@@ -170,7 +176,7 @@ def traversals_section(info: RunInfo, enc: L.Encoded) -> H.Section:
             f"{'mean KL per dimension' if enc.kl is not None else 'code variance (no KL in a plain AE)'}.")
     if is_image_shape(model.event_shape):
         png = P.image_table(decoded, row_labels, "latent traversals (decoder means)",
-                            P.display_range(_np(_test_x(info, 200, 0))), col_labels=col_labels, xlabel=xlabel)
+                            shown_range(info), col_labels=col_labels, xlabel=xlabel)
     else:
         t = values if values.ndim == 1 else np.arange(TRAVERSAL_STEPS) - TRAVERSAL_STEPS // 2
         flat = decoded.reshape(len(dims), TRAVERSAL_STEPS, -1)
@@ -215,7 +221,7 @@ def interpolations_section(info: RunInfo, seed: int) -> H.Section:
         imgs = np.concatenate([xa, decoded, xb], axis=1)
         cols = ["A"] + [f"{t:.2f}" for t in np.linspace(0, 1, INTERP_STEPS)] + ["B"]
         labels = [f"{a}→{b}" if y is None else f"{y[a]}→{y[b]}" for a, b in pairs]
-        png = P.image_table(imgs, labels, "interpolations between test inputs", P.display_range(_np(x)),
+        png = P.image_table(imgs, labels, "interpolations between test inputs", shown_range(info),
                             col_labels=cols, xlabel="position t along the line from z_A to z_B")
     else:
         t = np.linspace(0, 1, INTERP_STEPS)
