@@ -35,6 +35,7 @@ _PART_REGISTRIES = {
     "model.encoder": ("vaekit.networks", "ENCODERS", ("mlp", "conv")),
     "model.decoder": ("vaekit.networks", "DECODERS", ("mlp", "conv")),
     "model.prior": ("vaekit.priors", "PRIORS", ("standard-normal",)),
+    "model.posterior": ("vaekit.posteriors", "POSTERIORS", ("diag", "full")),
     "model.likelihood": ("vaekit.likelihoods", "LIKELIHOODS", ("auto", "bernoulli", "gaussian", "gaussian-learned")),
 }
 
@@ -111,8 +112,9 @@ class ModelConfig:
             _check_part(f"model.{key}", getattr(self, key))
         _check(self.sigma > 0 and math.isfinite(self.sigma), "model.sigma", f"must be > 0, got {self.sigma}")
         _check(self.variance in ("per-dim", "per-output"), "model.variance", "use 'per-dim' or 'per-output'")
-        _check(self.posterior in ("diag", "full"), "model.posterior",
-               "use 'diag' or 'full' (model.kind 'ae' gives the point-mass code)")
+        _check(self.posterior != "point", "model.posterior",
+               "the point-mass code is the autoencoder: use --model.kind ae (model.posterior then does not apply)")
+        _check_part("model.posterior", self.posterior)
         _check(self.condition in CONDITIONS, "model.condition", f"use one of {', '.join(CONDITIONS)}")
 
 

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from vaekit.batch import Batch, as_batch
 from vaekit.bounds import log_terms
-from vaekit.distributions import reparameterise
+from vaekit.distributions import draw, is_gaussian, reparameterise
 from vaekit.errors import VaekitError
 from vaekit.inputs import check_input, trusted
 
@@ -88,12 +88,13 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
                 acc: Tensor | None = None  # running logsumexp over chunks, in the model's dtype
                 for done in range(0, k, chunk):
                     m = min(chunk, k - done)
-                    if eps is None:
-                        e = torch.randn((m, b, d), generator=gen, device=device)
-                    else:
-                        e = eps[done:done + m, start:start + b].to(device)
                     with torch.autocast(device.type, enabled=False):  # draws and densities in float32
-                        z = reparameterise(q, e)
+                        if eps is not None:
+                            z = reparameterise(q, eps[done:done + m, start:start + b].to(device))
+                        elif is_gaussian(q):  # standard-normal noise, drawn as (chunk, batch, d) blocks
+                            z = reparameterise(q, torch.randn((m, b, d), generator=gen, device=device))
+                        else:  # e.g. a mixture prior as the naive proposal: its own sampler, same generator
+                            z = draw(q, (m,), gen)
                     lw = log_terms(model, xb, z, q, p_z).log_w  # (m, b)
                     lse = torch.logsumexp(lw, 0)
                     acc = lse if acc is None else torch.logaddexp(acc, lse)
