@@ -314,7 +314,7 @@ def test_frey_face_with_a_learned_variance_collapses_and_train_says_so(tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "posterior collapse" not in proc.stderr
     model, _, _, data = api.load_run(tmp_path / "runs" / "frey-default")
-    assert probes.latent_summary(model, data, "val", probe=False).n_active >= 2
+    assert probes.split_stats(model, data, "val", probe=False).n_active >= 2
     proc = run_vaekit("train", "--name", "frey", "--data.dequantize", "none", *common, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     warning = [line for line in proc.stderr.splitlines() if line.startswith("vaekit: warning: posterior collapse")]
@@ -324,7 +324,7 @@ def test_frey_face_with_a_learned_variance_collapses_and_train_says_so(tmp_path)
     assert "--data.dequantize uniform" in warning[0]
     run = tmp_path / "runs" / "frey"
     model, config, _, data = api.load_run(run)
-    summary = probes.latent_summary(model, data, "val", probe=False)
+    summary = probes.split_stats(model, data, "val", probe=False)
     assert summary.n_active == 1 and summary.latent_dim == 8
     assert summary.warning(config.model.likelihood, data.info["prep"]) == api.collapse_warning(run, data)
     assert math.isfinite(float(summary.variances.max()))

@@ -27,6 +27,13 @@ examples:
 data and architecture into RUNS/NAME/<variant>, evaluates it with --k importance samples and compares."""
 
 
+EPILOG_CONDITION = """\
+conditional runs (--model.condition label | covariates) need their condition:
+  vaekit sample runs/cvae --label 3 -n 16 --out threes.png
+  vaekit sample runs/cvae-cov --condition 0.5,1.2 --out s.npy   (k covariates in the data's units)
+  vaekit sample runs/cvae-cov --condition cov.npy --out s.npy   (one row of covariates per sample)"""
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vaekit", description="Variational autoencoders: train, evaluate, "
                                 "sample, reconstruct and encode.")
@@ -60,12 +67,14 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--out", type=Path, metavar="FILE",
                    help="write the result here instead of RUN/eval.json (e.g. for a read-only run)")
 
-    s = sub.add_parser("sample", help="draw from the prior and decode")
+    s = sub.add_parser("sample", help="draw from the prior and decode", epilog=EPILOG_CONDITION,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("run", type=Path)
-    s.add_argument("-n", type=int, default=64, help="number of samples")
+    s.add_argument("-n", type=int, help="number of samples (default 64, or the rows of a --label/--condition .npy)")
     s.add_argument("--out", type=Path, required=True, help=".png grid or .npy array")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--draw", action="store_true", help="draw x ~ p(x|z) instead of the decoder mean")
+    _add_condition_args(s)
 
     r = sub.add_parser("reconstruct", help="reconstruct test examples (inputs above outputs)")
     r.add_argument("run", type=Path)
@@ -78,8 +87,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--split", choices=("train", "val", "test"), default="test")
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--sample", action="store_true", help="one draw z ~ q(z|x) instead of the mean")
+    _add_condition_args(c, " (with --input; a split uses its own)")
     _add_report_parsers(sub)
     return p
+
+
+def _add_condition_args(p: argparse.ArgumentParser, where: str = "") -> None:
+    """--label / --condition: the condition of a conditional run (docs/conditional.md)."""
+    p.add_argument("--label", metavar="K", help=f"class label(s) of a label-conditional run: K, or a .npy of n "
+                   f"labels{where}")
+    p.add_argument("--condition", metavar="V1,V2,...", help=f"covariates of a covariate-conditional run, in the "
+                   f"data's units: k comma-separated values, or a .npy of shape (n, k){where}")
 
 
 def _add_report_parsers(sub: argparse._SubParsersAction) -> None:
@@ -315,11 +333,13 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if args.command == "compare":
         return _compare(args, extra)
     if args.command == "sample":
-        path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw)
+        path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw, label=args.label,
+                          c=args.condition)
     elif args.command == "reconstruct":
         path = api.reconstruct(args.run, args.out, n=args.n)
     else:
-        path = api.encode(args.run, args.out, input=args.input, split=args.split, sample=args.sample)
+        path = api.encode(args.run, args.out, input=args.input, split=args.split, sample=args.sample,
+                          label=args.label, c=args.condition)
     print(f"wrote {path}")
     return 0
 

@@ -206,6 +206,9 @@ class Config:
 
     def __post_init__(self) -> None:
         check_fields(self, "")
+        _check(not self.data.condition_columns or self.model.condition == "covariates", "data.condition_columns",
+               f"covariates are the input of a covariate-conditional model, but model.condition is "
+               f"'{self.model.condition}'; add --model.condition covariates or drop --data.condition_columns")
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)

@@ -105,6 +105,8 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     return torch.cat(out)
 
 
+#: What ``log_likelihood_nats`` of ``vaekit eval`` is, by ``model.condition``.
+LIKELIHOOD_OF = {"none": "log p(x)", "label": "log p(x | y)", "covariates": "log p(x | c)"}
 ELBO_SAMPLES = 100  # Monte-Carlo samples per point for the reported ELBO (1% of k = 5000's decoding work)
 
 
@@ -184,7 +186,13 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     and ``warnings``; which rows were scored: ``split`` (test or val), ``data`` (the absolute path of the
     file holding them, or the dataset's name), ``data_fingerprint``, ``n_examples``, ``data_split``
     (``data.split``: ``all`` scores every row of ``data.path``) and ``split_detail``; ``notes`` (e.g. data
-    reshaped to the model's shape). For an autoencoder the likelihood keys are None. ``overrides`` are dotted
+    reshaped to the model's shape). For an autoencoder the likelihood keys are None.
+    A conditional model (``conditional``: ``label`` or ``covariates``; ``none`` otherwise) is scored with each
+    row's own condition: ``log_likelihood_nats`` is then log p(x | y) (labels) or log p(x | c) (covariates),
+    and the ELBO, reconstruction, KL, naive estimate, active units and probe all condition the same way;
+    ``log_likelihood_of`` says which (``log p(x)``, ``log p(x | y)`` or ``log p(x | c)``). ``kl_per_dim``,
+    ``active_units`` and ``probe_accuracy`` come from :func:`vaekit.probes.split_stats`, the function the
+    report shows them from. ``overrides`` are dotted
     ``data.*`` / ``eval.*`` settings (evaluate on other data of the same shape). When ``write``, writes
     the result atomically to ``out`` (default: ``eval.json`` in the run directory), whose folder is
     probed for writability before anything is computed.
@@ -221,7 +229,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     split = getattr(data, split_name)
     if len(split) == 0:
         raise VaekitError("the data have no test or validation examples; set --data.test_fraction 0.1")
-    x = split.all()
+    batch = split.all_of()  # x with the rows' labels / covariates: a conditional model reads its condition
     files = data.info.get("split_files") or {}
     scored = files.get(split_name) or files.get("train") or {}  # the file holding the scored rows (absolute)
     dims = math.prod(model.event_shape)
@@ -231,10 +239,10 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
 
     with trusted(model):  # load_run_data checked these data (and recorded any warning): no second check
         terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
-        latent = probes.latent_summary(model, data, split_name, seed=seed)  # the report calls the same function
-        n_active, probe = latent.n_active, latent.probe
-        if (msg := latent.warning(config.model.likelihood, data.info.get("prep"))) is not None:
+        stats = probes.split_stats(model, data, split_name, seed=seed)  # the report shows the same numbers
+        if (msg := stats.warning(config.model.likelihood, data.info.get("prep"))) is not None:
             warnings.append(msg)
+        condition = model.schema.condition if model.conditional else "none"
 
         result: dict[str, Any] = {
             "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": scored.get("path") or
@@ -245,16 +253,17 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "repeats": repeats, "precision": precision, "seed": seed,
             "elbo_nats": terms["elbo"] if is_vae else None, "recon_nats": terms["recon"],
             "kl_nats": terms["kl"] if is_vae else None,
-            "kl_per_dim": probes.mean_kl_per_dim(model, x, batch_size).tolist() if is_vae else None,
-            "active_units": n_active, "probe_accuracy": probe,
+            "kl_per_dim": stats.kl_per_dim.tolist() if is_vae and stats.kl_per_dim is not None else None,
+            "active_units": stats.n_active, "probe_accuracy": stats.probe,
+            "conditional": condition, "log_likelihood_of": LIKELIHOOD_OF[condition],
         }
         if is_vae:
-            runs = [log_likelihood(model, x, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE, precision=precision)
-                    for r in range(repeats)]
+            runs = [log_likelihood(model, batch, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
+                                   precision=precision) for r in range(repeats)]
             ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
             mean_ll = float(ll.mean())
             bpd, convention = bits_per_dim_convention(data.info["prep"], mean_ll, dims)
-            naive = log_likelihood(model, x, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
+            naive = log_likelihood(model, batch, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
                                    proposal="prior", precision=precision)
             result.update({
                 "log_likelihood_nats": mean_ll,

@@ -6,8 +6,9 @@
 * ``collapse_warning``: the rule vaekit uses to call a posterior collapsed (see :data:`COLLAPSE_FRACTION`).
 * ``probe_accuracy``: test accuracy of a multinomial logistic regression fitted on the posterior means
   of (a bounded subsample of) the training split.
-* ``latent_summary``: both of the above for a run's data, the one path used by ``vaekit eval``, the
-  report and the collapse warning printed after training (same split, subsample and seed).
+* ``split_stats``: every statistic of the code on one split of a run's data (posterior means, KL per unit,
+  active units, probe), each row encoded once with its condition: the one path used by ``vaekit eval``,
+  the report and the collapse warning printed after training (same split, subsample and seed).
 """
 
 from __future__ import annotations
@@ -96,48 +97,95 @@ def collapse_warning(n_active: int, d: int, likelihood: str | None = None, prep:
 
 
 @dataclass
-class LatentSummary:
-    """What the code holds on one split: ``n_active`` of ``latent_dim`` units, their ``variances`` (d,)
-    float64, the linear-probe accuracy ``probe`` (None without labels), the number of points
-    ``n_points`` and training rows ``n_probe_train`` behind them, and the ``seed`` used."""
+class SplitStats:
+    """What the code holds on one split, computed once (:func:`split_stats`) and shared by ``vaekit eval``,
+    the report and the collapse warning after training.
 
+    ``means``: posterior means E_q[z|x, c] of every row, float32 (n, d) on the CPU; ``y``: the rows' labels
+    (n,) or None; ``cond``: the condition each row was encoded with, float32 (n, c_dim) (labels one-hot or
+    standardised covariates), None for an unconditional model; ``kl_per_dim``: mean KL(q(z_j|x) || p(z_j))
+    per latent unit, float64 (d,) nats (None for an autoencoder or a prior without a per-unit split);
+    ``n_active`` of ``latent_dim`` units active, their ``variances`` (d,) float64; ``probe``: linear-probe
+    accuracy (None without labels) fitted on ``n_probe_train`` training rows; ``seed``: the seed of the
+    probe's subsample and of any dynamic binarisation."""
+
+    split: str
+    means: Tensor
+    y: Tensor | None
+    cond: Tensor | None
+    kl_per_dim: Tensor | None
     n_active: int
     latent_dim: int
     variances: Tensor
     probe: float | None
-    n_points: int
     n_probe_train: int
     seed: int
     data_dim: int | None = None
 
+    @property
+    def n_points(self) -> int:
+        return int(self.means.shape[0])
+
     def warning(self, likelihood: str | None = None, prep: dict[str, Any] | None = None) -> str | None:
-        """:func:`collapse_warning` for this summary (``prep``: the run's preprocessing record)."""
+        """:func:`collapse_warning` for these statistics (``prep``: the run's preprocessing record)."""
         return collapse_warning(self.n_active, self.latent_dim, likelihood, prep, self.data_dim)
 
 
-def latent_summary(model, data, split: str = "test", seed: int = 0, batch_size: int = 1000,
-                   probe: bool = True) -> LatentSummary:
-    """Active units and linear-probe accuracy of ``model`` on ``data`` (a DataBundle): the one computation
-    behind ``vaekit eval``, the report and the collapse warning after training.
+@torch.inference_mode()
+def encode_rows(model, split, rows: Tensor, generator: torch.Generator | None = None, batch_size: int = 1000,
+                ) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Encode rows ``rows`` (m,) of ``split`` with their own condition (``Split.batch_of``: labels /
+    covariates), in eval mode: (posterior means float32 (m, d), summed KL per unit float64 (d,) or None,
+    conditions float32 (m, c_dim) or None), all on the CPU. ``generator`` draws any dynamic binarisation."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    means, conds = [], []
+    kl_sum: Tensor | None = torch.zeros(model.latent_dim, dtype=torch.float64)
+    try:
+        for start in range(0, len(rows), batch_size):
+            batch = split.batch_of(rows[start:start + batch_size], generator).to(device)
+            q_z = model.encode(batch)
+            means.append(q_z.mean.float().cpu())
+            cond = model.condition(batch.c, batch.y) if model.conditional else None
+            if cond is not None:
+                conds.append(cond.float().cpu())
+            kl = model.latent_prior.analytic_kl_per_dim(q_z) if model.posterior.has_density else None
+            kl_sum = None if kl is None or kl_sum is None else kl_sum + kl.double().sum(0).cpu()
+    finally:
+        model.train(was_training)
+    if not model.posterior.has_density:
+        kl_sum = None
+    z = torch.cat(means) if means else torch.zeros(0, model.latent_dim)
+    return z, kl_sum, (torch.cat(conds) if conds else None)
 
-    Active units: posterior means of every row of the ``split`` split ('test', 'val' or 'train').
-    Probe (when both the split and the training split have labels and ``probe``): fitted on the
-    posterior means of at most ``PROBE_MAX_TRAIN`` training rows, a random permutation seeded with
-    ``seed`` whose dynamic binarisation (if any) draws from the same seeded generator, then scored on
-    the split's means. ``batch_size`` only bounds memory."""
+
+def split_stats(model, data, split: str = "test", seed: int = 0, batch_size: int = 1000,
+                probe: bool = True) -> SplitStats:
+    """The statistics of the code of ``model`` on the ``split`` split ('test', 'val' or 'train') of
+    ``data`` (a DataBundle), each row encoded once with its condition: the one computation behind
+    ``vaekit eval``, the report and the collapse warning after training (same split and seed, so the same
+    numbers).
+
+    Posterior means, KL per unit and active units: every row of the split. Probe (when both the split and
+    the training split have labels and ``probe``): fitted on the posterior means of at most
+    ``PROBE_MAX_TRAIN`` training rows, a random permutation seeded with ``seed`` whose dynamic binarisation
+    (if any) draws from the same seeded generator, then scored on the split's means. ``batch_size`` only
+    bounds memory."""
     part = getattr(data, split)
-    x = part.all()
-    means = posterior_means(model, x, batch_size)
+    gen = torch.Generator().manual_seed(seed)
+    means, kl_sum, cond = encode_rows(model, part, torch.arange(len(part)), gen, batch_size)
     n_active, var = active_units(means)
+    kl = None if kl_sum is None else kl_sum / max(len(part), 1)
     accuracy, n_train = None, 0
     if probe and part.y is not None and data.train.y is not None and len(data.train) and len(part):
-        gen = torch.Generator().manual_seed(seed)
         n_train = min(len(data.train), PROBE_MAX_TRAIN)
         rows = torch.randperm(len(data.train), generator=gen)[:n_train]
-        train_means = posterior_means(model, data.train.batch(rows, gen), batch_size)
+        train_means = encode_rows(model, data.train, rows, gen, batch_size)[0]
         accuracy = probe_accuracy(train_means, data.train.y[rows], means, part.y, seed=seed)
-    return LatentSummary(n_active=n_active, latent_dim=model.latent_dim, variances=var, probe=accuracy,
-                         n_points=len(part), n_probe_train=n_train, seed=seed, data_dim=model.data_dim)
+    return SplitStats(split=split, means=means, y=part.y, cond=cond, kl_per_dim=kl, n_active=n_active,
+                      latent_dim=model.latent_dim, variances=var, probe=accuracy, n_probe_train=n_train, seed=seed,
+                      data_dim=model.data_dim)
 
 
 def probe_accuracy(train_means: Tensor, train_y: Tensor, test_means: Tensor, test_y: Tensor,

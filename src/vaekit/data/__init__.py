@@ -32,11 +32,13 @@ def load_data(cfg: DataConfig, likelihood: str = "auto", prep: dict[str, Any] | 
     binarisation, dequantisation, with reasons; notes and warnings) is recorded in ``bundle.info``.
     """
     if not cfg.path:
-        for key, value in (("label_column", cfg.label_column), ("image_size", cfg.image_size),
-                           ("grayscale", cfg.grayscale)):
+        for key, value in (("label_column", cfg.label_column), ("condition_columns", cfg.condition_columns),
+                           ("image_size", cfg.image_size), ("grayscale", cfg.grayscale)):
             if value:
+                extra = " (named datasets have labels only: --model.condition label)" \
+                    if key == "condition_columns" else ""
                 raise VaekitError(f"data.{key} applies to user files (data.path), not to the named dataset "
-                                  f"'{cfg.name}'; drop --data.{key}")
+                                  f"'{cfg.name}'{extra}; drop --data.{key}")
     if cfg.path:
         raw = load_split_files(cfg)  # data.path, plus data.val_path / data.test_path when given
         where = raw.info.get("path", cfg.path)

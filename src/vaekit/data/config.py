@@ -28,6 +28,9 @@ class DataConfig:
     ``val_path`` / ``test_path``: files (or image folders) of the same kind and shape as ``path`` whose
     every row is the validation / test split; ``val_fraction`` / ``test_fraction`` apply only to a split
     that has no file (it is then carved from ``path``), and the preprocessing is decided from ``path``.
+    ``condition_columns``: the covariates of a conditional VAE (``model.condition covariates``): CSV columns
+    (removed from x) or ``.npz`` arrays (e.g. key ``c``, shape (n,) or (n, k)) by name; they are served as
+    ``Split.c``, float32, standardised with the training split's mean/std (recorded in the run).
     ``split`` is ``random``, ``iwae`` (MNIST's 59,600/400) or ``all`` (evaluation only: every row of
     ``path`` is the test split, nothing is dropped); ``download_timeout`` is in seconds.
     A saved config has ``name = ''`` when ``path`` is set (the path is what was used).
@@ -40,6 +43,7 @@ class DataConfig:
     test_path: str = ""
     dir: str = ""
     label_column: str = ""
+    condition_columns: tuple[str, ...] = ()
     scale: str = "auto"
     binarize: str = "auto"
     threshold: float = 0.5
@@ -88,4 +92,8 @@ class DataConfig:
               f"must be > 0 seconds, got {self.download_timeout}")
         check(all(s >= 1 for s in self.image_size), "image_size",
               f"sizes must be >= 1, got {self.image_size}")
+        check(len(set(self.condition_columns)) == len(self.condition_columns), "condition_columns",
+              f"names a column twice ({', '.join(self.condition_columns)}); name each covariate once")
+        check(self.label_column not in self.condition_columns or not self.label_column, "condition_columns",
+              f"'{self.label_column}' is the label column; a column is either the label or a covariate")
         check(len(self.image_size) in (0, 2), "image_size", "give height,width, e.g. --data.image_size 28,28")

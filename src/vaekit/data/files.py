@@ -2,9 +2,11 @@
 
 * ``.npy``: one array (n, *event_shape), no labels. With ``data.mmap`` it is memory-mapped read-only.
 * ``.npz``: examples under key ``x`` or ``X``; optional integer labels under ``y`` or ``labels``
-  (a single unnamed array is taken as ``x``). ``.npz`` cannot be memory-mapped.
+  (a single unnamed array is taken as ``x``); covariates under the keys named by ``data.condition_columns``
+  (e.g. ``c``: (n,) or (n, k), stacked in the order named). ``.npz`` cannot be memory-mapped.
 * CSV: first row is a header; every other column is a numeric feature; ``data.label_column`` names an
-  optional label column (integers are kept, other values are mapped to 0..K-1 in sorted order).
+  optional label column (integers are kept, other values are mapped to 0..K-1 in sorted order);
+  ``data.condition_columns`` names numeric covariate columns, removed from the features (RawData.c).
 * Image folder: PNG/JPEG files, either all directly in the folder (no labels) or in class sub-folders
   (label = index of the sub-folder name in sorted order). Grey images are stored (n, H, W), colour
   images channels-first (n, 3, H, W); an RGB file with R = G = B is grey; any true colour image makes
@@ -46,14 +48,38 @@ def _labels(y: np.ndarray, n: int, where: str) -> np.ndarray:
     return y
 
 
-def load_array(path: Path, mmap: bool) -> RawData:
-    """Read a ``.npy`` (memory-mapped if ``mmap``) or ``.npz`` file."""
+def _covariates(arrays: dict[str, np.ndarray], keys: tuple[str, ...], n: int, path: Path) -> np.ndarray:
+    """The .npz arrays ``keys`` as float64 (n, k): each (n,) or (n, j), finite, stacked in order."""
+    cols = []
+    for key in keys:
+        if key not in arrays:
+            raise VaekitError(f"{path}: no covariate array '{key}' among keys {sorted(arrays)}; save it as "
+                              f"numpy.savez(path, x=..., {key}=...) or fix --data.condition_columns")
+        a = np.asarray(arrays[key])
+        if a.dtype.kind not in "biuf" or a.ndim not in (1, 2) or len(a) != n:
+            raise VaekitError(f"{path}: covariate array '{key}' has shape {a.shape} and dtype {a.dtype}; save "
+                              f"numbers of shape ({n},) or ({n}, k), one row per example")
+        a = a.reshape(n, -1).astype(np.float64)
+        bad = np.argwhere(~np.isfinite(a))
+        if len(bad):
+            raise VaekitError(f"{path}: missing or non-finite covariate in '{key}' at row {int(bad[0][0])} "
+                              f"({len(bad)} in all); fill or drop those examples")
+        cols.append(a)
+    return np.concatenate(cols, axis=1)
+
+
+def load_array(path: Path, mmap: bool, condition_columns: tuple[str, ...] = ()) -> RawData:
+    """Read a ``.npy`` (memory-mapped if ``mmap``) or ``.npz`` file (covariates: the ``.npz`` arrays named
+    by ``condition_columns``)."""
     info: dict[str, Any] = {"name": path.name, "path": str(path)}
     if path.suffix == ".npy":
         try:
             x = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except (ValueError, OSError) as err:
             raise VaekitError(f"{path}: cannot read the .npy file ({err}); save it with numpy.save") from None
+        if condition_columns:
+            raise VaekitError(f"{path}: a .npy file holds one array, so no covariates; save x and the covariates "
+                              "with numpy.savez(path, x=..., c=...) or drop --data.condition_columns")
         return channels_first(RawData(x, None, info=info), path)
     if mmap:
         raise VaekitError(f"{path}: data.mmap needs an uncompressed .npy file; save x with numpy.save "
@@ -64,7 +90,7 @@ def load_array(path: Path, mmap: bool) -> RawData:
     except (ValueError, OSError, zipfile.BadZipFile) as err:
         raise VaekitError(f"{path}: cannot read the .npz file ({err}); save it with numpy.savez") from None
     xkey = next((k for k in ("x", "X") if k in arrays), None)
-    if xkey is None and len(arrays) == 1:
+    if xkey is None and len(arrays) == 1 and not condition_columns:
         xkey = next(iter(arrays))
     if xkey is None:
         raise VaekitError(f"{path}: no 'x' or 'X' array among keys {sorted(arrays)}; "
@@ -72,7 +98,11 @@ def load_array(path: Path, mmap: bool) -> RawData:
     x = arrays[xkey]
     ykey = next((k for k in ("y", "labels") if k in arrays), None)
     y = _labels(arrays[ykey], len(x), f"{path} key '{ykey}'") if ykey else None
-    return channels_first(RawData(x, y, info={**info, "x_key": xkey, "y_key": ykey}), path)
+    c = _covariates(arrays, condition_columns, len(x), path) if condition_columns else None
+    info = {**info, "x_key": xkey, "y_key": ykey}
+    if condition_columns:
+        info["condition_columns"] = list(condition_columns)
+    return channels_first(RawData(x, y, info=info, c=c), path)
 
 
 def channels_first(raw: RawData, path: Path) -> RawData:
@@ -91,8 +121,9 @@ def channels_first(raw: RawData, path: Path) -> RawData:
     return raw
 
 
-def load_csv(path: Path, label_column: str = "") -> RawData:
-    """Read a CSV with a header: numeric features (n, d) float32 and an optional label column.
+def load_csv(path: Path, label_column: str = "", condition_columns: tuple[str, ...] = ()) -> RawData:
+    """Read a CSV with a header: numeric features (n, d) float32, an optional label column and optional
+    covariate columns ``condition_columns`` (RawData.c, (n, k) float64, removed from the features).
 
     Row numbers in errors are 1-based file lines (the header is line 1); columns are 1-based.
     """
@@ -108,10 +139,16 @@ def load_csv(path: Path, label_column: str = "") -> RawData:
         raise VaekitError(f"{path}: label column '{label_column}' not in the header ({', '.join(header)}); "
                           "fix --data.label_column")
     li = header.index(label_column) if label_column else -1
-    feats = [j for j in range(len(header)) if j != li]
+    missing_cols = [c for c in condition_columns if c not in header]
+    if missing_cols:
+        raise VaekitError(f"{path}: covariate column '{missing_cols[0]}' not in the header ({', '.join(header)}); "
+                          "fix --data.condition_columns")
+    ci = [header.index(c) for c in condition_columns]
+    feats = [j for j in range(len(header)) if j != li and j not in ci]
     if not feats:
-        raise VaekitError(f"{path}: no feature columns besides the label; add numeric columns")
+        raise VaekitError(f"{path}: no feature columns besides the label and covariates; add numeric columns")
     data = np.empty((len(rows) - 1, len(feats)), dtype=np.float64)
+    cov = np.empty((len(rows) - 1, len(ci)), dtype=np.float64)
     raw_labels: list[str] = []
     n = 0
     for line, row in enumerate(rows[1:], start=2):
@@ -135,6 +172,17 @@ def load_csv(path: Path, label_column: str = "") -> RawData:
                 raise VaekitError(f"{path}: non-finite value '{cell}' at row {line}, column {j + 1} "
                                   f"('{header[j]}'); replace it with a finite number")
             data[n, k] = v
+        for k, j in enumerate(ci):
+            cell = row[j].strip()
+            try:
+                v = float(cell)
+            except ValueError:
+                v = math.nan
+            if not math.isfinite(v):
+                what = "missing" if cell.lower() in MISSING else f"non-numeric or non-finite value '{cell}' for a"
+                raise VaekitError(f"{path}: {what} covariate at row {line}, column {j + 1} ('{header[j]}'); "
+                                  "fill or drop the rows with missing covariates")
+            cov[n, k] = v
         if li >= 0:
             if not row[li].strip():
                 raise VaekitError(f"{path}: missing label at row {line}, column {li + 1} ('{label_column}'); "
@@ -151,7 +199,11 @@ def load_csv(path: Path, label_column: str = "") -> RawData:
             y = np.array([classes.index(v) for v in raw_labels], dtype=np.int64)
             info["classes"] = classes
         info["label_column"] = label_column
-    return RawData(data[:n].astype(np.float32), y, info=info)
+    c = None
+    if ci:
+        c = cov[:n]
+        info["condition_columns"] = list(condition_columns)
+    return RawData(data[:n].astype(np.float32), y, info=info, c=c)
 
 
 def _open_image(p: Path, grayscale: bool, size: tuple[int, ...]) -> np.ndarray:
@@ -214,7 +266,7 @@ def load_images(folder: Path, image_size: tuple[int, ...] = (), grayscale: bool 
 
 
 def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...], grayscale: bool,
-              mmap: bool) -> RawData:
+              mmap: bool, condition_columns: tuple[str, ...] = ()) -> RawData:
     """Dispatch on the kind of ``path_str``: folder of images, ``.npy``/``.npz`` or ``.csv``."""
     path = Path(path_str).expanduser().resolve()
     if not path.exists():
@@ -227,6 +279,9 @@ def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...],
         if cfg_label_column:
             raise VaekitError(f"data.label_column '{cfg_label_column}' applies to CSV files, but {path} is an "
                               "image folder (labels come from class sub-folders); drop --data.label_column")
+        if condition_columns:
+            raise VaekitError(f"data.condition_columns applies to CSV and .npz files, but {path} is an image "
+                              "folder; give the images with their covariates as a .npz (x=..., c=...)")
         raw = load_images(path, image_size, grayscale)
         raw.info["fingerprint"] = fingerprint(path)
         return raw
@@ -238,9 +293,9 @@ def load_path(path_str: str, cfg_label_column: str, image_size: tuple[int, ...],
         raise VaekitError(f"data.label_column '{cfg_label_column}' applies to CSV files, not to {path} (a "
                           f"{suffix} file: labels go under key 'y' of a .npz); drop --data.label_column")
     if suffix in (".npy", ".npz"):
-        raw = load_array(path, mmap)
+        raw = load_array(path, mmap, condition_columns)
     elif suffix in (".csv", ".txt"):
-        raw = load_csv(path, cfg_label_column)
+        raw = load_csv(path, cfg_label_column, condition_columns)
     else:
         raise VaekitError(f"data path '{path}': unsupported file type '{suffix}'; "
                           "use .npy, .npz, .csv or a folder of images")

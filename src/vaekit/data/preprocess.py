@@ -29,6 +29,11 @@ Storage: in-memory 8-bit data (uint8 image folders and arrays, MNIST-family IDX 
 scaling, clamping and fresh draws are applied per batch (:meth:`Split.batch`), the served float32
 values equal to the bit those of a float32 store. Statically binarised 8-bit splits store their 0/1
 draws as uint8; evaluation splits with a fixed dequantisation draw are stored as float32.
+
+Covariates (``RawData.c``, from ``data.condition_columns``) are standardised with the training split's
+per-column mean and std (std 0 -> 1), recorded as ``prep["covariates"]`` = {columns, loc, scale} and
+applied to any data evaluated with the run (:func:`standardise_covariates`); ``Split.c`` holds them
+(n, k) float32.
 """
 
 from __future__ import annotations
@@ -72,6 +77,9 @@ def validate(raw: RawData, where: str) -> RawData:
         raw.x = x = x.reshape(-1, 1)
     if raw.y is not None and len(raw.y) != len(x):
         raise VaekitError(f"{where}: {len(raw.y)} labels for {len(x)} examples; give one label per example")
+    if raw.c is not None and (raw.c.ndim != 2 or len(raw.c) != len(x)):
+        raise VaekitError(f"{where}: covariates of shape {raw.c.shape} for {len(x)} examples; give one row of "
+                          "covariates per example")
     if x.dtype.kind == "f":
         count, first = 0, None
         for off, block in _chunks(x):
@@ -172,6 +180,48 @@ def _train_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
     return mean, np.sqrt(sq / len(rows))
 
 
+def covariate_record(c: np.ndarray, train_rows: np.ndarray, columns: list[str]) -> dict[str, Any]:
+    """``prep["covariates"]``: the covariate ``columns`` and their training-split mean ``loc`` and std
+    ``scale`` (std 0 -> 1), lists of k floats, from ``c`` (n, k) file units restricted to ``train_rows``."""
+    ct = np.asarray(c, dtype=np.float64)[train_rows]
+    loc, scale = ct.mean(0), ct.std(0)
+    scale[scale == 0] = 1.0
+    return {"columns": list(columns), "loc": loc.tolist(), "scale": scale.tolist()}
+
+
+def standardise_covariates(c: np.ndarray, record: dict[str, Any], where: str) -> np.ndarray:
+    """Covariates ``c`` (n, k) or (k,) in file units -> float32 (n, k) as the model sees them:
+    (c - loc) / scale with the run's recorded training statistics (:func:`covariate_record`). A width
+    other than the run's k, or a missing (non-finite) value, is a one-line error naming ``where``."""
+    c = np.asarray(c, dtype=np.float64)
+    c = c.reshape(1, -1) if c.ndim == 1 else c
+    loc, scale = np.asarray(record["loc"], np.float64), np.asarray(record["scale"], np.float64)
+    if c.ndim != 2 or c.shape[1] != len(loc):
+        raise VaekitError(f"{where}: covariates of shape {c.shape}, but the run's model takes {len(loc)} "
+                          f"({', '.join(record['columns'])}) per example; give (n, {len(loc)}) values")
+    if not np.isfinite(c).all():
+        raise VaekitError(f"{where}: missing or non-finite covariate values; fill or drop them")
+    return ((c - loc) / scale).astype(np.float32)
+
+
+def _covariates(raw: RawData, prep: dict[str, Any], fresh: bool, train_rows: np.ndarray,
+                where: str) -> np.ndarray | None:
+    """The standardised covariates (n, k) float32 of every row (None without covariates); a new run
+    records their statistics in ``prep`` first."""
+    record = prep.get("covariates")
+    if raw.c is None:
+        if record is not None:
+            raise VaekitError(f"{where}: the run's model takes covariates ({', '.join(record['columns'])}) but "
+                              "these data have none; give data with the same covariates")
+        return None
+    if fresh:
+        record = prep["covariates"] = covariate_record(raw.c, train_rows, raw.info.get("condition_columns") or [])
+    elif record is None:
+        raise VaekitError(f"{where}: these data have covariates but the run's model takes none; drop "
+                          "--data.condition_columns")
+    return standardise_covariates(raw.c, record, where)
+
+
 def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
           prep: dict[str, Any] | None = None) -> DataBundle:
     """Validate, split, scale and binarise ``raw`` into a :class:`DataBundle` (see module doc).
@@ -227,6 +277,7 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
     a, b = (float(v) for v in prep["affine"])
     mode, dq, threshold = prep["binarize"], prep["dequantize"], float(prep["threshold"])
     loc = scale = None
+    cov = _covariates(raw, prep, fresh, rows["train"], where)
     if gauss and prep["scale"] == "standardize" and len(rows["train"]):
         mean, std = _train_moments(x, rows["train"])
         std[std == 0] = 1.0
@@ -246,6 +297,7 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
     def make(part: str, offset: int) -> Split:
         r = rows[part]
         ys = None if y is None else torch.from_numpy(y[r])
+        cs = None if cov is None else torch.from_numpy(cov[r])
         dynamic = mode == "dynamic" and part == "train"
         fixed_draw = mode == "static" or (mode == "dynamic" and part != "train")
         noise = "none" if dq != "uniform" else ("fresh" if part == "train" else "fixed")
@@ -253,11 +305,11 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
         if mmap:
             per_batch = "static" if fixed_draw else ("threshold" if mode == "threshold" else "none")
             return Split(x, ys, dynamic=dynamic, rows=r, affine=(a, b), binarize=per_batch,
-                         threshold=threshold, noise_seed=seed, dequantize=noise)
+                         threshold=threshold, noise_seed=seed, dequantize=noise, c=cs)
         compact = x.dtype == np.uint8  # 8-bit images stay 8-bit in memory (Split.batch converts per batch)
         if compact and not fixed_draw and mode != "threshold" and noise != "fixed":
             return Split(torch.from_numpy(np.ascontiguousarray(x[r])), ys, dynamic=dynamic, affine=(a, b),
-                         dequantize="fresh" if noise == "fresh" else "none", clip=dynamic)
+                         dequantize="fresh" if noise == "fresh" else "none", clip=dynamic, c=cs)
         xs = torch.from_numpy(np.asarray(x[r], dtype=np.float32))
         if (a, b) != (1.0, 0.0):
             xs.mul_(a).add_(b)
@@ -272,7 +324,7 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
             xs.add_(torch.rand(xs.shape, generator=torch.Generator().manual_seed(DEQUANT_SEED + seed)))
         elif compact:  # 0/1 draws of 8-bit data: stored as uint8, served as the same float32 0/1
             xs = xs.to(torch.uint8)
-        return Split(xs, ys, dynamic=dynamic, dequantize="fresh" if noise == "fresh" else "none")
+        return Split(xs, ys, dynamic=dynamic, dequantize="fresh" if noise == "fresh" else "none", c=cs)
 
     return DataBundle(make("train", 0), make("val", 1), make("test", 2), binary=prep["input_binary"],
                       loc=loc, scale=scale, info=info)

@@ -23,7 +23,7 @@ from vaekit.networks import networks_accept_flat
 WHICH_KEYS = ("path", "val_path", "test_path", "name", "dir", "download", "download_timeout", "verify", "split",
               "val_fraction", "test_fraction", "seed", "limit", "mmap", "binarize_seed", "label_column")
 #: data keys that define the preprocessing the model was trained with.
-PREP_KEYS = ("scale", "binarize", "threshold", "image_size", "grayscale", "dequantize")
+PREP_KEYS = ("scale", "binarize", "threshold", "image_size", "grayscale", "dequantize", "condition_columns")
 
 
 def apply_data_overrides(config: Any, overrides: dict[str, str] | None) -> Any:

@@ -2,7 +2,8 @@
 
 Each file is read with the same loader as ``data.path`` (:func:`vaekit.data.files.load_path`) and used
 whole. The files must be of one kind (all ``.npy``, all ``.npz``, all CSV or all image folders), hold rows
-of one shape and dtype, the same CSV columns, and labels in all of them or in none. They are stacked
+of one shape and dtype, the same CSV columns, labels in all of them or in none, and the covariates named by
+``data.condition_columns`` (each file's own, stacked like the rows). They are stacked
 into one :class:`RawData` whose ``fixed`` rows say which rows are which file: ``pool`` = the training
 file's rows (a split without a file is carved from them by its fraction), ``val`` / ``test`` = the rows
 of the val / test file. ``info["split_files"]`` records each file's absolute path, fingerprint and
@@ -46,7 +47,8 @@ def load_split_files(cfg: DataConfig) -> RawData:
     for role, key in ROLES:
         value = getattr(cfg, key)
         if value:
-            raws[role] = load_path(value, cfg.label_column, cfg.image_size, cfg.grayscale, cfg.mmap)
+            raws[role] = load_path(value, cfg.label_column, cfg.image_size, cfg.grayscale, cfg.mmap,
+                                   cfg.condition_columns)
     train = raws["train"]
     if len(raws) == 1:
         train.info["split_files"] = {"train": _file_record(train)}
@@ -83,7 +85,8 @@ def load_split_files(cfg: DataConfig) -> RawData:
     info["notes"] = [n for raw in raws.values() for n in raw.info.get("notes", [])]
     info["split_files"] = {role: _file_record(raw) for role, raw in raws.items()}
     info["decide_rows"] = len(train.x)
-    return RawData(xs, ys, value_range=train.value_range, fixed=fixed, info=info)
+    cs = None if train.c is None else np.concatenate([np.asarray(raws[r].c) for r in raws])
+    return RawData(xs, ys, value_range=train.value_range, fixed=fixed, info=info, c=cs)
 
 
 def _labels(raws: dict[str, RawData]) -> np.ndarray | None:

@@ -24,7 +24,8 @@ from vaekit.report import html as H
 from vaekit.report import latent as L
 from vaekit.report import plots as P
 from vaekit.report.runinfo import RunInfo, load_run_info
-from vaekit.report.single import _np, _test_x, latent_panels_for, latent_summary, shown_range
+from vaekit.report.single import _np, _test_condition, _test_x, latent_panels_for, shown_range, split_stats
+from vaekit.runload import example_condition
 
 COMPARE_SECTION_IDS = ("metrics", "reconstructions", "latent", "samples", "curves")
 RATE_DISTORTION_ID = "rate-distortion"
@@ -110,13 +111,12 @@ def run_metrics(info: RunInfo, k: int, seed: int = 0) -> dict[str, Any]:
         ev, source = info.eval, f"eval.json (k = {info.eval.get('k', '?')})"
     else:
         ev, source = evaluate_run(info.run_dir, k=k, naive_k=k, write=False), f"computed now (k = {k})"
-    enc = L.encode_split(info.model, info.test, limit=2000, seed=seed)
+    summary = split_stats(info, seed)  # the same function as vaekit eval
+    enc = L.encoded_from(summary, limit=2000, seed=seed)
     active = _numeric(ev, "active")
     probe = _numeric(ev, "probe")
-    if active is None or probe is None:  # an eval.json without them: the same function as vaekit eval
-        summary = latent_summary(info, seed)
-        active = summary.n_active if active is None else active
-        probe = summary.probe if probe is None else probe
+    active = summary.n_active if active is None else active  # an eval.json without them
+    probe = summary.probe if probe is None else probe
     return {"elbo": ev.get("elbo_nats"), "log_likelihood": ev.get("log_likelihood_nats"),
             "recon": ev.get("recon_nats"), "kl": ev.get("kl_nats"), "active": active, "probe": probe,
             "source": source, "enc": enc}
@@ -138,14 +138,15 @@ def reconstructions_section(infos: list[RunInfo], names: list[str], seed: int) -
     x = _test_x(infos[0], 12, seed)
     shape = infos[0].model.event_shape
     if is_image_shape(shape):
-        rows = [_np(x)] + [_np(i.model.reconstruct(x)) for i in infos]
+        rows = [_np(x)] + [_np(i.model.reconstruct(x, **_test_condition(i, len(x)))) for i in infos]
         png = P.image_table(np.stack(rows), ["input", *names], "the same test inputs reconstructed by each run",
                             shown_range(infos[0]))
         return H.Section("reconstructions", "Reconstructions", H.image(png, "reconstructions"))
     x = _test_x(infos[0], 500, seed)
     xs = _np(x).reshape(len(x), -1)
     feats = list(range(min(4, xs.shape[1])))
-    figs = [H.image(P.recon_scatter(xs, _np(i.model.reconstruct(x)).reshape(len(x), -1), feats),
+    figs = [H.image(P.recon_scatter(xs, _np(i.model.reconstruct(x, **_test_condition(i, len(x)))).reshape(len(x), -1),
+                                    feats),
                     f"reconstructions {n}", caption=n) for n, i in zip(names, infos, strict=True)]
     return H.Section("reconstructions", "Reconstructions",
                      H.para("True against reconstructed value per feature, same test inputs.") + H.row(*figs))
@@ -165,7 +166,10 @@ def latent_section(infos: list[RunInfo], names: list[str], results: list[dict[st
 def samples_section(infos: list[RunInfo], names: list[str], seed: int) -> H.Section:
     shape = infos[0].model.event_shape
     if is_image_shape(shape):
-        rows = [_np(i.model.sample(12, generator=torch.Generator().manual_seed(seed))) for i in infos]
+        rows = []
+        for i in infos:
+            y, c = example_condition(i.model, i.data, 12)
+            rows.append(_np(i.model.sample(12, generator=torch.Generator().manual_seed(seed), y=y, c=c)))
         png = P.image_table(np.stack(rows), names, "z ~ N(0, I) decoded by each run (same draws when d agrees)",
                             shown_range(infos[0]))
         return H.Section("samples", "Samples from N(0, I)", H.image(png, "samples"))
@@ -173,7 +177,8 @@ def samples_section(infos: list[RunInfo], names: list[str], seed: int) -> H.Sect
     feats = list(range(min(4, x_data.shape[1])))
     figs = []
     for n, i in zip(names, infos, strict=True):
-        xs = _np(i.model.sample(2000, mean=False, generator=torch.Generator().manual_seed(seed)))
+        y, c = example_condition(i.model, i.data, 2000)
+        xs = _np(i.model.sample(2000, mean=False, generator=torch.Generator().manual_seed(seed), y=y, c=c))
         figs.append(H.image(P.sample_histograms(x_data, xs.reshape(len(xs), -1), feats), f"samples {n}", caption=n))
     return H.Section("samples", "Samples from N(0, I)", H.para("Histograms of decoded prior draws against the "
                                                                 "test data, per feature.") + H.row(*figs))

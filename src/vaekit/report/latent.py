@@ -1,8 +1,8 @@
-"""The numbers behind the latent-space figures: posterior means, 2-D projections, KL usage,
-traversal and interpolation codes. Active units and the linear probe are not computed here but by
-:func:`vaekit.probes.latent_summary`, the same function as ``vaekit eval``.
+"""The numbers behind the latent-space figures: 2-D projections, KL usage, traversal and interpolation
+codes. Nothing is encoded here: posterior means, KL per dimension, active units and the linear probe come
+from :func:`vaekit.probes.split_stats`, the function behind ``vaekit eval``, so the report shows the
+numbers eval reports; the figures draw a subsample of its points (:func:`encoded_from`).
 
-All maths on the model goes through ``VAE.encode`` / ``decode`` and ``distributions.kl_per_dim``.
 Shapes: x (n, *event_shape); codes z (n, d); KL in nats per example.
 """
 
@@ -13,20 +13,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vaekit.data import Split
-from vaekit.model import VAE
+from vaekit.probes import SplitStats
 
 MAX_TSNE_POINTS = 600
 
 
 @dataclass
 class Encoded:
-    """Posterior means ``z`` (n, d) of a subsample, its labels ``y`` (n,) or None, and the mean KL per
-    latent dimension ``kl`` (d,) in nats (None for a plain autoencoder, which has no KL)."""
+    """Posterior means ``z`` (n, d) of a subsample of a split, its labels ``y`` (n,) or None, the conditions
+    ``cond`` (n, c_dim) the rows were encoded with (None for an unconditional model) and the mean KL per
+    latent dimension ``kl`` (d,) in nats over the WHOLE split (None for a plain autoencoder, which has no KL)."""
 
     z: np.ndarray
     y: np.ndarray | None
     kl: np.ndarray | None
+    cond: np.ndarray | None = None
 
 
 def subsample_index(n: int, limit: int, seed: int = 0) -> torch.Tensor:
@@ -37,23 +38,12 @@ def subsample_index(n: int, limit: int, seed: int = 0) -> torch.Tensor:
     return torch.randperm(n, generator=g)[:limit].sort().values
 
 
-@torch.no_grad()
-def encode_split(model: VAE, split: Split, limit: int = 2000, seed: int = 0, batch_size: int = 500) -> Encoded:
-    """Encode up to ``limit`` rows of ``split`` (fixed noise for dynamically binarised data)."""
-    idx = subsample_index(len(split), limit, seed)
-    g = torch.Generator().manual_seed(seed)
-    zs, kls = [], []
-    for start in range(0, len(idx), batch_size):
-        x = split.batch(idx[start:start + batch_size], generator=g)
-        q_z = model.encode(x)
-        zs.append(q_z.mean.float())
-        kl_dims = model.latent_prior.analytic_kl_per_dim(q_z) if model.posterior.has_density else None
-        if kl_dims is not None:
-            kls.append(kl_dims.double().sum(0))
-    z = torch.cat(zs).numpy() if zs else np.zeros((0, model.latent_dim), np.float32)
-    kl = (torch.stack(kls).sum(0) / max(len(idx), 1)).numpy() if kls else None
-    y = split.y[idx].numpy() if split.y is not None and len(split.y) else None
-    return Encoded(z=z, y=y, kl=kl)
+def encoded_from(stats: SplitStats, limit: int = 2000, seed: int = 0) -> Encoded:
+    """Up to ``limit`` points of ``stats`` (a split's statistics) to draw; ``kl`` stays the whole split's."""
+    idx = subsample_index(stats.n_points, limit, seed)
+    return Encoded(z=stats.means[idx].numpy(), y=None if stats.y is None or not len(stats.y) else stats.y[idx].numpy(),
+                   kl=None if stats.kl_per_dim is None else stats.kl_per_dim.numpy(),
+                   cond=None if stats.cond is None else stats.cond[idx].numpy())
 
 
 def dimension_order(enc: Encoded) -> np.ndarray:

@@ -46,7 +46,9 @@ class RunInfo:
         if self.config.model.kind == "ae":
             return "AE"
         beta = self.config.train.beta
-        return "VAE" if beta == 1.0 else f"beta-VAE (beta={beta:g})"
+        name = "VAE" if beta == 1.0 else f"beta-VAE (beta={beta:g})"
+        condition = self.config.model.condition
+        return name if condition == "none" else f"conditional {name} ({condition})"
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -77,8 +79,8 @@ def read_eval(path: Path) -> dict[str, Any]:
 
 def load_run_info(path: str | Path) -> RunInfo:
     """Load the run at ``path`` (a run directory or one of its checkpoints)."""
-    from vaekit.api import load_run
     from vaekit.checkpoint import run_dir_of
+    from vaekit.runload import load_run
 
     run_dir = run_dir_of(path)
     model, config, meta, data = load_run(path)

@@ -23,9 +23,12 @@ from vaekit.report import html as H
 from vaekit.report import latent as L
 from vaekit.report import plots as P
 from vaekit.report.runinfo import RunInfo, load_run_info
+from vaekit.runload import example_condition
 
 SECTION_IDS = ("curves", "reconstructions", "samples", "latent", "traversals", "interpolations", "kl-per-dim",
                "evaluation", "config", "provenance", "timings")
+#: The section of a label-conditional run only (after "samples"): one row of samples per class.
+CLASS_SAMPLES_ID = "class-samples"
 MAX_FEATURES = 8
 TRAVERSAL_STEPS = 11
 MAX_TRAVERSED = 8
@@ -38,6 +41,17 @@ def _np(t: torch.Tensor) -> np.ndarray:
 
 def _features(dim: int) -> list[int]:
     return list(range(min(dim, MAX_FEATURES)))
+
+
+def _test_condition(info: RunInfo, n: int) -> dict[str, torch.Tensor]:
+    """The condition of the first n held-out rows as ``VAE`` keyword arguments (``y=`` labels or ``c=``
+    covariates) for a conditional model; {} for an unconditional one."""
+    model, split = info.model, info.test
+    if not model.conditional:
+        return {}
+    if model.schema.condition == "label" and split.y is not None:
+        return {"y": split.y[:n]}
+    return {} if split.c is None else {"c": split.c[:n]}
 
 
 def _test_x(info: RunInfo, n: int, seed: int) -> torch.Tensor:
@@ -72,7 +86,7 @@ def reconstructions_section(info: RunInfo, seed: int) -> H.Section:
     if is_image_shape(shape):
         ncol = 12
         x = _test_x(info, 2 * ncol, seed)
-        x_hat = model.reconstruct(x)
+        x_hat = model.reconstruct(x, **_test_condition(info, len(x)))
         n = len(x) // ncol * ncol or len(x)
         ncol = min(ncol, n)
         rows = []
@@ -85,7 +99,7 @@ def reconstructions_section(info: RunInfo, seed: int) -> H.Section:
                             shown_range(info))
         return H.Section("reconstructions", "Reconstructions", H.image(png, "reconstructions"))
     x = _test_x(info, 500, seed)
-    x_hat = model.reconstruct(x)
+    x_hat = model.reconstruct(x, **_test_condition(info, len(x)))
     xs, xh = _np(x).reshape(len(x), -1), _np(x_hat).reshape(len(x), -1)
     png = P.recon_scatter(xs, xh, _features(xs.shape[1]))
     note = (f"True against reconstructed value per feature for {len(x)} test examples (first "
@@ -98,17 +112,57 @@ def samples_section(info: RunInfo, seed: int) -> H.Section:
     g = torch.Generator().manual_seed(seed)
     if is_image_shape(shape):
         n_side = 8
-        x = _np(model.sample(n_side * n_side, generator=g))
+        y, c = example_condition(model, info.data, n_side * n_side)
+        x = _np(model.sample(n_side * n_side, generator=g, y=y, c=c))
         imgs = x.reshape(n_side, n_side, *shape)
         png = P.image_table(imgs, [""] * n_side, "decoder means p(x|z) for z ~ N(0, I)",
                             shown_range(info))
         return H.Section("samples", "Samples from the prior", H.image(png, "samples from the prior"))
     x_data = _np(_test_x(info, 2000, seed)).reshape(-1, model.data_dim)
-    x_s = _np(model.sample(2000, mean=False, generator=g)).reshape(-1, model.data_dim)
+    y, c = example_condition(model, info.data, 2000)
+    x_s = _np(model.sample(2000, mean=False, generator=g, y=y, c=c)).reshape(-1, model.data_dim)
     png = P.sample_histograms(x_data, x_s, _features(model.data_dim))
     note = ("Histograms of draws x ~ p(x|z), z ~ N(0, I) (decoder noise included) against the test data, per "
             "feature (first features shown).")
     return H.Section("samples", "Samples from the prior", H.para(note) + H.image(png, "sample histograms"))
+
+
+def class_samples_section(info: RunInfo, seed: int, per_class: int = 10) -> H.Section | None:
+    """A label-conditional model's samples by class: images, one row per class with the same prior draws
+    z in every row (so a column shows one style across classes); vectors, a table of the mean of
+    ``per_class`` x 50 draws x ~ p(x|z, y) per class beside the held-out data's class mean (first
+    features). None for other models."""
+    model = info.model
+    if not (model.conditional and model.schema.condition == "label"):
+        return None
+    k = model.schema.n_classes
+    if is_image_shape(model.event_shape):
+        z = model.latent_prior.sample(per_class, torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            grids = [_np(model.decode(z, y=torch.full((per_class,), j)).mean) for j in range(k)]
+        png = P.image_table(np.stack(grids), [f"y = {j}" for j in range(k)],
+                            "decoder means p(x|z, y): the same z ~ p(z) in every row",
+                            shown_range(info))
+        note = (f"One row per class y (labels 0..{k - 1}); column j decodes the same prior draw z_j under each "
+                "label, so a column shows one style across classes.")
+        return H.Section(CLASS_SAMPLES_ID, "Samples by class", H.para(note) + H.image(png, "samples by class"))
+    n, feats = per_class * 50, _features(model.data_dim)[:4]
+    g = torch.Generator().manual_seed(seed)
+    split = info.test
+    x_test = _np(split.all()).reshape(len(split), -1)
+    y_test = split.y.numpy() if split.y is not None and len(split.y) else None
+    rows: list[list[Any]] = []
+    for j in range(k):
+        xs = _np(model.sample(n, mean=False, generator=g, y=j)).reshape(n, -1)
+        have = y_test is not None and bool((y_test == j).any())
+        data_mean = x_test[y_test == j].mean(0) if have and y_test is not None else None
+        rows.append([j, int((y_test == j).sum()) if y_test is not None else 0,
+                     *[f"{xs[:, f].mean():.3g} / {data_mean[f]:.3g}" if data_mean is not None else
+                       f"{xs[:, f].mean():.3g} / -" for f in feats]])
+    header = ["class y", "held-out rows", *[f"feature {f}: samples / data" for f in feats]]
+    note = (f"Mean of {n} draws x ~ p(x|z, y), z ~ p(z), per class, against the mean of the held-out rows of that "
+            "class (first features).")
+    return H.Section(CLASS_SAMPLES_ID, "Samples by class", H.para(note) + H.table(header, rows))
 
 
 def latent_panels_for(enc: L.Encoded, name: str = "", tsne: bool = True) -> list[dict[str, Any]]:
@@ -166,8 +220,9 @@ def traversals_section(info: RunInfo, enc: L.Encoded) -> H.Section:
     values, col_labels, xlabel = _traversal_values(info, enc, dims)
     base = enc.z[0]
     codes = L.traversal_codes(base, dims, values)  # (len(dims), steps, d)
+    cond = None if enc.cond is None else torch.from_numpy(enc.cond[:1]).expand(codes.shape[1], -1)
     with torch.no_grad():
-        decoded = _np(model.decode(codes).mean)  # (len(dims), steps, *event)
+        decoded = _np(model.decode(codes, cond).mean)  # (len(dims), steps, *event); the input's own condition
     score = enc.kl if enc.kl is not None else enc.z.var(0)
     unit = "KL {:.2f} nats" if enc.kl is not None else "var {:.2g}"
     row_labels = [f"z{j} ({unit.format(score[j])})" for j in dims]
@@ -210,12 +265,15 @@ def interpolations_section(info: RunInfo, seed: int) -> H.Section:
     if not pairs:
         return H.Section("interpolations", "Interpolations", H.para("Not enough test inputs to interpolate."))
     ia, ib = [p[0] for p in pairs], [p[1] for p in pairs]
+    cond = _test_condition(info, len(x))
     with torch.no_grad():
-        z = _np(model.encode(x).mean)
+        z = _np(model.encode(x, **cond).mean)
         codes = L.interpolation_codes(z[ia], z[ib], INTERP_STEPS)  # (p, steps, d)
-        decoded = _np(model.decode(codes).mean)
+        # decoded with input A's condition: (steps, p, d) so the condition (p, c_dim) follows the pair
+        cond_a = {k: v[ia] for k, v in cond.items()}
+        decoded = np.swapaxes(_np(model.decode(codes.transpose(0, 1), **cond_a).mean), 0, 1)
     note = ("Decoder means along straight lines between the posterior means of two test inputs "
-            "(input A left, input B right).")
+            "(input A left, input B right)" + (", decoded with input A's condition." if cond else "."))
     if is_image_shape(model.event_shape):
         xa, xb = _np(x[ia])[:, None], _np(x[ib])[:, None]
         imgs = np.concatenate([xa, decoded, xb], axis=1)
@@ -231,15 +289,16 @@ def interpolations_section(info: RunInfo, seed: int) -> H.Section:
     return H.Section("interpolations", "Interpolations", H.para(note) + H.image(png, "interpolations"))
 
 
-def latent_summary(info: RunInfo, seed: int) -> probes.LatentSummary:
-    """Active units and probe accuracy by :func:`vaekit.probes.latent_summary`, the function behind
-    ``vaekit eval``, on the same split; with eval.json's seed when it has one, so the figures agree."""
+def split_stats(info: RunInfo, seed: int) -> probes.SplitStats:
+    """Posterior means, KL per dimension, active units and probe accuracy of the held-out split by
+    :func:`vaekit.probes.split_stats`, the function behind ``vaekit eval``, on the same split; with
+    eval.json's seed when it has one, so the numbers are eval's."""
     seed = info.eval.get("seed", seed) if isinstance(info.eval.get("seed"), int) else seed
     split = "test" if len(info.data.test) else "val"
-    return probes.latent_summary(info.model, info.data, split, seed=seed)
+    return probes.split_stats(info.model, info.data, split, seed=seed)
 
 
-def kl_section(info: RunInfo, enc: L.Encoded, summary: probes.LatentSummary) -> H.Section:
+def kl_section(info: RunInfo, enc: L.Encoded, summary: probes.SplitStats) -> H.Section:
     if enc.kl is None:
         var = enc.z.var(0)
         order = np.argsort(-var)
@@ -249,7 +308,7 @@ def kl_section(info: RunInfo, enc: L.Encoded, summary: probes.LatentSummary) -> 
         return H.Section("kl-per-dim", "KL per dimension", body)
     order = L.dimension_order(enc)
     png = P.kl_bars(enc.kl, order)
-    note = (f"Mean KL(q(z_j|x) || N(0, 1)) over {len(enc.z)} test inputs; {summary.n_active} of "
+    note = (f"Mean KL(q(z_j|x) || p(z_j)) over all {summary.n_points} held-out inputs; {summary.n_active} of "
             f"{len(enc.kl)} units active (variance of the posterior mean over all {summary.n_points} held-out "
             f"inputs > {probes.ACTIVE_THRESHOLD}, as in vaekit eval).")
     return H.Section("kl-per-dim", "KL per dimension", H.para(note) + H.image(png, "KL per dimension"))
@@ -266,7 +325,7 @@ def flatten(d: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
     return out
 
 
-def evaluation_section(info: RunInfo, summary: probes.LatentSummary) -> H.Section:
+def evaluation_section(info: RunInfo, summary: probes.SplitStats) -> H.Section:
     if info.eval:
         body = H.para("From eval.json (vaekit eval):") + H.table(["metric", "value"], flatten(info.eval))
     else:
@@ -315,12 +374,14 @@ def timings_section(info: RunInfo) -> H.Section:
 # ------------------------------------------------------------------------------------ the page
 def build_report(info: RunInfo, seed: int = 0) -> str:
     """The full HTML text of a run's report."""
-    enc = L.encode_split(info.model, info.test, limit=2000, seed=seed)
-    summary = latent_summary(info, seed)
+    summary = split_stats(info, seed)  # every number shown is eval's; the plots draw a subsample
+    enc = L.encoded_from(summary, limit=2000, seed=seed)
     sections = [curves_section(info), reconstructions_section(info, seed), samples_section(info, seed),
                 latent_section(info, enc), traversals_section(info, enc), interpolations_section(info, seed),
                 kl_section(info, enc, summary), evaluation_section(info, summary), config_section(info),
                 provenance_section(info), timings_section(info)]
+    if (per_class := class_samples_section(info, seed)) is not None:
+        sections.insert(3, per_class)
     mc = info.config.model
     data = info.config.data.path or info.config.data.name
     subtitle = (f"{info.variant} · d = {mc.latent_dim} · {mc.likelihood} likelihood · data {data} "
