@@ -233,7 +233,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     files = data.info.get("split_files") or {}
     scored = files.get(split_name) or files.get("train") or {}  # the file holding the scored rows (absolute)
     dims = math.prod(model.event_shape)
-    is_vae = config.model.kind == "vae"
+    is_vae = model.posterior.has_density  # a point-mass code (the AE) has no ELBO or likelihood
     d = model.latent_dim
     warnings: list[str] = ([choice.warning] if choice.warning else []) + list(data.info.get("warnings", []))
 

@@ -189,7 +189,7 @@ def rate_distortion_section(infos: list[RunInfo], names: list[str],
     pts = []
     for i, r in zip(infos, results, strict=True):
         kl, recon = r["kl"], r["recon"]
-        if i.config.model.kind == "vae" and isinstance(kl, (int, float)) and isinstance(recon, (int, float)) \
+        if i.model.posterior.has_density and isinstance(kl, (int, float)) and isinstance(recon, (int, float)) \
                 and math.isfinite(kl) and math.isfinite(recon):
             pts.append((f"beta = {i.config.train.beta:g}", float(kl), -float(recon)))
     if len({p[0] for p in pts}) < 2:
@@ -258,7 +258,7 @@ def build_comparison(infos: list[RunInfo], k: int = QUICK_K, seed: int = 0) -> s
                 latent_section(infos, names, results), samples_section(infos, names, seed),
                 H.Section("curves", "Training curves", H.para("Validation terms per epoch (beta = 1), nats per "
                                                              "example; a plain AE has no KL, so no ELBO.") +
-                          H.image(P.overlaid_curves([(n, i.metrics, i.config.model.kind == "vae")
+                          H.image(P.overlaid_curves([(n, i.metrics, i.model.posterior.has_density)
                                                      for n, i in zip(names, infos, strict=True)]),
                                   "training curves"))]
     rd = rate_distortion_section(infos, names, results)

@@ -43,7 +43,7 @@ class RunInfo:
     @property
     def variant(self) -> str:
         """'AE', 'VAE' or 'beta-VAE (beta=B)' from the config."""
-        if self.config.model.kind == "ae":
+        if not self.model.posterior.has_density:
             return "AE"
         beta = self.config.train.beta
         name = "VAE" if beta == 1.0 else f"beta-VAE (beta={beta:g})"

@@ -77,7 +77,7 @@ def curves_section(info: RunInfo) -> H.Section:
     note = (f"Per epoch; training terms are averages over the epoch's minibatches, validation terms are "
             f"computed at the end of the epoch with beta = 1. KL weight: beta = {tc.beta:g}, linear warm-up "
             f"over {tc.warmup_steps} steps.")
-    png = P.training_curves(info.metrics, has_kl=info.config.model.kind == "vae")
+    png = P.training_curves(info.metrics, has_kl=info.model.posterior.has_density)
     return H.Section("curves", "Training curves", H.para(note) + H.image(png, "training curves"))
 
 
@@ -194,7 +194,7 @@ def latent_panels_for(enc: L.Encoded, name: str = "", tsne: bool = True) -> list
 
 def latent_section(info: RunInfo, enc: L.Encoded) -> H.Section:
     d = info.model.latent_dim
-    kind = "codes (posterior means)" if info.config.model.kind == "vae" else "deterministic codes"
+    kind = "codes (posterior means)" if info.model.posterior.has_density else "deterministic codes"
     how = ("shown directly" if d <= 2 else
            "projected by PCA (the prior's 1-2-3 sd circles projected with it) and embedded by t-SNE (no prior "
            "contours: t-SNE is not linear)")
@@ -207,7 +207,7 @@ def latent_section(info: RunInfo, enc: L.Encoded) -> H.Section:
 def _traversal_values(info: RunInfo, enc: L.Encoded, dims: np.ndarray) -> tuple[np.ndarray, list[str], str]:
     k = np.linspace(-3, 3, TRAVERSAL_STEPS)
     labels = [f"{v:+.1f}" for v in k]
-    if info.config.model.kind == "vae":
+    if info.model.posterior.has_density:
         return k, labels, "value of the traversed dimension (prior standard deviations)"
     mean, sd = enc.z.mean(0)[dims], enc.z.std(0)[dims]
     return mean[:, None] + sd[:, None] * k[None, :], labels, "code mean + k code standard deviations (k shown)"
