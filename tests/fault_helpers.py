@@ -6,6 +6,7 @@ import dataclasses
 
 import torch
 
+from vaekit import train
 from vaekit.data import Split
 
 
@@ -21,3 +22,16 @@ class PoisonedSplit(Split):
         xb = super().batch(idx, generator)
         call, self.calls = self.calls, self.calls + 1
         return torch.full_like(xb, float("nan")) if call in self.bad_calls or call >= self.bad_from else xb
+
+
+class PoisonParameter(train.Callback):
+    """Writes a NaN into a weight once, after epoch 1's checkpoint."""
+
+    def __init__(self) -> None:
+        self.done = False
+
+    def on_epoch_end(self, trainer: train.Trainer, metrics: dict) -> None:
+        if not self.done:
+            self.done = True
+            with torch.no_grad():
+                next(trainer.model.parameters()).view(-1)[0] = float("nan")

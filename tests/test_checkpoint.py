@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from fault_helpers import PoisonedSplit
+from fault_helpers import PoisonedSplit, PoisonParameter
 from safetensors.torch import load_file, save_file
 
 from vaekit import checkpoint as ckpt
@@ -203,19 +203,6 @@ def test_nan_data_skips_steps_rolls_back_once_then_stops(tmp_path: Path, digits:
     # the good checkpoint is untouched and nothing was written after it
     assert sorted(p.name for p in trainer.ckpt_dir.iterdir()) == ["best", "last", "step-000000023"]
     assert _hashes(snap.path) == snap.files
-
-
-class PoisonParameter(train.Callback):
-    """Writes a NaN into a weight once, after epoch 1's checkpoint."""
-
-    def __init__(self) -> None:
-        self.done = False
-
-    def on_epoch_end(self, trainer: train.Trainer, metrics: dict) -> None:
-        if not self.done:
-            self.done = True
-            with torch.no_grad():
-                next(trainer.model.parameters()).view(-1)[0] = float("nan")
 
 
 def test_nan_weights_roll_back_to_the_good_checkpoint_and_recover(tmp_path: Path, digits: DataBundle) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+import model_helpers
 import numpy as np
 import pytest
 import torch
@@ -17,7 +18,6 @@ from model_helpers import only_linear
 from scipy import special, stats
 from torch.distributions import MultivariateNormal
 
-from vaekit.config import ModelConfig
 from vaekit.evaluate import bits_per_dim, log_likelihood, reparameterise, standard_error
 from vaekit.model import VAE
 from vaekit.objectives import elbo_terms
@@ -26,32 +26,10 @@ D, LATENT, SIGMA = 5, 2, 0.6
 
 
 def ppca(seed: int = 0, posterior: str = "full", perturb: float = 0.0) -> tuple[VAE, torch.Tensor, torch.Tensor]:
-    """(model, W, b): a linear-Gaussian VAE whose encoder is the exact posterior, optionally perturbed."""
-    g = torch.Generator().manual_seed(seed)
-    model = VAE(ModelConfig(likelihood="gaussian", hidden=(), latent_dim=LATENT, sigma=SIGMA, posterior=posterior),
-                (D,))
-    W, b = torch.randn(D, LATENT, generator=g), 0.5 * torch.randn(D, generator=g)
-    M = W.T @ W + SIGMA**2 * torch.eye(LATENT)
-    A = torch.linalg.solve(M, W.T)  # (d, D)
-    L = torch.linalg.cholesky(SIGMA**2 * torch.linalg.inv(M))
-    enc, dec = only_linear(model.encoder), only_linear(model.decoder)
-    with torch.no_grad():
-        dec.weight.copy_(W)
-        dec.bias.copy_(b)
-        enc.weight.zero_()
-        enc.weight[:LATENT] = A
-        enc.bias[:LATENT] = -A @ b
-        if posterior == "full":
-            rows, cols = torch.tril_indices(LATENT, LATENT)
-            raw = L[rows, cols].clone()
-            raw[rows == cols] = torch.log(L[rows, cols][rows == cols])
-            enc.bias[LATENT:] = raw
-        else:
-            enc.bias[LATENT:] = torch.log(torch.diagonal(L @ L.T))  # log sigma^2 of the marginals
-        if perturb:
-            enc.weight.add_(perturb * torch.randn(enc.weight.shape, generator=g))
-            enc.bias.add_(perturb * torch.randn(enc.bias.shape, generator=g))
-    return model.eval(), W, b
+    """(model, W, b): :func:`model_helpers.ppca` at this file's sizes, with its decoder's W and b."""
+    model, _ = model_helpers.ppca(posterior, data_dim=D, latent_dim=LATENT, sigma=SIGMA, seed=seed, perturb=perturb)
+    dec = only_linear(model.decoder)
+    return model, dec.weight.detach().clone(), dec.bias.detach().clone()
 
 
 def exact_log_px(W: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import torch
 from cli_helpers import run_vaekit
+from fixtures.make_golden import final_state  # the same record the fixtures were made with
 
 import vaekit
 
@@ -40,25 +41,6 @@ def golden(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, dict[s
     run = tmp_path / f"golden-{request.param}"
     shutil.copytree(FIXTURES / f"golden-{request.param}", run)
     return run, pinned(request.param)
-
-
-def weight_sum(model: torch.nn.Module) -> float:
-    return float(sum(p.detach().double().sum() for p in model.parameters()))
-
-
-def final_state(run: Path) -> dict[str, Any]:
-    """As make_golden.final_state: through the run's files and public calls only."""
-    lines = [json.loads(s) for s in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines() if s.strip()]
-    last_ckpt = run / "checkpoints" / (run / "checkpoints" / "last").read_text(encoding="utf-8").strip()
-    return {
-        "epochs": len(lines),
-        "step": lines[-1]["step"],
-        "val_elbo": lines[-1]["val_elbo"],
-        "best_val_elbo": max(m["val_elbo"] for m in lines),
-        "last_checkpoint": last_ckpt.name,
-        "last_weight_sum": weight_sum(vaekit.load(last_ckpt)),
-        "best_weight_sum": weight_sum(vaekit.load(run)),
-    }
 
 
 def test_golden_fixture_is_as_made(golden):

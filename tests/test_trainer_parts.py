@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_helpers import run_vaekit
-from fault_helpers import PoisonedSplit
+from fault_helpers import PoisonedSplit, PoisonParameter
 from safetensors.torch import load_file, save_file
 
 from vaekit import checkpoint as ckpt
@@ -103,19 +103,6 @@ def test_in_memory_best_weights_are_the_best_epochs_not_the_last(digits: DataBun
     trainer.model.load_state_dict(best)
     score = evaluate_split(trainer.model, digits.val, 64, train.VAL_SEED_OFFSET + trainer.config.train.seed)
     assert score["elbo"] == trainer.state.best_val_elbo == trainer.metrics[0]["val_elbo"]
-
-
-class PoisonParameter(train.Callback):
-    """Writes a NaN into a weight once, after epoch 1's checkpoint."""
-
-    def __init__(self) -> None:
-        self.done = False
-
-    def on_epoch_end(self, trainer: train.Trainer, metrics: dict) -> None:
-        if not self.done:
-            self.done = True
-            with torch.no_grad():
-                next(trainer.model.parameters()).view(-1)[0] = float("nan")
 
 
 def test_in_memory_rollback_restores_the_last_good_epoch(tmp_path: Path, digits: DataBundle,
