@@ -64,3 +64,15 @@ def test_masked_elbo_is_finite_with_nan_holes_and_its_gradients_too():
     b = elbo_terms(model, Batch(torch.where(mask, x, 1e6), mask=mask)).recon
     torch.testing.assert_close(a, b)
     assert torch.isfinite(other.loss)
+
+
+def test_label_condition_on_unlabelled_data_is_one_line_through_the_cli(tmp_path):
+    from cli_helpers import run_vaekit
+
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((40, 6)).astype(np.float32))
+    proc = run_vaekit("train", "--name", "c", "--runs", str(tmp_path / "runs"), "--data.path", str(tmp_path / "x.npy"),
+                      "--model.condition", "label", "--train.epochs", "1", "--train.batch_size", "8")
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(lines) == 1
+    assert "the training data have no labels" in lines[0] and "--model.condition none" in lines[0]
+    assert not (tmp_path / "runs" / "c").exists()
