@@ -14,6 +14,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from vaekit.registry import Registry
@@ -46,6 +47,11 @@ class DecoderNet(nn.Module, ABC):
 
 ENCODERS: Registry[type[EncoderNet]] = Registry("encoder network", "model.encoder")
 DECODERS: Registry[type[DecoderNet]] = Registry("decoder network", "model.decoder")
+
+
+def with_condition(h: Tensor, c: Tensor | None) -> Tensor:
+    """Features h (m, k) with the condition c (m, c_dim) appended on the last axis (h itself without one)."""
+    return h if c is None else torch.cat([h, c.to(h.dtype)], dim=-1)
 
 
 def build_encoder(config: ModelConfig, event_shape: Sequence[int], cond_dim: int, out_features: int) -> EncoderNet:

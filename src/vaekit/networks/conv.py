@@ -14,11 +14,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
 from vaekit.errors import VaekitError
-from vaekit.networks import DECODERS, ENCODERS, DecoderNet, EncoderNet
+from vaekit.networks import DECODERS, ENCODERS, DecoderNet, EncoderNet, with_condition
 from vaekit.networks.mlp import ACTIVATIONS
 
 if TYPE_CHECKING:
@@ -56,9 +55,6 @@ def feature_sizes(height: int, width: int, n_blocks: int, kernel: int, option: s
     return sizes
 
 
-def _with_condition(h: Tensor, c: Tensor | None) -> Tensor:
-    return h if c is None else torch.cat([h, c.to(h.dtype)], dim=-1)
-
 
 @ENCODERS.register("conv")
 class ConvEncoder(EncoderNet):
@@ -82,7 +78,7 @@ class ConvEncoder(EncoderNet):
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
         h = self.convs(x.reshape(x.shape[0], *self.layout)).flatten(1)
-        return self.head(_with_condition(h, c))
+        return self.head(with_condition(h, c))
 
 
 @DECODERS.register("conv")
@@ -113,5 +109,5 @@ class ConvDecoder(DecoderNet):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
-        h = self.head(_with_condition(z, c)).reshape(z.shape[0], *self.start)
+        h = self.head(with_condition(z, c)).reshape(z.shape[0], *self.start)
         return self.deconvs(h).reshape(z.shape[0], *self.out_shape)

@@ -7,10 +7,9 @@ import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
-from vaekit.networks import DECODERS, ENCODERS, DecoderNet, EncoderNet
+from vaekit.networks import DECODERS, ENCODERS, DecoderNet, EncoderNet, with_condition
 
 if TYPE_CHECKING:
     from vaekit.config import ModelConfig
@@ -42,9 +41,6 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def _with_condition(h: Tensor, c: Tensor | None) -> Tensor:
-    return h if c is None else torch.cat([h, c.to(h.dtype)], dim=-1)
-
 
 @ENCODERS.register("mlp")
 class MLPEncoder(EncoderNet):
@@ -57,7 +53,7 @@ class MLPEncoder(EncoderNet):
         self.net = MLP(math.prod(event_shape) + cond_dim, config.hidden, out_features, config.activation).net
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.net(_with_condition(x.flatten(1), c))
+        return self.net(with_condition(x.flatten(1), c))
 
 
 @DECODERS.register("mlp")
@@ -71,4 +67,4 @@ class MLPDecoder(DecoderNet):
                        config.activation).net
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.net(_with_condition(z, c)).reshape(z.shape[0], *self.out_shape)
+        return self.net(with_condition(z, c)).reshape(z.shape[0], *self.out_shape)
