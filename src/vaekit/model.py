@@ -114,15 +114,18 @@ class VAE(nn.Module):
     def condition(self, c: Tensor | None = None, y: Tensor | None = None) -> Tensor | None:
         """The condition (n, c_dim) the networks see: ``c``, or the labels ``y`` (n,) one-hot for a
         label-conditional model; None for an unconditional model. A conditional model given neither, or an
-        unconditional one given a condition, is an error naming the fix."""
+        unconditional one given a condition, is an error naming the fix. Label ranges and finiteness are
+        checked in eval mode outside :func:`~vaekit.inputs.trusted` (the public entry points), never in a
+        training step, which must not wait for the device (the data layer checked the labels once)."""
         if not self.conditional:
             if c is not None:
                 raise VaekitError("this model is not conditional, but a condition c was given; drop c (train "
                                   "with --model.condition label for a conditional VAE)")
             return None
+        checked = not self.training and not self._inputs_trusted  # values are checked at the public entry points
         if c is None and y is not None and self.schema.condition == "label":
             y = torch.as_tensor(y).to(self.data_loc.device).long()
-            if y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.schema.n_classes):
+            if checked and y.numel() and (int(y.min()) < 0 or int(y.max()) >= self.schema.n_classes):
                 raise VaekitError(f"labels must be in 0..{self.schema.n_classes - 1} for this model, got "
                                   f"{int(y.min())}..{int(y.max())}")
             c = F.one_hot(y, self.schema.n_classes)
@@ -131,7 +134,7 @@ class VAE(nn.Module):
                 f"covariates c= (shape (n, {self.cond_dim}))"
             raise VaekitError(f"this is a conditional model ({self.schema.condition}): pass {what}")
         c = c.to(device=self.data_loc.device, dtype=self.data_loc.dtype)
-        if c.dim() != 2 or c.shape[1] != self.cond_dim or not torch.isfinite(c).all():
+        if c.dim() != 2 or c.shape[1] != self.cond_dim or (checked and not torch.isfinite(c).all()):
             raise VaekitError(f"the condition c must be finite with shape (n, {self.cond_dim}), got "
                               f"{tuple(c.shape)}")
         return c
