@@ -78,12 +78,13 @@ class LossOutput:
         return self.recon - self.kl
 
 
-def kl_term(model: Any, q_z: Distribution, terms: LogTerms) -> tuple[Tensor, str]:
+def kl_term(model: Any, q_z: Distribution, terms: LogTerms, closed: Tensor | None = None) -> tuple[Tensor, str]:
     """KL(q(z|x) || p(z)) per example (n,) and how it was computed: the prior's closed form
-    ('analytic'), else mean over the draws of log q - log p ('monte-carlo'); 0 for a point mass ('none')."""
+    ('analytic'; pass it as ``closed`` when already computed), else mean over the draws of log q - log p
+    ('monte-carlo'); 0 for a point mass ('none')."""
     if not model.posterior.has_density:
         return torch.zeros_like(terms.log_px_z[0]), "none"
-    kl = model.latent_prior.analytic_kl(q_z)
+    kl = model.latent_prior.analytic_kl(q_z) if closed is None else closed
     if kl is not None:
         return kl, "analytic"
     assert terms.log_qz is not None and terms.log_pz is not None
@@ -100,11 +101,11 @@ def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | 
     batch = as_batch(x)
     q_z = model.encode(batch)
     z = q_z.rsample((n_samples,))  # (V, n, d)
-    closed = model.posterior.has_density and model.latent_prior.analytic_kl(q_z) is not None
-    p_z = None if closed or not model.posterior.has_density else model.prior()
-    terms = log_terms(model, batch, z, q_z, p_z, densities=p_z is not None)
+    closed = model.latent_prior.analytic_kl(q_z) if model.posterior.has_density else None
+    p_z = None if closed is not None or not model.posterior.has_density else model.prior()
+    terms = log_terms(model, batch, z, q_z, p_z, densities=p_z is not None)  # log p(z), log q only for an MC KL
     recon = terms.log_px_z.mean(0)  # (n,)
-    kl, how = kl_term(model, q_z, terms)
+    kl, how = kl_term(model, q_z, terms, closed)
     bound = recon - beta * kl
     return LossOutput(loss=-bound.mean(), recon=recon, kl=kl, bound=bound, kl_estimator=how)
 
