@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from tiny_runs import tiny_config
+
+from vaekit.data import DataBundle, load_data
 
 
 @pytest.fixture
@@ -13,3 +16,9 @@ def float64():
     torch.set_default_dtype(torch.float64)
     yield
     torch.set_default_dtype(old)
+
+
+@pytest.fixture(scope="module")
+def digits() -> DataBundle:
+    """The bundled digits as the tiny runs load them (Bernoulli, dynamic binarisation), once per module."""
+    return load_data(tiny_config().data, "bernoulli")

@@ -15,25 +15,17 @@ import pytest
 import torch
 from fault_helpers import PoisonedSplit, PoisonParameter
 from safetensors.torch import load_file, save_file
+from tiny_runs import STEPS, tiny_config
 
 from vaekit import checkpoint as ckpt
 from vaekit import train
-from vaekit.config import Config, apply_overrides
-from vaekit.data import DataBundle, load_data
+from vaekit.config import Config
+from vaekit.data import DataBundle
 from vaekit.errors import VaekitError
-
-STEPS = 23  # digits: 1437 training examples / batch 64
 
 
 def _config(**overrides: str) -> Config:
-    base = {"model.hidden": "16", "model.latent_dim": "2", "train.epochs": "3", "train.batch_size": "64",
-            "train.device": "cpu", "train.max_bad_steps": "3"}
-    return apply_overrides(Config(), {**base, **overrides})
-
-
-@pytest.fixture(scope="module")
-def digits() -> DataBundle:
-    return load_data(_config().data, "bernoulli")
+    return tiny_config(**{"name": "", "train.epochs": "3", **overrides})
 
 
 def _trainer(tmp_path: Path, data: DataBundle, callbacks: list[train.Callback] | None = None,

@@ -22,27 +22,20 @@ import torch
 from cli_helpers import run_vaekit
 from fault_helpers import PoisonedSplit
 from safetensors.torch import load_file, save_file
+from tiny_runs import STEPS, tiny_config
 
 from vaekit import checkpoint as ckpt
 from vaekit import train
-from vaekit.config import Config, apply_overrides
-from vaekit.data import DataBundle, load_data
+from vaekit.config import Config
+from vaekit.data import DataBundle
 from vaekit.errors import VaekitError
 
-STEPS = 23  # digits: 1437 training examples / batch 64
 TINY = ["--model.hidden", "16", "--model.latent_dim", "2", "--train.batch_size", "64", "--train.device", "cpu"]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 def _config(**overrides: str) -> Config:
-    base = {"model.hidden": "16", "model.latent_dim": "2", "train.epochs": "2", "train.batch_size": "64",
-            "train.device": "cpu", "train.max_bad_steps": "3", "name": "t"}
-    return apply_overrides(Config(), {**base, **overrides})
-
-
-@pytest.fixture(scope="module")
-def digits() -> DataBundle:
-    return load_data(_config().data, "bernoulli")
+    return tiny_config(**overrides)
 
 
 def _trainer(tmp_path: Path, data: DataBundle, callbacks: list[train.Callback] | None = None,

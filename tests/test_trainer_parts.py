@@ -18,27 +18,20 @@ import torch
 from cli_helpers import run_vaekit
 from fault_helpers import PoisonedSplit, PoisonParameter
 from safetensors.torch import load_file, save_file
+from tiny_runs import STEPS, tiny_config
 
 from vaekit import checkpoint as ckpt
 from vaekit import train
-from vaekit.config import Config, apply_overrides, load_config
-from vaekit.data import DataBundle, load_data
+from vaekit.config import Config, load_config
+from vaekit.data import DataBundle
 from vaekit.errors import VaekitError
 from vaekit.scoring import evaluate_split
 
-STEPS = 23  # digits: 1437 training examples / batch 64
 TIMING = ("samples_per_s", "epoch_time_s")
 
 
 def _config(**overrides: str) -> Config:
-    base = {"name": "t", "model.hidden": "16", "model.latent_dim": "2", "train.epochs": "2",
-            "train.batch_size": "64", "train.device": "cpu", "train.max_bad_steps": "3"}
-    return apply_overrides(Config(), {**base, **overrides})
-
-
-@pytest.fixture(scope="module")
-def digits() -> DataBundle:
-    return load_data(_config().data, "bernoulli")
+    return tiny_config(**overrides)
 
 
 def _rows(rows: list[dict]) -> list[dict]:

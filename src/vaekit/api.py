@@ -123,8 +123,8 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
     out = check_writable(out)  # before loading the data
     if out.suffix != ".npy":
         raise VaekitError(f"latent codes are written as .npy; use --out {out.with_suffix('.npy')} (out= in Python)")
-    model, _, meta = load_model(path)
     if input is not None:
+        model, _, meta = load_model(path)
         try:
             arr = np.load(input, allow_pickle=False)
         except (OSError, ValueError) as err:
@@ -137,10 +137,8 @@ def encode(path: str | Path, out: str | Path, input: str | Path | None = None, s
         if label is not None or c is not None:
             raise VaekitError("a split is encoded with its own labels / covariates; give --label / --condition "
                               "only with --input FILE (label= / c= with input= in Python)")
-        _, _, _, data = load_run(path)
+        model, _, _, data = load_run(path)  # one load: the model and the data it was trained on
         batch = getattr(data, split).all_of()
-        if not model.conditional:
-            batch = Batch(batch.x)
     with torch.no_grad(), trusted(model):
         q_z = model.encode(batch)
         z = q_z.sample() if sample else q_z.mean
