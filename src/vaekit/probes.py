@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaekit.batch import Batch
 from vaekit.inputs import check_input, trusted
 
 ACTIVE_THRESHOLD = 0.01
@@ -32,33 +34,24 @@ PROBE_MAX_TRAIN = 10_000
 
 @torch.inference_mode()
 def posterior_means(model, x: Tensor, batch_size: int = 1000) -> Tensor:
-    """E_q[z|x] for x of shape (n, *event_shape): float32 (n, d) on the CPU (the code itself for an AE)."""
-    device = next(model.parameters()).device
+    """E_q[z|x] for x of shape (n, *event_shape): float32 (n, d) on the CPU (the code itself for an AE).
+    The same encoding loop as :func:`split_stats` (:func:`encode_batches`), for a tensor of inputs."""
     x = check_input(model, x, "x")
-    was_training = model.training
-    model.eval()
-    with trusted(model):
-        out = [model.encode(x[i:i + batch_size].to(device)).mean.float().cpu()
-               for i in range(0, x.shape[0], batch_size)]
-    model.train(was_training)
-    return torch.cat(out)
+    with trusted(model):  # checked once above, not once per batch
+        return encode_batches(model, (Batch(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)))[0]
 
 
 @torch.inference_mode()
 def mean_kl_per_dim(model, x: Tensor, batch_size: int = 1000) -> Tensor:
     """KL(q(z|x) || p(z)) split by latent dimension and averaged over the n rows of x: (d,), nats (the
     prior's closed-form split, :meth:`vaekit.priors.Prior.analytic_kl_per_dim`; a prior without one
-    raises ValueError)."""
-    device = next(model.parameters()).device
+    raises ValueError). The same encoding loop as :func:`split_stats`."""
     x = check_input(model, x, "x")
-    total = torch.zeros(model.latent_dim, dtype=torch.float64)
     with trusted(model):
-        for i in range(0, x.shape[0], batch_size):
-            kl = model.latent_prior.analytic_kl_per_dim(model.encode(x[i:i + batch_size].to(device)))
-            if kl is None:
-                raise ValueError(f"the {model.config.prior} prior has no per-dimension KL")
-            total += kl.double().sum(0).cpu()
-    return total / max(x.shape[0], 1)
+        kl_sum = encode_batches(model, (Batch(x[i:i + batch_size]) for i in range(0, x.shape[0], batch_size)))[1]
+    if kl_sum is None:
+        raise ValueError(f"the {model.config.prior} prior has no per-dimension KL")
+    return kl_sum / max(x.shape[0], 1)
 
 
 def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, Tensor]:
@@ -135,16 +128,24 @@ class SplitStats:
 def encode_rows(model, split, rows: Tensor, generator: torch.Generator | None = None, batch_size: int = 1000,
                 ) -> tuple[Tensor, Tensor | None, Tensor | None]:
     """Encode rows ``rows`` (m,) of ``split`` with their own condition (``Split.batch_of``: labels /
-    covariates), in eval mode: (posterior means float32 (m, d), summed KL per unit float64 (d,) or None,
-    conditions float32 (m, c_dim) or None), all on the CPU. ``generator`` draws any dynamic binarisation."""
+    covariates): :func:`encode_batches` of the split's batches. ``generator`` draws any dynamic binarisation."""
+    return encode_batches(model, (split.batch_of(rows[start:start + batch_size], generator)
+                                  for start in range(0, len(rows), batch_size)))
+
+
+@torch.inference_mode()
+def encode_batches(model, batches: Iterable[Batch]) -> tuple[Tensor, Tensor | None, Tensor | None]:
+    """Encode every batch, in eval mode: (posterior means float32 (m, d), KL per unit summed over the rows
+    float64 (d,) or None (an autoencoder, or a prior without a per-unit split), conditions float32
+    (m, c_dim) or None), all on the CPU. The one encoding loop behind every statistic of the code."""
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     means, conds = [], []
     kl_sum: Tensor | None = torch.zeros(model.latent_dim, dtype=torch.float64)
     try:
-        for start in range(0, len(rows), batch_size):
-            batch = split.batch_of(rows[start:start + batch_size], generator).to(device)
+        for batch in batches:
+            batch = batch.to(device)
             q_z = model.encode(batch)
             means.append(q_z.mean.float().cpu())
             cond = model.condition(batch.c, batch.y) if model.conditional else None
