@@ -242,7 +242,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
         stats = probes.split_stats(model, data, split_name, seed=seed)  # the report shows the same numbers
         if (msg := stats.warning(config.model.likelihood, data.info.get("prep"))) is not None:
             warnings.append(msg)
-        condition = model.schema.condition if model.conditional else "none"
+        condition = model.schema.condition  # 'none' for an unconditional model
 
         result: dict[str, Any] = {
             "run": str(run_dir), "checkpoint": ckpt.name, "split": split_name, "data": scored.get("path") or

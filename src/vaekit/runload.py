@@ -34,17 +34,13 @@ def load_run(path: str | Path, device: str = "cpu", overrides: dict[str, str] | 
     return model, config, meta, data
 
 
-def _which(model: VAE) -> str:
-    return model.schema.condition if model.conditional else "none"
-
-
 def user_condition(model: VAE, meta: dict[str, Any], n: int, label: Any = None, covariates: Any = None,
                    ) -> tuple[Tensor | None, Tensor | None]:
     """(y, c) for ``n`` examples from what a user gave: ``label`` (an int for all n, or n ints) for a
     label-conditional model, ``covariates`` ((k,) for all n, or (n, k), in the data's units) for a
     covariate-conditional one, nothing for an unconditional one. A missing or unwanted condition is a
     one-line error naming the CLI flag (--label / --condition) and the Python argument (label= / c=)."""
-    which = _which(model)
+    which = model.schema.condition
     if which == "none":
         if label is not None or covariates is not None:
             flag = "--label (label=" if label is not None else "--condition (c="
@@ -96,7 +92,7 @@ def example_condition(model: VAE, data: DataBundle, n: int) -> tuple[Tensor | No
     """Conditions to show ``n`` samples of a conditional model with: labels 0, 1, ..., n_classes - 1
     repeated (a label model), or the held-out split's first covariate rows repeated (a covariate model);
     (None, None) for an unconditional model."""
-    which = _which(model)
+    which = model.schema.condition
     if which == "label":
         return torch.arange(n) % model.schema.n_classes, None
     if which == "covariates":

@@ -34,6 +34,11 @@ class DataSchema:
     cond_dim: int = 0
     n_classes: int = 0
 
+    def __post_init__(self) -> None:
+        if self.condition not in CONDITIONS or (self.condition == "none") != (self.cond_dim == 0):
+            raise ValueError(f"condition {self.condition!r} with cond_dim {self.cond_dim}: a conditional schema has "
+                             "a condition of width >= 1, an unconditional one none")
+
     @classmethod
     def for_shape(cls, event_shape: Sequence[int], standardised: bool = False, condition: str = "none",
                   cond_dim: int = 0, n_classes: int = 0) -> DataSchema:
