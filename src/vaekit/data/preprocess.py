@@ -183,8 +183,7 @@ def _train_moments(x: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndar
 def covariate_record(c: np.ndarray, train_rows: np.ndarray, columns: list[str]) -> dict[str, Any]:
     """``prep["covariates"]``: the covariate ``columns`` and their training-split mean ``loc`` and std
     ``scale`` (std 0 -> 1), lists of k floats, from ``c`` (n, k) file units restricted to ``train_rows``."""
-    ct = np.asarray(c, dtype=np.float64)[train_rows]
-    loc, scale = ct.mean(0), ct.std(0)
+    loc, scale = _train_moments(np.asarray(c, dtype=np.float64), train_rows)  # as data.scale standardize does
     scale[scale == 0] = 1.0
     return {"columns": list(columns), "loc": loc.tolist(), "scale": scale.tolist()}
 
