@@ -51,6 +51,15 @@ def _fsync_file(path: Path) -> None:
         os.fsync(f.fileno())
 
 
+def refuse_non_finite(weights: dict[str, torch.Tensor]) -> None:
+    """A one-line VaekitError when a floating-point tensor of ``weights`` holds NaN or inf: vaekit never
+    keeps a non-finite model as a checkpoint (on disk or in memory)."""
+    for name, tensor in weights.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise VaekitError(f"refusing to save a non-finite model (tensor '{name}'); "
+                              "lower --train.lr or check the data for NaN/inf")
+
+
 def save_checkpoint(
     path: str | Path,
     model: torch.nn.Module | Mapping[str, torch.Tensor],
@@ -72,10 +81,7 @@ def save_checkpoint(
         tmp.mkdir(parents=True)
         weights = model.state_dict() if isinstance(model, torch.nn.Module) else model
         state = {k: v.detach().contiguous().cpu() for k, v in weights.items()}
-        for name, tensor in state.items():
-            if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-                raise VaekitError(f"refusing to save a non-finite model (tensor '{name}'); "
-                                  "lower --train.lr or check the data for NaN/inf")
+        refuse_non_finite(state)
         save_file(state, tmp / MODEL_FILE)
         full_meta = {"format_version": FORMAT_VERSION, "config": config_to_dict(config), **meta}
         (tmp / META_FILE).write_text(json.dumps(full_meta, indent=2))

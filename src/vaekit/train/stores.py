@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, final
 
-import torch
 from torch import Tensor
 
 from vaekit import checkpoint as ckpt
@@ -80,13 +79,6 @@ class CheckpointStore(ABC):
         return None
 
 
-def _refuse_non_finite(weights: dict[str, Tensor]) -> None:
-    for name, tensor in weights.items():
-        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
-            raise VaekitError(f"refusing to save a non-finite model (tensor '{name}'); "
-                              "lower --train.lr or check the data for NaN/inf")
-
-
 def _clone(tensors: dict[str, Tensor]) -> dict[str, Tensor]:
     return {k: v.detach().clone() for k, v in tensors.items()}
 
@@ -103,7 +95,7 @@ class MemoryStore(CheckpointStore):
         self.rows: list[dict[str, Any]] = []
 
     def save(self, snapshot: Snapshot, config: Config, best: bool) -> None:
-        _refuse_non_finite(snapshot.weights)
+        ckpt.refuse_non_finite(snapshot.weights)
         kept = Snapshot(snapshot.name, _clone(snapshot.weights), _clone(snapshot.tensors),
                         json.loads(json.dumps(snapshot.state)), json.loads(json.dumps(snapshot.meta)),
                         f"the in-memory checkpoint {snapshot.name}")
