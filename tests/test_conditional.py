@@ -298,3 +298,21 @@ def test_conditional_checkpoint_round_trip_gives_identical_log_p(tmp_path: Path)
     eps = torch.randn(30, 12, LATENT, generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(log_likelihood(loaded, x, k=30, eps=eps, y=y),
                                log_likelihood(model, x, k=30, eps=eps, y=y), rtol=0, atol=0)
+
+
+def test_eval_on_data_with_classes_the_run_lacks_is_one_line(cvae_run: Path, tmp_path: Path) -> None:
+    """Another file given to eval with a label the model was not conditioned on: one line, exit 2, no
+    traceback (the model's one-hot would fail deep inside the networks)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    y = digits.target[:40].copy()
+    y[7] = 10  # the run knows classes 0..9
+    np.savez(tmp_path / "other.npz", x=digits.images[:40].astype(np.float32), y=y)
+    proc = run_vaekit("eval", str(cvae_run), "--k", "5", "--naive-k", "5", "--out", str(tmp_path / "e.json"),
+                      "--data.path", str(tmp_path / "other.npz"), "--data.split", "all")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "vaekit: error: the test rows have labels 0..10, but the run's model is conditioned on classes 0..9; give "
+        "data with the run's classes"]
+    assert not (tmp_path / "e.json").exists()

@@ -18,6 +18,7 @@ from vaekit.data.bundle import DataBundle, Split
 from vaekit.data.fingerprint import check_fingerprint
 from vaekit.errors import VaekitError
 from vaekit.networks import networks_accept_flat
+from vaekit.schema import DataSchema
 
 #: data keys an evaluation may change: another file of the same kind, another split or draw.
 WHICH_KEYS = ("path", "val_path", "test_path", "name", "dir", "download", "download_timeout", "verify", "split",
@@ -95,7 +96,20 @@ def load_run_data(config: Any, meta: dict[str, Any], overrides: dict[str, str] |
         _warn_if_out_of_range(data, prep)
     if "event_shape" in meta:
         data = _fit_shape(data, tuple(meta["event_shape"]), networks_accept_flat(config.model))
+    _check_labels(data, DataSchema.from_meta(meta))
     return config, data
+
+
+def _check_labels(data: DataBundle, schema: DataSchema) -> None:
+    """A label-conditional run's model one-hots labels 0..n_classes-1: data with other labels (another
+    file given to eval) are a one-line error here, checked once, not in every batch the model sees."""
+    if schema.condition != "label":
+        return
+    for name in ("train", "val", "test"):
+        y = getattr(data, name).y
+        if y is not None and len(y) and (int(y.min()) < 0 or int(y.max()) >= schema.n_classes):
+            raise VaekitError(f"the {name} rows have labels {int(y.min())}..{int(y.max())}, but the run's model is "
+                              f"conditioned on classes 0..{schema.n_classes - 1}; give data with the run's classes")
 
 
 def _absolute_paths(cfg: Any) -> Any:
