@@ -215,6 +215,8 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if s.selected_on == "last":
         chosen = (f"no validation split (data.val_fraction 0): best = last checkpoint (epoch {s.best_epoch + 1}), "
                   "not selected on a validation ELBO")
+    elif s.selected_on != "val_elbo":  # a selection such as val_ndcg@100 (vaekit.train.selection)
+        chosen = f"best {s.selected_on} {s.best_val_score:.4f} at epoch {s.best_epoch + 1}"
     else:
         chosen = f"best validation ELBO {s.best_val_elbo:.3f} nats at epoch {s.best_epoch + 1}"
     print(f"trained {s.epoch} epochs ({s.step} steps, {s.skipped_steps} skipped); {chosen}")

@@ -16,6 +16,7 @@ from typing import Any
 
 from vaekit.data.bundle import DataBundle, Split
 from vaekit.data.fingerprint import check_fingerprint
+from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.networks import networks_accept_flat
 from vaekit.schema import DataSchema
@@ -130,7 +131,9 @@ def _fit_shape(data: DataBundle, shape: tuple[int, ...], accepts_flat: bool) -> 
     if note is None:
         return data
 
-    def fit(split: Split) -> Split:
+    def fit(split: Split | SparseSplit) -> Split | SparseSplit:
+        if isinstance(split, SparseSplit):  # interaction rows: (n_items,) always, never reshaped
+            return split
         return dataclasses.replace(split, x=split.x.reshape(split.x.shape[0], *shape))
 
     loc = None if data.loc is None else data.loc.reshape(shape)
