@@ -5,18 +5,23 @@ same split."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import math
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
+from cli_helpers import run_vaekit
 from torch import nn
 
 from vaekit import distributions as D
 from vaekit.batch import Batch
 from vaekit.bounds import elbo_terms, iwae_bound
-from vaekit.config import ModelConfig
+from vaekit.config import Config, ModelConfig, apply_overrides, load_config
 from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.model import VAE, EncoderInput
@@ -165,3 +170,170 @@ def test_sparse_split_memory_grows_with_interactions_not_users_times_items():
     assert split.nbytes < users * items * 4 / 1000
     idx = torch.tensor([0, 123_456, users - 1])
     np.testing.assert_array_equal(split.batch(idx).numpy(), csr[idx.numpy()].toarray())
+
+
+# ===================================================================== selecting the best checkpoint
+
+def brute_ndcg(scores: np.ndarray, fold_in: sp.csr_matrix, heldout: sp.csr_matrix, k: int = 100) -> np.ndarray:
+    """NDCG@k per user by a full sort (descending score, ties by item index), fold-in items ranked last."""
+    out = []
+    for u in range(scores.shape[0]):
+        s = scores[u].astype(np.float64).copy()
+        s[fold_in[u].indices] = -np.inf
+        order = sorted(range(len(s)), key=lambda i: (-s[i], i))[:k]
+        held = set(heldout[u].indices.tolist())
+        dcg = sum(1.0 / math.log2(r + 2) for r, i in enumerate(order) if i in held)
+        idcg = sum(1.0 / math.log2(r + 2) for r in range(min(k, len(held))))
+        out.append(dcg / idcg)
+    return np.asarray(out)
+
+
+def clustered_split(seed: int = 0, train_users: int = 240, heldout: int = 30, items: int = 40):
+    """A RecData of users who each like 6 of the 10 items of one of four item clusters: held-out users' items
+    split into fold-in (3) and to-predict (3)."""
+    from vaekit.recsys.split import RecData
+
+    rng = np.random.default_rng(seed)
+
+    def user_rows(n: int) -> list[np.ndarray]:
+        return [rng.permutation(rng.integers(0, 4) * 10 + rng.choice(10, 6, replace=False)) for _ in range(n)]
+
+    def csr(rows: list[np.ndarray]) -> sp.csr_matrix:
+        r = np.concatenate([np.full(len(c), i) for i, c in enumerate(rows)])
+        return sp.csr_matrix((np.ones(len(r), np.float32), (r, np.concatenate(rows))), shape=(len(rows), items))
+
+    parts = {}
+    for name in ("val", "test"):
+        rows = user_rows(heldout)
+        parts[name] = (csr([c[:3] for c in rows]), csr([c[3:] for c in rows]))
+    users = np.arange(train_users + 2 * heldout)
+    return RecData(items=np.arange(100, 100 + items), train_users=users[:train_users],
+                   val_users=users[train_users:train_users + heldout], test_users=users[train_users + heldout:],
+                   train=csr(user_rows(train_users)), val_in=parts["val"][0], val_out=parts["val"][1],
+                   test_in=parts["test"][0], test_out=parts["test"][1], info={})
+
+
+def test_ndcg_selection_picks_the_epoch_with_the_best_validation_ndcg():
+    from tiny_runs import tiny_config
+
+    from vaekit.recsys.bundle import interaction_bundle
+    from vaekit.recsys.scores import recommendation_scores
+    from vaekit.train import Trainer
+
+    rec = clustered_split()
+    data = interaction_bundle(rec)
+    config = tiny_config(**{"model.likelihood": "multinomial", "model.latent_dim": "4", "model.input_norm": "l2",
+                            "model.input_dropout": "0.5", "train.epochs": "5", "train.batch_size": "40",
+                            "train.beta": "0.2", "train.lr": "3e-2"})
+    trainer = Trainer(config, None, data)
+    state = trainer.fit()
+    ndcg = [row["val_ndcg@100"] for row in trainer.metrics]
+    assert state.selected_on == "val_ndcg@100" and len(ndcg) == 5
+    assert state.best_epoch == int(np.argmax(ndcg)) and state.best_val_score == max(ndcg)
+    last = brute_ndcg(recommendation_scores(trainer.model, rec.val_in), rec.val_in, rec.val_out)
+    assert float(last.mean()) == pytest.approx(ndcg[-1], abs=1e-12)
+    trainer.model.load_state_dict(trainer.best_state_dict())
+    best = brute_ndcg(recommendation_scores(trainer.model, rec.val_in), rec.val_in, rec.val_out)
+    assert float(best.mean()) == pytest.approx(max(ndcg), abs=1e-12)
+    assert max(ndcg) > 0.6  # four item clusters: the fold-in items tell which cluster to recommend
+
+
+class Scripted:
+    """A selection whose scores are given in advance (one per epoch)."""
+
+    def __init__(self, scores: list[float]) -> None:
+        from vaekit.scoring import Selection
+
+        class _Impl(Selection):
+            name = "val_scripted"
+
+            def score(inner, model: nn.Module) -> float:  # noqa: N805
+                assert not model.training  # scored in eval mode: no input dropout
+                return scores.pop(0)
+
+        self.selection = _Impl()
+
+
+def test_a_selection_not_monotone_in_epochs_keeps_the_best_epochs_weights(digits):
+    from tiny_runs import tiny_config
+
+    from vaekit.train import Trainer
+
+    trainer = Trainer(tiny_config(**{"train.epochs": "3"}), None, digits, selection=Scripted([0.1, 0.5, 0.3]).selection)
+    state = trainer.fit()
+    assert state.selected_on == "val_scripted" and state.best_epoch == 1 and state.best_val_score == 0.5
+    assert [row["val_scripted"] for row in trainer.metrics] == [0.1, 0.5, 0.3]
+    best, last = trainer.best_state_dict(), trainer.model.state_dict()
+    assert any(not torch.equal(best[k], last[k]) for k in last)  # epoch 2's weights, not the last ones
+    assert math.isfinite(trainer.metrics[1]["val_elbo"])  # the ELBO is still scored every epoch
+
+
+# ===================================================== tiny Mult-VAE / Mult-DAE runs on MovieLens-100k
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+needs_ml100k = pytest.mark.skipif(not (SHARED / "movielens-100k" / "u.data").is_file(),
+                                  reason=f"MovieLens-100k not found at {SHARED}")
+TINY_REC = ["--data.name", "movielens-100k", "--data.dir", str(SHARED), "--model.hidden", "24",
+            "--model.latent_dim", "6", "--model.activation", "tanh", "--model.input_norm", "l2",
+            "--model.input_dropout", "0.5", "--train.epochs", "2", "--train.batch_size", "100",
+            "--train.device", "cpu", "--no-progress", "--no-report"]
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
+
+
+@needs_ml100k
+@pytest.mark.parametrize("kind", ["vae", "ae"])
+def test_tiny_mult_vae_and_mult_dae_train_through_the_cli_and_select_on_ndcg(tmp_path, kind):
+    proc = run_vaekit("train", *TINY_REC, "--model.kind", kind, "--train.beta", "0.2", "--train.warmup_steps",
+                      "10", "--runs", str(tmp_path), "--name", kind, env=_env())
+    assert proc.returncode == 0, proc.stderr
+    assert "model.likelihood auto -> multinomial" in proc.stdout and "best val_ndcg@100" in proc.stdout
+    run = tmp_path / kind
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    ndcg = [r["val_ndcg@100"] for r in rows]
+    assert len(rows) == 2 and all(0.0 < v <= 1.0 for v in ndcg)
+    best = (run / "checkpoints" / "best").read_text().strip()
+    state = json.loads((run / "checkpoints" / best / "trainer.json").read_text())
+    assert state["selected_on"] == "val_ndcg@100" and state["best_val_score"] == max(ndcg)
+    assert state["best_epoch"] == int(np.argmax(ndcg))
+    saved = load_config(run / "config.toml")
+    assert (saved.model.likelihood, saved.model.kind, saved.data.format) == ("multinomial", kind, "interactions")
+
+
+@needs_ml100k
+def test_a_recommender_run_reloads_the_same_split_and_resumes_exactly(tmp_path):
+    from vaekit import load
+    from vaekit.checkpoint import choose_checkpoint, read_meta
+    from vaekit.data import load_data, load_run_data
+    from vaekit.recsys.scores import recommendation_scores
+    from vaekit.train import fit, resume
+
+    config = apply_overrides(Config(), {"name": "r", "data.name": "movielens-100k", "data.dir": str(SHARED),
+                                        "model.hidden": "24", "model.latent_dim": "6", "model.input_norm": "l2",
+                                        "model.input_dropout": "0.5", "train.epochs": "1",
+                                        "train.batch_size": "100", "train.device": "cpu"})
+    run, _ = fit(config, runs_root=tmp_path)
+    fresh = load_data(config.data, "auto")
+    saved = load_config(run / "config.toml")
+    _, again = load_run_data(saved, read_meta(choose_checkpoint(run).path))
+    for name in ("train", "val", "test"):
+        assert (getattr(again, name).x != getattr(fresh, name).x).nnz == 0
+    for name in ("train", "val_in", "val_out", "test_in", "test_out"):
+        a, b = getattr(again.rec, name), getattr(fresh.rec, name)
+        assert a.shape == b.shape and (a != b).nnz == 0
+    assert np.array_equal(again.rec.items, fresh.rec.items)
+    assert np.array_equal(again.rec.test_users, fresh.rec.test_users)
+    assert again.rec.title(again.rec.items[0]) == "Toy Story (1995)"
+    model = load(run)  # the best checkpoint, rebuilt from its own metadata
+    assert model.config.likelihood == "multinomial" and model.event_shape == (fresh.rec.n_items,)
+    assert recommendation_scores(model, again.rec.test_in[:3]).shape == (3, fresh.rec.n_items)
+    with pytest.raises(VaekitError, match="item vocabulary"):  # other filtering: other items, refused
+        load_run_data(saved, read_meta(choose_checkpoint(run).path), {"data.min_user_items": "60"})
+    # resume to 2 epochs == 2 epochs uninterrupted
+    (run / "config.toml").write_text((run / "config.toml").read_text().replace("epochs = 1", "epochs = 2"))
+    resumed = resume(run)
+    _, straight = fit(config.replace(train=dataclasses.replace(config.train, epochs=2)), runs_root=None)
+    assert [r["val_ndcg@100"] for r in resumed.metrics] == [r["val_ndcg@100"] for r in straight.metrics]
+    assert resumed.state.best_val_score == straight.state.best_val_score

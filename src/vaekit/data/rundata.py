@@ -178,10 +178,11 @@ def _check_named_files(now: dict[str, Any], recorded: dict[str, Any]) -> None:
 def resolved_data_config(cfg: Any, info: dict[str, Any]) -> Any:
     """``cfg`` with what loading decided: absolute ``path``/``val_path``/``test_path``/``dir``, ``name`` = ''
     beside a ``path`` (no default dataset name that was not used) and the resolved ``scale``,
-    ``binarize`` and ``dequantize`` (so the saved config reproduces the run exactly)."""
+    ``binarize``, ``dequantize`` and, for interaction data, ``format`` (so the saved config reproduces the
+    run exactly)."""
     prep = info.get("prep") or {}
     changes: dict[str, Any] = {"name": ""} if cfg.path else {}  # the file was used, not a named dataset
-    for key in ("scale", "binarize", "dequantize"):
+    for key in ("scale", "binarize", "dequantize", "format"):  # format: interaction data only
         if prep.get(key):
             changes[key] = prep[key]
     return dataclasses.replace(_absolute_paths(cfg), **changes)
