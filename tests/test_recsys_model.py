@@ -25,6 +25,7 @@ from vaekit.config import Config, ModelConfig, apply_overrides, load_config
 from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.model import VAE, EncoderInput
+from vaekit.scoring import Selection
 
 
 def random_counts(rng: np.random.Generator, n: int, items: int, density: float = 0.2,
@@ -238,20 +239,17 @@ def test_ndcg_selection_picks_the_epoch_with_the_best_validation_ndcg():
     assert max(ndcg) > 0.6  # four item clusters: the fold-in items tell which cluster to recommend
 
 
-class Scripted:
+class ScriptedSelection(Selection):
     """A selection whose scores are given in advance (one per epoch)."""
 
+    name = "val_scripted"
+
     def __init__(self, scores: list[float]) -> None:
-        from vaekit.scoring import Selection
+        self.scores = list(scores)
 
-        class _Impl(Selection):
-            name = "val_scripted"
-
-            def score(inner, model: nn.Module) -> float:  # noqa: N805
-                assert not model.training  # scored in eval mode: no input dropout
-                return scores.pop(0)
-
-        self.selection = _Impl()
+    def score(self, model: nn.Module) -> float:
+        assert not model.training  # scored in eval mode: no input dropout
+        return self.scores.pop(0)
 
 
 def test_a_selection_not_monotone_in_epochs_keeps_the_best_epochs_weights(digits):
@@ -259,7 +257,7 @@ def test_a_selection_not_monotone_in_epochs_keeps_the_best_epochs_weights(digits
 
     from vaekit.train import Trainer
 
-    trainer = Trainer(tiny_config(**{"train.epochs": "3"}), None, digits, selection=Scripted([0.1, 0.5, 0.3]).selection)
+    trainer = Trainer(tiny_config(**{"train.epochs": "3"}), None, digits, selection=ScriptedSelection([0.1, 0.5, 0.3]))
     state = trainer.fit()
     assert state.selected_on == "val_scripted" and state.best_epoch == 1 and state.best_val_score == 0.5
     assert [row["val_scripted"] for row in trainer.metrics] == [0.1, 0.5, 0.3]

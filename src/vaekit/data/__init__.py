@@ -42,8 +42,8 @@ def load_data(cfg: DataConfig, likelihood: str = "auto", prep: dict[str, Any] | 
     asked = likelihood if prep is None else prep.get("likelihood")
     if asked == "multinomial":
         raise VaekitError("model.likelihood multinomial models users' item counts: give interaction data (a "
-                          "movielens-* dataset, or an event file with --data.format interactions); use auto, bernoulli or "
-                          "gaussian-learned for array data")
+                          "movielens-* dataset, or an event file with --data.format interactions); use auto, "
+                          "bernoulli or gaussian-learned for array data")
     if not cfg.path:
         for key, value in (("label_column", cfg.label_column), ("condition_columns", cfg.condition_columns),
                            ("image_size", cfg.image_size), ("grayscale", cfg.grayscale)):
