@@ -253,7 +253,8 @@ def _exact_chunk(chunk: bytes, first_line: int, lay: _Layout, path: Path, string
     times: list[int] = []
     ci, cu = lay.cols["item"], lay.cols["user"]
     cr, ct = lay.cols.get("rating"), lay.cols.get("time")
-    for k, raw in enumerate(_decode(chunk).splitlines()):
+    for k, raw in enumerate(_decode(chunk).split("\n")[:-1]):  # the chunk ends with a newline
+        raw = raw.removesuffix("\r")
         line_no = first_line + k
         if not raw.strip():
             out.blank += 1
