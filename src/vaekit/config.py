@@ -138,7 +138,8 @@ class TrainConfig:
     ``checkpoint_every`` > 0 also checkpoints every that many steps inside an epoch, so a killed run
     resumes mid-epoch (0 = at epoch ends only). ``checkpoint_every_epochs`` = N writes the epoch-end
     checkpoint only at epochs that are a multiple of N, at the final epoch, at an early or requested stop,
-    and at every epoch that improves the validation ELBO (so ``best`` always holds the best epoch's exact
+    and at every epoch that improves the validation ELBO (or the run's selection score, e.g. ``val_ndcg@100``
+    for a recommender; :mod:`vaekit.train.selection`) (so ``best`` always holds the best epoch's exact
     weights and ``last`` the final ones); a killed run resumes from the newest of these and redoes the
     epochs after it exactly."""
 

@@ -19,7 +19,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, ClassVar
 
 import numpy as np
 
@@ -186,11 +186,43 @@ def _decode(chunk: bytes) -> str:
 
 
 class _Parsed:
-    """Columns accumulated over chunks (lists of arrays, concatenated once at the end)."""
+    """The columns read so far. Numeric columns are written into arrays grown in place (sized from the first
+    chunk's bytes per line, then x1.5, shrunk at the end), so reading needs about the final arrays plus one
+    chunk; string ids (string mode) are gathered as object arrays and concatenated at the end."""
 
-    def __init__(self) -> None:
-        self.parts: dict[str, list[np.ndarray]] = {"user": [], "item": [], "rating": [], "time": []}
+    DTYPES: ClassVar[dict[str, type]] = {"user": np.int64, "item": np.int64, "rating": np.float32,
+                                         "time": np.int64}
+
+    def __init__(self, roles: list[str], capacity: int, strings: bool) -> None:
+        self.n = 0
         self.blank = 0
+        self.strings = strings
+        self.arrays: dict[str, np.ndarray] = {
+            r: np.empty(0 if strings and r in ("user", "item") else capacity, dtype=self.DTYPES[r]) for r in roles}
+        self.object_parts: dict[str, list[np.ndarray]] = {"user": [], "item": []}
+
+    def add(self, cols: dict[str, np.ndarray]) -> None:
+        k = len(cols["user"])
+        for role, a in cols.items():
+            if a.dtype == object:
+                self.object_parts[role].append(a)
+                continue
+            arr = self.arrays[role]
+            if self.n + k > len(arr):
+                arr.resize(max(self.n + k, int(len(arr) * 1.5) + 1024), refcheck=False)
+            arr[self.n:self.n + k] = a
+        self.n += k
+
+    def finish(self) -> dict[str, np.ndarray]:
+        out = {}
+        for role, arr in self.arrays.items():
+            if role in ("user", "item") and self.strings:
+                parts = self.object_parts[role]
+                out[role] = np.concatenate(parts) if parts else np.array([], dtype=object)
+            else:
+                arr.resize(self.n, refcheck=False)  # shrinks in place
+                out[role] = arr
+        return out
 
 
 def _fast_chunk(chunk: bytes, lay: _Layout) -> np.ndarray | None:
@@ -221,7 +253,8 @@ def _exact_chunk(chunk: bytes, first_line: int, lay: _Layout, path: Path, string
     times: list[int] = []
     ci, cu = lay.cols["item"], lay.cols["user"]
     cr, ct = lay.cols.get("rating"), lay.cols.get("time")
-    for k, raw in enumerate(_decode(chunk).splitlines()):
+    for k, raw in enumerate(_decode(chunk).split("\n")[:-1]):  # the chunk ends with a newline
+        raw = raw.removesuffix("\r")
         line_no = first_line + k
         if not raw.strip():
             out.blank += 1
@@ -264,12 +297,13 @@ def _exact_chunk(chunk: bytes, first_line: int, lay: _Layout, path: Path, string
                                   "not a whole number; give unix seconds, or name the time column with "
                                   "--data.time_column")
             times.append(int(stamp))
-    out.parts["user"].append(np.array(users, dtype=object if strings else np.int64))
-    out.parts["item"].append(np.array(items, dtype=object if strings else np.int64))
+    cols = {"user": np.array(users, dtype=object if strings else np.int64),
+            "item": np.array(items, dtype=object if strings else np.int64)}
     if cr is not None:
-        out.parts["rating"].append(np.array(ratings, dtype=np.float32))
+        cols["rating"] = np.array(ratings, dtype=np.float32)
     if ct is not None:
-        out.parts["time"].append(np.array(times, dtype=np.int64))
+        cols["time"] = np.array(times, dtype=np.int64)
+    out.add(cols)
 
 
 def _take_fast(arr: np.ndarray, lay: _Layout, out: _Parsed) -> bool:
@@ -286,18 +320,12 @@ def _take_fast(arr: np.ndarray, lay: _Layout, out: _Parsed) -> bool:
         t = columns["time"]
         if not (np.isfinite(t).all() and np.all(np.abs(t) < _EXACT) and np.array_equal(t, np.floor(t))):
             return False
-    out.parts["user"].append(columns["user"].astype(np.int64))
-    out.parts["item"].append(columns["item"].astype(np.int64))
-    if "rating" in columns:
-        out.parts["rating"].append(columns["rating"].astype(np.float32))
-    if "time" in columns:
-        out.parts["time"].append(columns["time"].astype(np.int64))
+    out.add(columns)  # converted to the column dtypes on assignment
     return True
 
 
-def _ids_column(parts: list[np.ndarray]) -> np.ndarray:
-    """Concatenate string-mode ids; int64 when every id is an integer (as the spec says), else str objects."""
-    ids = np.concatenate(parts) if parts else np.array([], dtype=object)
+def _ids_column(ids: np.ndarray) -> np.ndarray:
+    """String-mode ids as int64 when every id of the column is an integer (as the spec says), else str."""
     if ids.dtype == object:
         try:
             as_int = np.array([int(v) for v in ids], dtype=np.int64)
@@ -308,18 +336,22 @@ def _ids_column(parts: list[np.ndarray]) -> np.ndarray:
 
 
 def _parse(path: Path, lay: _Layout, strings: bool) -> _Parsed:
-    out = _Parsed()
+    size = path.stat().st_size
+    out: _Parsed | None = None
     with open(path, "rb") as f:
         line_no = 1
         if lay.header:
             f.readline()
             line_no = 2
         for chunk in _chunks(f):
+            if out is None:  # room for the whole file at the first chunk's bytes per line, plus 2%
+                capacity = int(size / len(chunk) * chunk.count(b"\n") * 1.02) + 16
+                out = _Parsed(list(lay.cols), capacity, strings)
             arr = None if strings else _fast_chunk(chunk, lay)
             if arr is None or not _take_fast(arr, lay, out):
                 _exact_chunk(chunk, line_no, lay, path, strings, out)
             line_no += chunk.count(b"\n")
-    return out
+    return out if out is not None else _Parsed(list(lay.cols), 0, strings)
 
 
 def read_interactions(path: str | Path, *, sep: str = "auto", user_column: str = "", item_column: str = "",
@@ -351,14 +383,12 @@ def read_interactions(path: str | Path, *, sep: str = "auto", user_column: str =
     except _NotNumeric:
         strings = True
         parsed = _parse(p, lay, strings=True)
-    parts = parsed.parts
-    users = _ids_column(parts["user"])
-    items = _ids_column(parts["item"])
+    cols = parsed.finish()
+    users, items = _ids_column(cols["user"]), _ids_column(cols["item"])
     if len(users) == 0:
         raise VaekitError(f"{p}: no interactions after the header; the file needs one event per line "
                           "(user, item[, rating[, time]])")
-    ratings = np.concatenate(parts["rating"]) if "rating" in lay.cols else None
-    times = np.concatenate(parts["time"]) if "time" in lay.cols else None
+    ratings, times = cols.get("rating"), cols.get("time")
     info = {"path": str(p.resolve()), "sep": lay.sep, "header": lay.header, "columns": dict(lay.names),
             "rows": len(users), "blank_lines": parsed.blank, "string_ids": strings,
             "id_types": {"user": "int64" if users.dtype == np.int64 else "str",
@@ -399,12 +429,18 @@ class Pairs:
 def distinct_pairs(inter: Interactions) -> Pairs:
     """Code users and items and keep each (user, item) pair once (its first occurrence), sorted by
     (user code, item code); the result does not depend on the order of the input rows. Memory ~ events."""
-    users, uc = codes(inter.users)
-    items, ic = codes(inter.items)
-    key = uc * np.int64(max(len(items), 1)) + ic
-    _, first = np.unique(key, return_index=True)
+    return _distinct(inter.users, inter.items)
+
+
+def _distinct(user_ids: np.ndarray, item_ids: np.ndarray) -> Pairs:
+    users, uc = codes(user_ids)
+    items, ic = codes(item_ids)
+    n_items = np.int64(max(len(items), 1))
+    key = uc * n_items + ic
+    del uc, ic  # the sorted distinct keys give the codes back
+    distinct, first = np.unique(key, return_index=True)
     del key
-    return Pairs(users, items, uc[first], ic[first], first, len(inter.users) - len(first))
+    return Pairs(users, items, distinct // n_items, distinct % n_items, first, len(user_ids) - len(first))
 
 
 def implicit(inter: Interactions, min_rating: float = 3.5, min_user_items: int = 5) -> Interactions:
@@ -420,27 +456,28 @@ def implicit(inter: Interactions, min_rating: float = 3.5, min_user_items: int =
     if min_user_items < 1:
         raise VaekitError(f"min_user_items must be >= 1, got {min_user_items}; the paper uses 5")
     n_in = len(inter)
+    keep: np.ndarray | None = None
     if inter.ratings is not None:
         keep = np.flatnonzero(inter.ratings > min_rating)
-        rated = Interactions(inter.users[keep], inter.items[keep], inter.ratings[keep],
-                             None if inter.timestamps is None else inter.timestamps[keep], inter.source)
-    else:
-        keep, rated = None, inter
-    pairs = distinct_pairs(rated)
+        if len(keep) == n_in:
+            keep = None  # every rating passes: no copy
+    pairs = _distinct(*((inter.users, inter.items) if keep is None else (inter.users[keep], inter.items[keep])))
+    n_rated = n_in if keep is None else len(keep)
     per_user = np.bincount(pairs.user_code, minlength=len(pairs.users))
     ok = per_user[pairs.user_code] >= min_user_items
-    rows = pairs.first[ok]
+    rows = pairs.first[ok] if keep is None else keep[pairs.first[ok]]  # rows of ``inter``
     out_users = pairs.users[pairs.user_code[ok]]
     out_items = pairs.items[pairs.item_code[ok]]
-    ratings = None if rated.ratings is None else rated.ratings[rows]
-    times = None if rated.timestamps is None else rated.timestamps[rows]
+    ratings = None if inter.ratings is None else inter.ratings[rows]
+    times = None if inter.timestamps is None else inter.timestamps[rows]
     stats = {"min_rating": float(min_rating), "min_user_items": int(min_user_items),
              "rating_column": inter.ratings is not None, "events_in": n_in,
-             "events_rated_above": len(rated), "duplicate_pairs": pairs.duplicates,
+             "events_rated_above": n_rated, "duplicate_pairs": pairs.duplicates,
              "users_rated_above": len(pairs.users), "users_kept": int(np.count_nonzero(per_user >= min_user_items)),
-             "events_out": len(rows), "items_out": len(np.unique(pairs.item_code[ok]))}
+             "events_out": len(rows),
+             "items_out": int(np.count_nonzero(np.bincount(pairs.item_code[ok], minlength=len(pairs.items))))}
     if len(rows) == 0:
         raise VaekitError(f"{inter.source}: no user has {min_user_items} or more items rated above {min_rating} "
-                          f"({len(rated)} of {n_in} events pass the rating threshold); lower "
+                          f"({n_rated} of {n_in} events pass the rating threshold); lower "
                           "--data.min_rating or --data.min_user_items")
     return Interactions(out_users, out_items, ratings, times, inter.source, {**inter.info, "implicit": stats})
