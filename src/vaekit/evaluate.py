@@ -42,7 +42,8 @@ NAIVE_SEED_OFFSET = 104_729
 @torch.inference_mode()
 def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, batch_size: int = 8,
                    seed: int | None = None, *, proposal: str = "posterior", precision: str = "fp32",
-                   eps: Tensor | None = None, c: Tensor | None = None, y: Tensor | None = None) -> Tensor:
+                   eps: Tensor | None = None, c: Tensor | None = None, y: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> Tensor:
     """Per-example importance-sampled estimate of log p(x) in nats, float64 shape (n,), on the CPU.
 
     ``x``: (n, *event_shape) in data units. ``k`` samples per point, ``chunk`` at a time for
@@ -55,7 +56,9 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     ``precision='bf16'`` runs the networks under bfloat16 autocast; log-probabilities stay float32.
     A conditional model takes its condition as ``c`` (n, c_dim) or labels ``y`` (n,) (or a Batch carrying
     them) and the estimate is log p(x | c). Every weight comes from :func:`vaekit.bounds.log_terms`, with the
-    prior built once per batch of points.
+    prior built once per batch of points. ``generator`` (on the model's device) replaces ``seed``: calls on
+    consecutive blocks of rows whose sizes are multiples of ``batch_size`` then draw exactly what one call on
+    all the rows draws (:func:`split_log_likelihood`).
     """
     if k < 1 or chunk < 1 or batch_size < 1:
         raise ValueError(f"k, chunk and batch_size must be >= 1; got {k}, {chunk}, {batch_size}")
@@ -72,7 +75,8 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     if eps is not None and tuple(eps.shape) != (k, n, d):
         raise ValueError(f"eps must have shape (k, n, d) = {(k, n, d)}, got {tuple(eps.shape)}")
     device = next(model.parameters()).device
-    gen = torch.Generator(device).manual_seed(seed) if seed is not None else None
+    gen = generator if generator is not None else \
+        (torch.Generator(device).manual_seed(seed) if seed is not None else None)
     was_training = model.training
     model.eval()
     out = []
@@ -102,6 +106,21 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
                 out.append(acc.double().cpu() - math.log(k))
     finally:
         model.train(was_training)
+    return torch.cat(out)
+
+
+def split_log_likelihood(model, split, k: int, chunk: int, batch_size: int, seed: int, *,
+                         proposal: str = "posterior", precision: str = "fp32", block: int = 4096) -> Tensor:
+    """:func:`log_likelihood` of every row of ``split`` (a Split or SparseSplit), float64 (n,): the rows are
+    served ``block`` at a time (rounded to a multiple of ``batch_size``) with one generator seeded by ``seed``, so
+    the result equals one call on the whole split while memory holds one block of rows, never the whole split
+    (a sparse split of users x items is densified one block at a time)."""
+    device = next(model.parameters()).device
+    gen = torch.Generator(device).manual_seed(seed)
+    rows = max(batch_size, block // batch_size * batch_size)
+    out = [log_likelihood(model, split.batch_of(torch.arange(start, min(start + rows, len(split)))), k, chunk,
+                          batch_size, proposal=proposal, precision=precision, generator=gen)
+           for start in range(0, len(split), rows)]
     return torch.cat(out)
 
 
@@ -246,7 +265,6 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     split = getattr(data, split_name)
     if len(split) == 0:
         raise VaekitError("the data have no test or validation examples; set --data.test_fraction 0.1")
-    batch = split.all_of()  # x with the rows' labels / covariates: a conditional model reads its condition
     files = data.info.get("split_files") or {}
     scored = files.get(split_name) or files.get("train") or {}  # the file holding the scored rows (absolute)
     dims = math.prod(model.event_shape)
@@ -275,13 +293,13 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "conditional": condition, "log_likelihood_of": LIKELIHOOD_OF[condition],
         }
         if is_vae:
-            runs = [log_likelihood(model, batch, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
-                                   precision=precision) for r in range(repeats)]
+            runs = [split_log_likelihood(model, split, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
+                                         precision=precision) for r in range(repeats)]
             ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
             mean_ll = float(ll.mean())
             bpd, convention = bits_per_dim_convention(data.info["prep"], mean_ll, dims)
-            naive = log_likelihood(model, batch, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
-                                   proposal="prior", precision=precision)
+            naive = split_log_likelihood(model, split, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
+                                         proposal="prior", precision=precision)
             result.update({
                 "log_likelihood_nats": mean_ll,
                 "log_likelihood_se": standard_error(ll),
