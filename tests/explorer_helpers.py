@@ -99,8 +99,9 @@ def point_position(page: Any, panel: int, j: int) -> tuple[float, float]:
 
 
 def docs_screenshot(out: Path, *runs: str) -> Path:  # pragma: no cover - documentation helper
-    """A screenshot of the explorer on ``runs``: the same place decoded in each panel (a drag through the
-    middle of the map), a hovered point in the first, an interpolation between two points in each."""
+    """A screenshot of the explorer on ``runs``: in each panel an interpolation between map points 0 and 7
+    and a drag from the map's centre to the same place near its top-left corner (20% in from each edge),
+    whose decode is shown; then the first panel's most isolated point hovered."""
     with explorer(*runs) as url, browser_page(1500, 1000) as (page, errors):
         open_explorer(page, url)
         n = page.evaluate("window.explorer.panels.length")
@@ -117,9 +118,9 @@ def docs_screenshot(out: Path, *runs: str) -> Path:  # pragma: no cover - docume
             page.locator(f"#run-{i} .set-b").click()
             page.locator(f"#run-{i} .interpolate").click()
             page.wait_for_selector(f"#run-{i}[data-interpolated]")
-            page.mouse.move(cx - 60, cy - 60)
+            page.mouse.move(cx, cy)
             page.mouse.down()
-            page.mouse.move(cx + 40, cy + 20, steps=5)
+            page.mouse.move(box["x"] + box["width"] * 0.2, box["y"] + box["height"] * 0.2, steps=8)
             page.mouse.up()
         j = page.evaluate("window.explorer.panels[0].isolatedPoint()")
         page.mouse.move(*point_position(page, 0, j))
