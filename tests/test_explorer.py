@@ -29,16 +29,18 @@ from vaekit.train import fit
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Three tiny runs: digits d = 2 (VAE), digits d = 4 label-conditional (VAE), a CSV table d = 2."""
+    """Three tiny runs: digits d = 2 (VAE), digits d = 4 label-conditional (VAE), a CSV table d = 2
+    conditioned on one covariate column (dose)."""
     root = tmp_path_factory.mktemp("runs")
     rng = np.random.default_rng(0)
-    a, b = rng.normal(size=(400, 1)), rng.normal(size=(400, 1))
-    table = np.hstack([a, a + b, 10 + 3 * b])
+    a, b, dose = rng.normal(size=(400, 1)), rng.normal(size=(400, 1)), rng.uniform(0, 5, size=(400, 1))
+    table = np.hstack([a, a + b + 0.5 * dose, 10 + 3 * b, dose])
     csv = root / "table.csv"
-    csv.write_text("height,weight,age\n" + "\n".join(",".join(f"{v:.4f}" for v in r) for r in table) + "\n")
+    csv.write_text("height,weight,age,dose\n" + "\n".join(",".join(f"{v:.4f}" for v in r) for r in table) + "\n")
     out = {}
     for name, extra in (("vae2", {}), ("cvae4", {"model.latent_dim": "4", "model.condition": "label"}),
-                        ("table", {"data.path": str(csv), "data.name": "", "model.likelihood": "gaussian"})):
+                        ("table", {"data.path": str(csv), "data.name": "", "model.likelihood": "gaussian",
+                                   "model.condition": "covariates", "data.condition_columns": "dose"})):
         out[name] = fit(tiny_config(name=name, **{"train.epochs": "1", **extra}), runs_root=root)[0]
     return out
 
@@ -188,17 +190,42 @@ def test_bad_requests_get_a_status_and_a_json_message(server, path, body, status
         assert word in payload["error"]
 
 
-def test_a_table_run_decodes_a_row_in_data_units(runs):
-    model = load(runs["table"]).eval()
+def test_a_table_run_decodes_a_row_in_data_units_with_a_points_covariates(runs):
+    model, _, _, data = load_run(runs["table"])
+    model.eval()
+    z = [0.5, -1.0]
     with explorer(runs["table"]) as url:
         info = request(url + "api/runs")[2]["runs"][0]
+        assert info["condition"] == "covariates"
         assert info["view"] == {"kind": "table", "columns": ["height", "weight", "age"]}
-        status, _, out = request(url + "api/runs/0/decode", {"z": [0.5, -1.0]})
+        status, _, out = request(url + "api/runs/0/decode", {"z": z, "point": 3})
+        row = request(url + "api/runs/0/points/3")[2]["row"]
+        mean_c = request(url + "api/runs/0/decode", {"z": z})[2]
     assert status == 200 and out["output"]["columns"] == ["height", "weight", "age"]
     with torch.no_grad():
-        ref = model.decode(torch.tensor([[0.5, -1.0]])).mean[0].double().numpy()
-    np.testing.assert_allclose(out["output"]["values"], ref, rtol=1e-6)
+        ref = model.decode(torch.tensor([z]), c=data.test.c[row:row + 1]).mean[0].double().numpy()
+        ref_mean = model.decode(torch.tensor([z]), c=data.test.c.mean(0, keepdim=True)).mean[0].double().numpy()
+    np.testing.assert_allclose(out["output"]["values"], ref, rtol=1e-5)
+    np.testing.assert_allclose(mean_c["output"]["values"], ref_mean, rtol=1e-5)
     assert 5 < out["output"]["values"][2] < 15  # data units: the age column is centred near 10, not 0
+
+
+def test_tsne_map_decodes_a_points_code_and_between_points_its_neighbours(server, runs):
+    model, _, _, data = load_run(runs["cvae4"])
+    with torch.no_grad():
+        codes = model.encode(data.test.x, y=data.test.y).mean.double().numpy()
+    status, _, m = request(server + "api/runs/1/map?method=tsne")
+    assert status == 200
+    points = np.asarray(m["points"])
+    assert points.shape == (len(codes), 2) and np.isfinite(points).all()
+    at = request(server + "api/runs/1/decode", {"map": m["points"][11], "method": "tsne", "label": 0})[2]
+    np.testing.assert_allclose(at["z"], codes[11], rtol=0, atol=1e-6)  # the point's own code
+    uv = points[11] + np.array([0.37, -0.21])
+    between = request(server + "api/runs/1/decode", {"map": uv.tolist(), "method": "tsne", "label": 0})[2]
+    dist = np.linalg.norm(points - uv, axis=1)
+    near = np.argsort(dist)[:5]
+    expected = (codes[near] / dist[near, None]).sum(0) / (1 / dist[near]).sum()
+    np.testing.assert_allclose(between["z"], expected, rtol=1e-9, atol=1e-9)
 
 
 def test_cli_refuses_three_runs_a_bad_port_and_a_missing_run(runs, tmp_path):

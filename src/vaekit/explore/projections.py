@@ -25,6 +25,8 @@ from vaekit.errors import VaekitError
 
 #: Map points whose codes are averaged to decode a t-SNE / UMAP coordinate.
 TSNE_NEIGHBOURS = 5
+#: Decimals of the map coordinates sent to the page.
+MAP_DECIMALS = 5
 
 
 def available_methods(latent_dim: int) -> dict[str, str | None]:
@@ -82,7 +84,8 @@ class NeighbourProjection(Projection):
 
     def __init__(self, z: np.ndarray, points: np.ndarray, k: int = TSNE_NEIGHBOURS) -> None:
         self.z = np.asarray(z, dtype=np.float64)
-        self.points = np.asarray(points, dtype=np.float64)
+        # rounded as the page receives them (ExploredRun.map), so a click on a drawn point hits it exactly
+        self.points = np.round(np.asarray(points, dtype=np.float64), MAP_DECIMALS)
         self.k = min(k, len(self.z))
 
     def code_at(self, uv: np.ndarray) -> np.ndarray:

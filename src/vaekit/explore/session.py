@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from vaekit.errors import VaekitError
-from vaekit.explore.projections import Projection, available_methods, project
+from vaekit.explore.projections import MAP_DECIMALS, Projection, available_methods, project
 from vaekit.explore.views import OutputView, view_for
 from vaekit.probes import split_stats
 from vaekit.report.latent import subsample_index
@@ -94,7 +94,7 @@ class ExploredRun:
 
     def map(self, method: str) -> dict[str, Any]:
         proj = self.projection(method)
-        return {"method": method, "points": np.round(proj.points, 5).tolist(),
+        return {"method": method, "points": np.round(proj.points, MAP_DECIMALS).tolist(),
                 "labels": None if self.y is None else self.y.tolist()}
 
     def _condition(self, n: int, label: int | None, point: int | None) -> dict[str, torch.Tensor]:
