@@ -33,6 +33,7 @@ from urllib.parse import parse_qs
 import numpy as np
 
 from vaekit.errors import VaekitError
+from vaekit.explore.projections import available_methods
 from vaekit.explore.session import ExploredRun
 
 MAX_BODY = 64 * 1024
@@ -149,7 +150,7 @@ class ExplorerApp:
         if what == "map":
             self._allow(method, "GET")
             query = parse_qs(environ.get("QUERY_STRING", ""))
-            methods = list(run.info()["methods"])
+            methods = list(available_methods(run.latent_dim))
             chosen = query.get("method", [methods[0]])[0]
             if chosen not in methods:
                 raise bad(f"unknown map method '{chosen[:40]}'; use one of {', '.join(methods)}")
@@ -169,9 +170,9 @@ class ExplorerApp:
                 z = numbers(body, "z", d)
             elif "map" in body:
                 chosen = body.get("method")
-                methods = run.info()["methods"]
-                if not isinstance(chosen, str) or chosen not in methods:
-                    raise bad(f"\"method\" must be one of {', '.join(methods)} with \"map\"")
+                usable = available_methods(run.latent_dim)
+                if not isinstance(chosen, str) or chosen not in usable:
+                    raise bad(f"\"method\" must be one of {', '.join(usable)} with \"map\"")
                 z = run.projection(chosen).code_at(numbers(body, "map", 2))
             else:
                 raise bad(f"give \"z\" (a list of {d} numbers) or \"map\" ([u, v]) with \"method\"")

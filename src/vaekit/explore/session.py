@@ -57,6 +57,9 @@ class ExploredRun:
         self.class_names = [str(c) for c in (data.info.get("classes") or [])]
         self._maps: dict[str, Projection] = {}
         self._lock = threading.Lock()
+        # one model call at a time: model.reconstruct toggles the model's trusted-input flag (vaekit.inputs),
+        # which concurrent requests (waitress threads) must not interleave; a decode takes under a millisecond
+        self._model_lock = threading.Lock()
 
     @property
     def latent_dim(self) -> int:
@@ -114,7 +117,7 @@ class ExploredRun:
 
     def decode(self, z: np.ndarray, label: int | None = None, point: int | None = None) -> list[dict[str, Any]]:
         """Decoder means at codes z (m, d), rendered by the run's view (one dict per code)."""
-        with torch.inference_mode():
+        with self._model_lock, torch.inference_mode():
             p_x = self.model.decode(torch.as_tensor(z, dtype=torch.float32), **self._condition(len(z), label, point))
             return self.view.render(p_x.mean)
 
@@ -122,7 +125,8 @@ class ExploredRun:
         """Map point ``j``: its row of the split, code, label, input and reconstruction (rendered)."""
         row = int(self.rows[j])
         batch = self.split.batch_of(torch.tensor([row]), torch.Generator().manual_seed(self.seed + row))
-        x_hat = self.model.reconstruct(batch)
+        with self._model_lock:
+            x_hat = self.model.reconstruct(batch)
         x_in, x_out = self.view.render(batch.x), self.view.render(x_hat)
         return {"index": j, "row": row, "z": self.z[j].tolist(),
                 "label": None if self.y is None else int(self.y[j]), "input": x_in[0], "reconstruction": x_out[0]}
