@@ -103,16 +103,25 @@ def _gaussian_per_output_ref(model: VAE, params: np.ndarray, x: np.ndarray) -> n
     return _event_sum(stats.norm.logpdf(x, mean, sd), x.ndim - 1)
 
 
+def _multinomial_ref(model: VAE, params: np.ndarray, x: np.ndarray) -> np.ndarray:
+    logits = params[:, :, 0].reshape(*params.shape[:2], -1)  # (V, n, I): the event flattened to I items
+    p = special.softmax(logits, axis=-1)
+    flat = x.reshape(x.shape[0], -1)
+    return stats.multinomial.logpmf(flat, flat.sum(-1), p)  # each row's own total count N
+
+
 @dataclass(frozen=True)
 class LikelihoodCase:
     """A registered likelihood with its other config fields, the number of parameters per data element the
     decoder must predict, and log p(x|z) (V, n) computed with scipy from the decoder's raw output
-    (V, n, P, *event_shape) and the model's data transform."""
+    (V, n, P, *event_shape) and the model's data transform. ``counts``: a pmf over count vectors with the
+    total of the value scored (normalised over the vectors of each total)."""
 
     name: str
     n_params: int
     reference: Callable[[VAE, np.ndarray, np.ndarray], np.ndarray]
     options: dict[str, Any] = field(default_factory=dict)
+    counts: bool = False
 
     @property
     def id(self) -> str:
@@ -124,6 +133,7 @@ LIKELIHOOD_CASES = [
     LikelihoodCase("gaussian", 1, _gaussian_fixed_ref, {"sigma": 0.3}),
     LikelihoodCase("gaussian-learned", 1, _gaussian_per_dim_ref, {"variance": "per-dim"}),
     LikelihoodCase("gaussian-learned", 2, _gaussian_per_output_ref, {"variance": "per-output"}),
+    LikelihoodCase("multinomial", 1, _multinomial_ref, counts=True),
 ]
 likelihood_cases = pytest.mark.parametrize("case", LIKELIHOOD_CASES, ids=lambda c: c.id)
 event_shapes = pytest.mark.parametrize("shape", EVENT_SHAPES, ids=_ids)
@@ -187,12 +197,20 @@ def test_likelihood_log_prob_matches_scipy_on_the_decoded_parameters(case, shape
 
 @likelihood_cases
 def test_likelihood_normalises(case):
-    """A pmf sums to 1 over all 2^6 outcomes of a (2, 3) event; a density integrates to 1 in 1-D (quad)."""
+    """A pmf sums to 1 over all 2^6 outcomes of a (2, 3) event (a pmf over counts: over the 56 count vectors
+    of total 3); a density integrates to 1 in 1-D (quad)."""
     discrete = LIKELIHOODS.get(case.name).discrete
     model, _ = likelihood_model(case, (2, 3) if discrete else (1,), seed=2)
     z = 1.5 * torch.randn(2, 3, LATENT)
     with torch.no_grad():
         p_x = model.decode(z)  # batch (2, 3)
+        if case.counts:
+            vectors = [v for v in itertools.product(range(4), repeat=6) if sum(v) == 3]
+            assert len(vectors) == math.comb(3 + 5, 5)
+            outcomes = torch.tensor(vectors, dtype=torch.float32).reshape(-1, 1, 1, 2, 3)
+            total = torch.logsumexp(p_x.log_prob(outcomes).double(), 0)
+            torch.testing.assert_close(total, torch.zeros(2, 3, dtype=torch.float64), atol=1e-5, rtol=0)
+            return
         if discrete:
             outcomes = torch.tensor(list(itertools.product((0.0, 1.0), repeat=6))).reshape(64, 1, 1, 2, 3)
             total = torch.logsumexp(p_x.log_prob(outcomes).double(), 0)  # (2, 3)

@@ -37,6 +37,7 @@ _EXPORTS = {
     "iwae_bound": "vaekit.objectives",
     "LossOutput": "vaekit.objectives",
     "VaekitError": "vaekit.errors",
+    "recommender": "vaekit.recsys.recommend",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -88,6 +88,13 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--out", type=Path, required=True)
     c.add_argument("--sample", action="store_true", help="one draw z ~ q(z|x) instead of the mean")
     _add_condition_args(c, " (with --input; a split uses its own)")
+
+    rc = sub.add_parser("recommend", help="top items for a user of a recommender run (items not already seen)")
+    rc.add_argument("run", type=Path)
+    rc.add_argument("--user-items", type=Path, metavar="FILE", help="the user's item ids, one per line")
+    rc.add_argument("--user", metavar="ID", help="a user id of the run's data (their items in the run's split)")
+    rc.add_argument("--top", type=int, default=10, help="number of recommendations (default 10)")
+    rc.add_argument("--json", action="store_true", help="print one JSON list")
     _add_report_parsers(sub)
 
     x = sub.add_parser("explore", help="interactive latent explorer in the browser (one run, or two side by side)")
@@ -222,6 +229,8 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
     if s.selected_on == "last":
         chosen = (f"no validation split (data.val_fraction 0): best = last checkpoint (epoch {s.best_epoch + 1}), "
                   "not selected on a validation ELBO")
+    elif s.selected_on != "val_elbo":  # a selection such as val_ndcg@100 (vaekit.train.selection)
+        chosen = f"best {s.selected_on} {s.best_val_score:.4f} at epoch {s.best_epoch + 1}"
     else:
         chosen = f"best validation ELBO {s.best_val_elbo:.3f} nats at epoch {s.best_epoch + 1}"
     print(f"trained {s.epoch} epochs ({s.step} steps, {s.skipped_steps} skipped); {chosen}")
@@ -265,12 +274,44 @@ def _eval(args: argparse.Namespace, extra: Sequence[str]) -> int:
         print(json.dumps(result))
         return 0
     for key, value in result.items():
-        if key in ("warnings", "notes"):
+        if key in ("warnings", "notes", "ranking"):
             continue
         if isinstance(value, list):
             value = "[" + ", ".join(f"{v:.3f}" for v in value) + "]"
         print(f"{key:>26}: {value:.4f}" if isinstance(value, float) else f"{key:>26}: {value}")
+    if result.get("ranking"):
+        from vaekit.recsys.harness import format_table
+
+        print("ranking metrics (the same users, fold-in, split and metric code for every row):")
+        for line in format_table(result["ranking"]):
+            print(f"  {line}")
     print(f"wrote {args.out or Path(result['run']) / 'eval.json'}")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from vaekit.errors import VaekitError
+    from vaekit.recsys.recommend import parse_item_ids, recommender
+
+    if (args.user_items is None) == (args.user is None):
+        raise VaekitError("give the user's items with --user-items FILE (one item id per line) or a user of the "
+                          "run's data with --user ID (one of the two)")
+    model = recommender(args.run)
+    if args.user_items is not None:
+        try:
+            text = Path(args.user_items).read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise VaekitError(f"{args.user_items} is not UTF-8 text; give one item id per line") from None
+        recs = model.recommend(parse_item_ids(text), k=args.top)
+    else:
+        recs = model.recommend_user(args.user, k=args.top)
+    if args.json:
+        print(json.dumps([{"rank": r.rank, "item": r.item, "title": r.title, "log_prob": r.log_prob}
+                          for r in recs]))
+        return 0
+    for r in recs:
+        title = f"  {r.title}" if r.title else ""
+        print(f"{r.rank:>3}. {r.item!s:>10}  log p {r.log_prob:8.3f}{title}")
     return 0
 
 
@@ -339,6 +380,8 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return _report(args)
     if args.command == "compare":
         return _compare(args, extra)
+    if args.command == "recommend":
+        return _recommend(args)
     if args.command == "explore":
         from vaekit.explore import serve
 

@@ -21,6 +21,7 @@ from vaekit.typed import check_fields, coerce
 
 ACTIVATIONS = ("relu", "tanh", "elu", "gelu", "silu", "softplus")
 CONDITIONS = ("none", "label", "covariates")
+INPUT_NORMS = ("none", "l2")
 
 
 def _check(ok: bool, key: str, message: str) -> None:
@@ -36,7 +37,8 @@ _PART_REGISTRIES = {
     "model.decoder": ("vaekit.networks", "DECODERS", ("mlp", "conv")),
     "model.prior": ("vaekit.priors", "PRIORS", ("standard-normal",)),
     "model.posterior": ("vaekit.posteriors", "POSTERIORS", ("diag", "full")),
-    "model.likelihood": ("vaekit.likelihoods", "LIKELIHOODS", ("auto", "bernoulli", "gaussian", "gaussian-learned")),
+    "model.likelihood": ("vaekit.likelihoods", "LIKELIHOODS", ("auto", "bernoulli", "gaussian", "gaussian-learned",
+                                                                "multinomial")),
 }
 
 
@@ -81,6 +83,11 @@ class ModelConfig:
     channels), each halving the image's height and width (rounded up for odd ``kernel_size``); the
     decoder retraces them with transposed convolutions back to exactly (H, W). ``kernel_size`` is their
     square kernel (2..7). Both are unused by ``mlp`` networks (as ``hidden`` is unused by ``conv``).
+    ``input_norm`` and ``input_dropout`` transform what the encoder network reads (after any
+    standardisation), never what the likelihood scores: ``input_norm = 'l2'`` divides each example by its
+    Euclidean norm, then ``input_dropout`` = p zeroes each input with probability p in training mode
+    (survivors scaled by 1 / (1 - p); nothing in eval mode): the Mult-VAE's input (Liang et al. 2018: l2,
+    0.5; with ``kind='ae'`` the denoising Mult-DAE). ``none`` and 0.0 leave the input as it is.
     """
 
     kind: str = "vae"
@@ -97,6 +104,8 @@ class ModelConfig:
     condition: str = "none"
     channels: tuple[int, ...] = (32, 64)
     kernel_size: int = 3
+    input_norm: str = "none"
+    input_dropout: float = 0.0
 
     def __post_init__(self) -> None:
         check_fields(self, "model")  # types first: one-line errors naming the key
@@ -116,6 +125,9 @@ class ModelConfig:
                "the point-mass code is the autoencoder: use --model.kind ae (model.posterior then does not apply)")
         _check_part("model.posterior", self.posterior)
         _check(self.condition in CONDITIONS, "model.condition", f"use one of {', '.join(CONDITIONS)}")
+        _check(self.input_norm in INPUT_NORMS, "model.input_norm", f"use one of {', '.join(INPUT_NORMS)}")
+        _check(0.0 <= self.input_dropout < 1.0, "model.input_dropout",
+               f"must be in [0, 1) (the probability of zeroing an input), got {self.input_dropout}")
 
 
 @dataclass(frozen=True)
@@ -126,7 +138,8 @@ class TrainConfig:
     ``checkpoint_every`` > 0 also checkpoints every that many steps inside an epoch, so a killed run
     resumes mid-epoch (0 = at epoch ends only). ``checkpoint_every_epochs`` = N writes the epoch-end
     checkpoint only at epochs that are a multiple of N, at the final epoch, at an early or requested stop,
-    and at every epoch that improves the validation ELBO (so ``best`` always holds the best epoch's exact
+    and at every epoch that improves the validation ELBO (or the run's selection score, e.g. ``val_ndcg@100``
+    for a recommender; :mod:`vaekit.train.selection`) (so ``best`` always holds the best epoch's exact
     weights and ``last`` the final ones); a killed run resumes from the newest of these and redoes the
     epochs after it exactly."""
 

@@ -7,6 +7,7 @@ import dataclasses
 import torch
 
 from vaekit.data import DataBundle, Split
+from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 
 
@@ -22,8 +23,8 @@ def pick_device(name: str) -> torch.device:
 def to_device(data: DataBundle, device: torch.device) -> DataBundle:
     """``data`` with its in-memory splits (not memory-mapped ones) copied to ``device`` once, so batches
     never cross the bus."""
-    def move(split: Split) -> Split:
-        if not isinstance(split.x, torch.Tensor):
+    def move(split: Split | SparseSplit) -> Split | SparseSplit:
+        if not isinstance(split, Split) or not isinstance(split.x, torch.Tensor):  # memory-mapped or sparse
             return split
         return dataclasses.replace(split, x=split.x.to(device))
 

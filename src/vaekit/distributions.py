@@ -5,7 +5,9 @@ the event axes are summed by ``log_prob`` (result in nats), the batch axes are k
 
 * posterior q(z|x): ``diag_normal`` (batch (n,), event (d,)) or ``full_normal`` (Cholesky factor)
 * prior p(z) = N(0, I): ``standard_normal``
-* likelihood p(x|z): ``bernoulli`` (logits) or ``gaussian`` (mean and standard deviation), event = data shape
+* likelihood p(x|z): ``bernoulli`` (logits) or ``gaussian`` (mean and standard deviation), event = data shape;
+  ``multinomial`` (logits over the categories, e.g. the items of a recommender; the total count is read
+  from the value scored), event = data shape
 * the autoencoder's deterministic code: ``PointMass``
 """
 
@@ -51,6 +53,61 @@ def bernoulli(logits: Tensor, event_ndims: int) -> Independent:
 def gaussian(loc: Tensor, scale: Tensor, event_ndims: int) -> Independent:
     """Gaussian likelihood with per-element mean and standard deviation (broadcast to ``loc``)."""
     return Independent(Normal(loc, scale.expand_as(loc), validate_args=False), event_ndims, validate_args=False)
+
+
+def multinomial(logits: Tensor, event_ndims: int) -> Multinomial:
+    """A multinomial over the counts of the categories in the last ``event_ndims`` axes of ``logits``
+    (batch = the other axes), with each value's own total count: see :class:`Multinomial`."""
+    return Multinomial(logits, event_ndims)
+
+
+class Multinomial(Distribution):
+    """Counts x of I categories (the last ``event_ndims`` axes, flattened to I) drawn with probabilities
+    p = softmax(logits) over the categories, the total N = sum_i x_i read from each value scored:
+
+        log p(x) = lgamma(N + 1) - sum_i lgamma(x_i + 1) + sum_i x_i log p_i     (nats)
+
+    a normalised pmf over the count vectors with that total (torch's ``Multinomial`` needs one total for
+    the whole batch; here every row has its own, as every user of a recommender has their own number of
+    interactions). Shapes: ``logits`` (*batch, *event); ``log_prob(x)`` of x broadcastable to them has
+    shape ``batch``. ``mean`` is the category probabilities p (the expected counts of N events are N * p);
+    ``sample`` draws ``total_count`` events per row (1 unless given)."""
+
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {"logits": constraints.real}
+    has_rsample = False
+
+    def __init__(self, logits: Tensor, event_ndims: int = 1, total_count: int = 1) -> None:
+        if event_ndims < 1 or logits.dim() < event_ndims:
+            raise ValueError(f"a multinomial needs logits with at least {max(event_ndims, 1)} event axes, got "
+                             f"shape {tuple(logits.shape)}")
+        self.logits, self.total_count = logits, int(total_count)
+        cut = logits.dim() - event_ndims
+        super().__init__(logits.shape[:cut], logits.shape[cut:], validate_args=False)
+
+    def _flat(self, t: Tensor) -> Tensor:
+        return t.reshape(*t.shape[:t.dim() - len(self.event_shape)], -1)
+
+    @property
+    def probs(self) -> Tensor:
+        """p = softmax(logits) over the categories, shape (*batch, *event); sums to 1 over the event."""
+        return torch.softmax(self._flat(self.logits), -1).reshape(self.logits.shape)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.probs
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        x = self._flat(value.to(self.logits.dtype))
+        log_p = torch.log_softmax(self._flat(self.logits), -1)
+        n = x.sum(-1)
+        coefficient = torch.lgamma(n + 1.0) - torch.lgamma(x + 1.0).sum(-1)
+        return coefficient + (x * log_p).sum(-1)
+
+    def sample(self, sample_shape: torch.Size | list[int] | tuple[int, ...] = ()) -> Tensor:
+        with torch.no_grad():
+            flat = torch.distributions.Multinomial(self.total_count, logits=self._flat(self.logits),
+                                                   validate_args=False).sample(torch.Size(sample_shape))
+        return flat.reshape(*sample_shape, *self.logits.shape)
 
 
 class PointMass(Distribution):

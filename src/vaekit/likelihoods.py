@@ -11,6 +11,9 @@ in nats of the data as stored in the file (a Gaussian's density gains the Jacobi
 * ``gaussian-learned``: mean, and a learned sigma: one free parameter per data dimension
   (``variance = per-dim``, ``log_sigma`` of event shape, n_params 1) or predicted per output
   (``variance = per-output``, n_params 2: mean then log sigma).
+* ``multinomial``: logits over the data elements (n_params 1), e.g. the items of a recommender (Mult-VAE);
+  counts, no transform. A normalised multinomial with each example's own total count
+  (:class:`vaekit.distributions.Multinomial`); its ``mean`` is the item probabilities softmax(logits).
 """
 
 from __future__ import annotations
@@ -114,3 +117,22 @@ class GaussianLearned(Likelihood):
             mean = params.squeeze(-k - 1)
             sigma = torch.exp(self.log_sigma).reshape(self.event_shape) * scale
         return D.gaussian(mean * scale + loc, sigma, k)
+
+
+@LIKELIHOODS.register("multinomial")
+class Multinomial(Likelihood):
+    """A multinomial over the data elements (the I items of an interaction row) with the decoder's logits:
+    log p(x|z) = lgamma(N + 1) - sum_i lgamma(x_i + 1) + sum_i x_i log softmax(logits)_i, N = sum_i x_i
+    (Liang et al. 2018's Mult-VAE with the multinomial coefficient, so log p(x) is a real log-probability;
+    the paper's objective drops the coefficient, a constant of the data). Counts are scored as stored
+    (no data transform); ``mean`` is the item probabilities softmax(logits)."""
+
+    discrete = True
+
+    @property
+    def n_params(self) -> int:
+        return 1
+
+    def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
+        k = len(self.event_shape)
+        return D.multinomial(params.squeeze(-k - 1), k)

@@ -39,6 +39,24 @@ from vaekit.registry import Registry
 from vaekit.schema import DataSchema
 
 
+class EncoderInput(nn.Module):
+    """What the encoder network reads: x (n, *event_shape) L2-normalised per example (``norm='l2'``: x / max(
+    ||x||, 1e-12) over the flattened event; a zero row stays zero), then inverted dropout with probability
+    ``dropout`` in training mode only (the Mult-VAE's input, Liang et al. 2018, in the paper's order). Same
+    shape out; no parameters, so a model's state_dict does not change."""
+
+    def __init__(self, norm: str = "none", dropout: float = 0.0) -> None:
+        super().__init__()
+        self.norm, self.dropout = norm, float(dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.norm == "l2":
+            x = F.normalize(x.flatten(1), dim=1).reshape(x.shape)
+        if self.dropout > 0.0:
+            x = F.dropout(x, self.dropout, training=self.training)
+        return x
+
+
 class VAE(nn.Module):
     """A variational autoencoder (``kind='vae'``) or plain autoencoder (``kind='ae'``, a point-mass code).
 
@@ -75,6 +93,7 @@ class VAE(nn.Module):
         likelihood = LIKELIHOODS.get(config.likelihood)(config, self.event_shape, sigma_units)
         # registration order = parameter order (encoder, decoder, likelihood): optimizer states of format-1/2
         # checkpoints, keyed by index, map onto these names (vaekit.checkpoint)
+        self.input_transform = EncoderInput(config.input_norm, config.input_dropout)  # no parameters
         self.encoder = build_encoder(config, self.event_shape, self.cond_dim, head.n_params)
         self.decoder = build_decoder(config, self.cond_dim, (likelihood.n_params, *self.event_shape))
         self.likelihood = likelihood
@@ -149,7 +168,7 @@ class VAE(nn.Module):
         if not self.training and not self._inputs_trusted:
             xb = check_input(self, xb, "encode's x")
         h = (xb - self.data_loc) / self.data_scale if self.standardised else xb
-        params = self.encoder(h, self.condition(batch.c, batch.y))
+        params = self.encoder(self.input_transform(h), self.condition(batch.c, batch.y))
         params = params.to(self.data_loc.dtype)  # bf16 under autocast -> the model's dtype
         return self.posterior(params)
 

@@ -1,21 +1,28 @@
-"""Mean per-example ELBO of a split: the validation score of training and the ELBO of ``vaekit eval``.
+"""Mean per-example ELBO of a split: the validation score of training and the ELBO of ``vaekit eval``;
+and :class:`Selection`, the interface of another validation score that picks a run's best checkpoint
+(:mod:`vaekit.train.selection`; e.g. the recommender's NDCG@100, :mod:`vaekit.recsys.scores`).
 
 Below both the trainer and the evaluation (it imports neither), so evaluation never imports the trainer.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+
 import torch
+from torch import nn
 
 from vaekit.bounds import elbo_terms
 from vaekit.data import Split
+from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.inputs import trusted
 from vaekit.model import VAE
 
 
 @torch.no_grad()
-def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_samples: int = 1) -> dict[str, float]:
+def evaluate_split(model: VAE, split: Split | SparseSplit, batch_size: int, seed: int,
+                   n_samples: int = 1) -> dict[str, float]:
     """Mean per-example ELBO, reconstruction and KL (nats) over a split, with fixed noise ``seed`` and
     ``n_samples`` Monte-Carlo samples per point for the reconstruction term. An empty split has no mean:
     that is an error, never an ELBO of 0. The global RNG is left as it was (the draws come from a fork)."""
@@ -36,3 +43,14 @@ def evaluate_split(model: VAE, split: Split, batch_size: int, seed: int, n_sampl
     model.train(was_training)
     elbo, recon, kl = (totals / n).tolist()
     return {"elbo": elbo, "recon": recon, "kl": kl}
+
+
+class Selection(ABC):
+    """A validation score to maximise: ``name`` is its key in the metrics rows (e.g. ``val_ndcg@100``),
+    ``score(model)`` its value for the model as it stands, higher is better. The trainer calls it in eval
+    mode under ``torch.no_grad`` and restores the model's mode; a score draws no random numbers."""
+
+    name: str
+
+    @abstractmethod
+    def score(self, model: nn.Module) -> float: ...

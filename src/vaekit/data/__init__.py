@@ -24,13 +24,26 @@ __all__ = ["NAMES", "DataBundle", "DataConfig", "Split", "load_data", "load_run_
 def load_data(cfg: DataConfig, likelihood: str = "auto", prep: dict[str, Any] | None = None) -> DataBundle:
     """Load, preprocess and split the data named by ``cfg`` for a model with ``likelihood``.
 
-    ``likelihood`` is 'auto' (decided from the data), 'bernoulli', 'gaussian' or 'gaussian-learned'.
+    ``likelihood`` is 'auto' (decided from the data), 'bernoulli', 'gaussian', 'gaussian-learned' or (for
+    interaction data only) 'multinomial'. Interaction data (``data.format``, the ``movielens-*`` names;
+    :func:`vaekit.recsys.bundle.is_interaction_data`) are read, filtered and split by users into sparse
+    splits with the recommender's view on ``bundle.rec`` (:func:`vaekit.recsys.bundle.load_interactions`).
     ``data.path`` wins over ``data.name``; ``data.val_path`` / ``data.test_path`` are whole split files
     (:mod:`vaekit.data.splitfiles`). ``prep``: a run's recorded preprocessing to apply instead of
     deciding it (see :func:`vaekit.data.preprocess.build`; runs load their data with
     :func:`load_run_data`). Everything decided here (files and checksums, split, likelihood, scaling,
     binarisation, dequantisation, with reasons; notes and warnings) is recorded in ``bundle.info``.
     """
+    from vaekit.recsys.bundle import is_interaction_data, load_interactions
+
+    recorded = None if prep is None else prep.get("format")
+    if recorded == "interactions" or (recorded is None and is_interaction_data(cfg)):
+        return load_interactions(cfg, likelihood, prep)
+    asked = likelihood if prep is None else prep.get("likelihood")
+    if asked == "multinomial":
+        raise VaekitError("model.likelihood multinomial models users' item counts: give interaction data (a "
+                          "movielens-* dataset, or an event file with --data.format interactions); use auto, "
+                          "bernoulli or gaussian-learned for array data")
     if not cfg.path:
         for key, value in (("label_column", cfg.label_column), ("condition_columns", cfg.condition_columns),
                            ("image_size", cfg.image_size), ("grayscale", cfg.grayscale)):

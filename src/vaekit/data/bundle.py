@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from vaekit.batch import Batch
+from vaekit.data.sparse import SparseSplit
 
 DEQUANT_SEED = 7_368_787  # offset of the fixed dequantisation draws from the binarisation seeds
 
@@ -164,16 +165,19 @@ class DataBundle:
 
     ``binary``: every served value is 0 or 1 (after any binarisation). ``loc``/``scale``: the
     standardisation statistics (event shape) from the training split, or None; the model stores them
-    and maps decoded values back to data units. ``info``: provenance recorded in the run.
+    and maps decoded values back to data units. ``info``: provenance recorded in the run. ``rec``: for
+    interaction data, the recommender's view of the same split (:class:`vaekit.recsys.bundle.RecSplits`:
+    items, fold-in and to-predict matrices, titles); None otherwise.
     """
 
-    train: Split
-    val: Split
-    test: Split
+    train: Split | SparseSplit
+    val: Split | SparseSplit
+    test: Split | SparseSplit
     binary: bool
     loc: Tensor | None = None
     scale: Tensor | None = None
     info: dict[str, Any] = field(default_factory=dict)
+    rec: Any = None
 
     @property
     def event_shape(self) -> tuple[int, ...]:

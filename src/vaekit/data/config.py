@@ -11,7 +11,9 @@ BINARIZE = ("auto", "none", "threshold", "static", "dynamic")
 SCALE = ("auto", "unit", "standardize", "none")
 DEQUANTIZE = ("auto", "uniform", "none")
 SPLITS = ("random", "iwae", "all")
-DATASETS = ("digits", "mnist", "fashion-mnist", "frey-faces", "binarized-mnist")
+FORMATS = ("auto", "array", "interactions")
+DATASETS = ("digits", "mnist", "fashion-mnist", "frey-faces", "binarized-mnist",
+            "movielens-100k", "movielens-1m", "movielens-20m", "movielens-latest-small")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,16 @@ class DataConfig:
     ``split`` is ``random``, ``iwae`` (MNIST's 59,600/400) or ``all`` (evaluation only: every row of
     ``path`` is the test split, nothing is dropped); ``download_timeout`` is in seconds.
     A saved config has ``name = ''`` when ``path`` is set (the path is what was used).
+
+    Recommender data (docs/recommend.md, "Data"): ``format`` is ``auto`` (interactions for the
+    ``movielens-*`` names and for files named ``u.data`` / ``ratings.dat`` / ``ratings.csv``, array data
+    otherwise), ``array`` or ``interactions`` (an event log: one (user, item[, rating[, time]]) per line).
+    ``user_column`` / ``item_column`` / ``rating_column`` / ``time_column`` name the columns of an interaction
+    table with a header ('' = the common names: user/userId, item/movieId, rating, timestamp). Implicit feedback
+    keeps ratings strictly above ``min_rating`` (the paper: 3.5, i.e. 4 and 5 stars), then users with at least
+    ``min_user_items`` items. ``heldout_users`` validation users and as many test users (0 = 10% of the users
+    each) are held out whole; each one's events are split ``holdout_fraction`` to predict and the rest to fold
+    in. The split is drawn with ``seed``.
     Full description: docs/data.md.
     """
 
@@ -60,6 +72,15 @@ class DataConfig:
     download_timeout: float = 60.0
     dequantize: str = "auto"
     verify: bool = True
+    format: str = "auto"
+    user_column: str = ""
+    item_column: str = ""
+    rating_column: str = ""
+    time_column: str = ""
+    min_rating: float = 3.5
+    min_user_items: int = 5
+    heldout_users: int = 0
+    holdout_fraction: float = 0.2
 
     def __post_init__(self) -> None:
         check_fields(self, "data")  # types first: one-line errors naming the key
@@ -97,3 +118,10 @@ class DataConfig:
         check(self.label_column not in self.condition_columns or not self.label_column, "condition_columns",
               f"'{self.label_column}' is the label column; a column is either the label or a covariate")
         check(len(self.image_size) in (0, 2), "image_size", "give height,width, e.g. --data.image_size 28,28")
+        check(self.format in FORMATS, "format", f"use one of {', '.join(FORMATS)}")
+        check(self.min_rating == self.min_rating, "min_rating", "is NaN; give a number (the paper keeps > 3.5)")
+        check(self.min_user_items >= 1, "min_user_items", f"must be >= 1 (the paper uses 5), got {self.min_user_items}")
+        check(self.heldout_users >= 0, "heldout_users",
+              f"must be >= 0 (0 = 10% of the users each), got {self.heldout_users}")
+        check(0.0 < self.holdout_fraction < 1.0, "holdout_fraction",
+              f"must be in (0, 1) (the paper uses 0.2), got {self.holdout_fraction}")

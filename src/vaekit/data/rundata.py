@@ -16,6 +16,7 @@ from typing import Any
 
 from vaekit.data.bundle import DataBundle, Split
 from vaekit.data.fingerprint import check_fingerprint
+from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.networks import networks_accept_flat
 from vaekit.schema import DataSchema
@@ -130,7 +131,9 @@ def _fit_shape(data: DataBundle, shape: tuple[int, ...], accepts_flat: bool) -> 
     if note is None:
         return data
 
-    def fit(split: Split) -> Split:
+    def fit(split: Split | SparseSplit) -> Split | SparseSplit:
+        if isinstance(split, SparseSplit):  # interaction rows: (n_items,) always, never reshaped
+            return split
         return dataclasses.replace(split, x=split.x.reshape(split.x.shape[0], *shape))
 
     loc = None if data.loc is None else data.loc.reshape(shape)
@@ -175,10 +178,11 @@ def _check_named_files(now: dict[str, Any], recorded: dict[str, Any]) -> None:
 def resolved_data_config(cfg: Any, info: dict[str, Any]) -> Any:
     """``cfg`` with what loading decided: absolute ``path``/``val_path``/``test_path``/``dir``, ``name`` = ''
     beside a ``path`` (no default dataset name that was not used) and the resolved ``scale``,
-    ``binarize`` and ``dequantize`` (so the saved config reproduces the run exactly)."""
+    ``binarize``, ``dequantize`` and, for interaction data, ``format`` (so the saved config reproduces the
+    run exactly)."""
     prep = info.get("prep") or {}
     changes: dict[str, Any] = {"name": ""} if cfg.path else {}  # the file was used, not a named dataset
-    for key in ("scale", "binarize", "dequantize"):
+    for key in ("scale", "binarize", "dequantize", "format"):  # format: interaction data only
         if prep.get(key):
             changes[key] = prep[key]
     return dataclasses.replace(_absolute_paths(cfg), **changes)

@@ -281,3 +281,25 @@ def rate_distortion(points: Sequence[tuple[str, float, float]]) -> bytes:
     ax.set_title("rate / distortion trade-off (test split)")
     ax.margins(x=0.25, y=0.15)
     return to_png(fig)
+
+
+def metric_curve(metrics: Sequence[dict[str, Any]], key: str, twin: str | None = None) -> bytes:
+    """One validation metric per epoch (``key``, e.g. ``val_ndcg@100``) with its best epoch starred, and
+    ``twin`` (e.g. the KL weight) on a second axis."""
+    fig = _figure(7.5, 3.6)
+    ax = fig.subplots()
+    e, v = _series(metrics, key)
+    ax.plot(e, v, marker="o" if len(e) < 15 else None, ms=3, color="C0", label=key)
+    if len(v):
+        best = int(np.argmax(v))
+        ax.plot([e[best]], [v[best]], "*", ms=12, color="C3", label=f"best {v[best]:.4f}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(key)
+    if twin is not None:
+        e2, v2 = _series(metrics, twin)
+        if len(e2):
+            ax2 = ax.twinx()
+            ax2.plot(e2, v2, color="0.5", ls="--", label=twin)
+            ax2.set_ylabel(twin)
+    ax.legend(loc="lower right")
+    return to_png(fig)

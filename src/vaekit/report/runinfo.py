@@ -14,6 +14,7 @@ from typing import Any
 
 from vaekit.config import Config
 from vaekit.data import DataBundle, Split
+from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.model import VAE
 
@@ -36,7 +37,7 @@ class RunInfo:
         return self.config.name or self.run_dir.name
 
     @property
-    def test(self) -> Split:
+    def test(self) -> Split | SparseSplit:
         """The held-out split shown in reports: test, else validation."""
         return self.data.test if len(self.data.test) else self.data.val
 

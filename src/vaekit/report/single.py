@@ -192,14 +192,14 @@ def latent_panels_for(enc: L.Encoded, name: str = "", tsne: bool = True) -> list
     return panels
 
 
-def latent_section(info: RunInfo, enc: L.Encoded) -> H.Section:
+def latent_section(info: RunInfo, enc: L.Encoded, what: str = "") -> H.Section:
     d = info.model.latent_dim
     kind = "codes (posterior means)" if info.model.posterior.has_density else "deterministic codes"
     how = ("shown directly" if d <= 2 else
            "projected by PCA (the prior's 1-2-3 sd circles projected with it) and embedded by t-SNE (no prior "
            "contours: t-SNE is not linear)")
     label = "coloured by label" if enc.y is not None else "no labels in this data set"
-    note = f"{len(enc.z)} test {kind}, {label}; d = {d}, {how}."
+    note = f"{len(enc.z)} test {kind}, {label}; d = {d}, {how}." + (f" {what}" if what else "")
     png = P.latent_panels(latent_panels_for(enc))
     return H.Section("latent", "Latent space", H.para(note) + H.image(png, "latent space"))
 
@@ -376,10 +376,18 @@ def build_report(info: RunInfo, seed: int = 0) -> str:
     """The full HTML text of a run's report."""
     summary = split_stats(info, seed)  # every number shown is eval's; the plots draw a subsample
     enc = L.encoded_from(summary, limit=2000, seed=seed)
-    sections = [curves_section(info), reconstructions_section(info, seed), samples_section(info, seed),
-                latent_section(info, enc), traversals_section(info, enc), interpolations_section(info, seed),
-                kl_section(info, enc, summary), evaluation_section(info, summary), config_section(info),
-                provenance_section(info), timings_section(info)]
+    if info.data.rec is not None:  # a recommender: ranking metrics and users' top items instead of image grids
+        from vaekit.report import recommender as R
+
+        sections = [curves_section(info), R.ranking_section(info), R.validation_section(info), R.users_section(info),
+                    latent_section(info, enc, R.latent_note(info)), kl_section(info, enc, summary),
+                    evaluation_section(info, summary), config_section(info), provenance_section(info),
+                    timings_section(info)]
+    else:
+        sections = [curves_section(info), reconstructions_section(info, seed), samples_section(info, seed),
+                    latent_section(info, enc), traversals_section(info, enc), interpolations_section(info, seed),
+                    kl_section(info, enc, summary), evaluation_section(info, summary), config_section(info),
+                    provenance_section(info), timings_section(info)]
     if (per_class := class_samples_section(info, seed)) is not None:
         sections.insert(3, per_class)
     mc = info.config.model

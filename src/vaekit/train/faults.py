@@ -62,3 +62,6 @@ def check_learned(state: TrainState, run: str) -> None:
     if state.selected_on == "val_elbo" and not math.isfinite(state.best_val_elbo):
         raise VaekitError(f"{run} never reached a finite validation ELBO: the run learned nothing; "
                           f"{FIX_DIVERGENCE}")
+    if state.selected_on not in ("val_elbo", "last") and not math.isfinite(state.best_val_score):
+        raise VaekitError(f"{run} never reached a finite {state.selected_on}: the run learned nothing; "
+                          f"{FIX_DIVERGENCE}")

@@ -30,6 +30,7 @@ from vaekit.scoring import evaluate_split
 from vaekit.train import faults, snapshot
 from vaekit.train.callbacks import Callback
 from vaekit.train.rng import RngStreams, own_rng
+from vaekit.train.selection import Selection, selection_for
 from vaekit.train.state import EpochPosition, TrainState
 from vaekit.train.stores import CheckpointStore, MemoryStore, RunDirStore, read_snapshot
 
@@ -42,11 +43,14 @@ class Trainer:
     in memory: then nothing is written, ``metrics`` holds every epoch's row, a rollback restores the
     in-memory copy of the last good checkpoint, and :meth:`best_state_dict` gives the best weights.
     ``model`` holds the last weights in both cases. Building or running a trainer never changes torch's
-    global RNG: the trainer seeds and keeps its own streams (``rng``)."""
+    global RNG: the trainer seeds and keeps its own streams (``rng``). ``selection``: what picks the best
+    checkpoint besides the validation ELBO (:mod:`vaekit.train.selection`; by default the data's own:
+    validation NDCG@100 for interaction data, else none)."""
 
     def __init__(self, config: Config, run_dir: str | Path | None, data: DataBundle,
-                 callbacks: list[Callback] | None = None) -> None:
+                 callbacks: list[Callback] | None = None, selection: Selection | None = None) -> None:
         self.config, self.callbacks, tc = config, callbacks or [], config.train
+        self.selection = selection if selection is not None else selection_for(data)
         if tc.batch_size > len(data.train):
             raise VaekitError(f"train.batch_size {tc.batch_size} is larger than the {len(data.train)} training "
                               f"examples; use --train.batch_size {max(1, len(data.train) // 4)} or fewer")
@@ -89,11 +93,14 @@ class Trainer:
     @own_rng
     def fit(self) -> TrainState:
         """Train until ``train.epochs`` (or an early stop). ``best`` is the epoch with the highest finite
-        validation ELBO, or the last epoch when there is no validation split (``state.selected_on``). Raises
-        a VaekitError for a run that learned nothing (:func:`vaekit.train.faults.check_learned`)."""
+        validation ELBO, or with the highest value of the trainer's :class:`~vaekit.train.selection.Selection`
+        (recorded in the metrics rows under its name), or the last epoch when there is no validation split
+        (``state.selected_on``). Raises a VaekitError for a run that learned nothing
+        (:func:`vaekit.train.faults.check_learned`)."""
         tc, s = self.config.train, self.state
         has_val = len(self.data.val) > 0
-        s.selected_on = "val_elbo" if has_val else "last"
+        select = self.selection if has_val else None
+        s.selected_on = select.name if select is not None else ("val_elbo" if has_val else "last")
         for cb in self.callbacks:
             cb.on_train_start(self)
         while self.state.epoch < tc.epochs:
@@ -101,7 +108,7 @@ class Trainer:
             if metrics is None:  # rolled back after non-finite steps: redo from the restored state
                 continue
             val: dict[str, float | None] = dict.fromkeys(("elbo", "recon", "kl"))
-            val_elbo = None
+            val_elbo = score = None
             if has_val:
                 scores = evaluate_split(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
                 val_elbo = scores["elbo"]
@@ -111,10 +118,21 @@ class Trainer:
                     continue
                 val.update(scores)
             metrics.update({f"val_{k}": v for k, v in val.items()})
+            if select is not None:
+                score = self._selection_score(select)
+                if not math.isfinite(score):
+                    self.rollback(reason=f"the validation {select.name} is not finite ({score}) after epoch "
+                                         f"{self.state.epoch + 1}")
+                    continue
+                metrics[select.name] = score
             s = self.state  # a rollback replaced it
-            improved = val_elbo is None or val_elbo > s.best_val_elbo  # no validation split: best = last
+            # no validation split: best = last
+            improved = (score > s.best_val_score if score is not None
+                        else val_elbo is None or val_elbo > s.best_val_elbo)
             if improved:
-                if val_elbo is not None:
+                if score is not None:
+                    s.best_val_score = score
+                elif val_elbo is not None:
                     s.best_val_elbo = val_elbo
                 s.best_epoch, s.epochs_without_improvement = s.epoch, 0
             else:
@@ -143,6 +161,16 @@ class Trainer:
             cb.on_train_end(self)
         faults.check_learned(self.state, self.store.label)
         return self.state
+
+    def _selection_score(self, select: Selection) -> float:
+        """``select``'s score of the model in eval mode (no dropout), the model's mode restored after."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                return float(select.score(self.model))
+        finally:
+            self.model.train(was_training)
 
     @own_rng
     def train_epoch(self) -> dict[str, Any] | None:

@@ -25,7 +25,9 @@ class TrainState:
     batch_in_epoch: int = 0  # > 0 in a mid-epoch checkpoint: the batches of ``epoch`` already done
     bad_streak: int = 0  # non-finite steps in a row at the end of epoch ``epoch``: the streak goes on
     best_checkpoint: str | None = None  # the best checkpoint's name; the copy in ``last``'s state is the truth
-    selected_on: str = "val_elbo"  # what picks ``best``: "val_elbo", or "last" without a validation split
+    selected_on: str = "val_elbo"  # what picks ``best``: "val_elbo", a Selection's name (e.g. "val_ndcg@100"),
+    # or "last" without a validation split
+    best_val_score: float = -math.inf  # the best value of a Selection (selected_on not val_elbo / last)
 
 
 #: The trainer tensors of a mid-epoch position (``epoch.seconds`` is absent from older checkpoints).
