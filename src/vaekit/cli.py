@@ -96,6 +96,13 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--top", type=int, default=10, help="number of recommendations (default 10)")
     rc.add_argument("--json", action="store_true", help="print one JSON list")
     _add_report_parsers(sub)
+
+    x = sub.add_parser("explore", help="interactive latent explorer in the browser (one run, or two side by side)")
+    x.add_argument("runs", type=Path, nargs="+", metavar="RUN", help="a run directory, or two to compare")
+    x.add_argument("--port", type=int, default=8050, help="port to listen on (default 8050; 0 = any free port)")
+    x.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    x.add_argument("--points", type=int, default=2000, help="test points on the map (default 2000)")
+    x.add_argument("--seed", type=int, default=0, help="seed of the map's subsample and t-SNE")
     return p
 
 
@@ -375,6 +382,11 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return _compare(args, extra)
     if args.command == "recommend":
         return _recommend(args)
+    if args.command == "explore":
+        from vaekit.explore import serve
+
+        serve(args.runs, host=args.host, port=args.port, max_points=args.points, seed=args.seed)
+        return 0
     if args.command == "sample":
         path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw, label=args.label,
                           c=args.condition)
