@@ -347,3 +347,43 @@ def test_label_choice_and_interpolation_in_the_page(page):
     assert pg.locator("#run-1 .strip img").count() == 8
     assert json.loads(pg.evaluate("JSON.stringify(window.explorer.panels[1].ends.A)")) != \
         json.loads(pg.evaluate("JSON.stringify(window.explorer.panels[1].ends.B)"))
+
+
+SHARED = __import__("pathlib").Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.mark.skipif(not (SHARED / "movielens-100k" / "u.data").is_file(), reason="MovieLens-100k not found")
+def test_a_recommender_run_shows_the_top_items_of_a_decoded_point_and_a_users_items(tmp_path):
+    """For a Mult-VAE the decoded output is its top 10 items with titles (the decoder's item probabilities,
+    checked against model.decode), and a point's input is the items that user gave; in the page too."""
+    config = tiny_config(name="rec", **{"data.name": "movielens-100k", "data.dir": str(SHARED), "model.hidden": "16",
+                                        "model.latent_dim": "3", "model.input_norm": "l2", "train.epochs": "1",
+                                        "train.batch_size": "100"})
+    run = fit(config, runs_root=tmp_path)[0]
+    model, _, _, data = load_run(run)
+    items = data.rec.items
+    with explorer(run) as url:
+        z = [0.5, -1.0, 0.25]
+        status, _, out = request(url + "api/runs/0/decode", {"z": z})
+        assert status == 200 and out["output"]["kind"] == "items"
+        with torch.no_grad():
+            probs = model.eval().decode(torch.tensor([z])).mean[0].double().numpy()
+        best = np.argsort(-probs, kind="stable")[:10]
+        got = out["output"]["items"]
+        assert [g["id"] for g in got] == [int(items[j]) for j in best]
+        np.testing.assert_allclose([g["score"] for g in got], probs[best], rtol=1e-5)
+        assert all(g["title"] == data.rec.title(g["id"]) for g in got) and "(19" in got[0]["title"]  # "(1996)"
+        status, _, p = request(url + "api/runs/0/points/0")
+        held = p["input"]["items"]
+        row = data.test.batch(torch.tensor([int(p["row"])]))[0].numpy()
+        assert [h["id"] for h in held] == [int(items[j]) for j in np.flatnonzero(row)[:10]]
+        assert p["input"]["what"] == f"{int(row.sum())} items given" and p["reconstruction"]["kind"] == "items"
+        if CHROMIUM is not None:
+            with browser_page() as (pg, errors):
+                open_explorer(pg, url)
+                box = pg.locator("#run-0 canvas.map").bounding_box()
+                pg.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.4)
+                pg.wait_for_selector("#run-0 .items li")
+                shown = pg.locator("#run-0 .items li").all_text_contents()
+                assert len(shown) >= 10 and all(re.search(r"\(\d+\) [0-9.e-]+$", s) for s in shown)
+                assert not errors, errors

@@ -53,7 +53,8 @@ class ExploredRun:
         self.kl = None if stats.kl_per_dim is None else stats.kl_per_dim.numpy()
         score = self.kl if self.kl is not None else stats.means.double().var(0, correction=0).numpy()
         self.order = np.argsort(-score, kind="stable")
-        self.view: OutputView = view_for(self.model.schema.kind, self.likelihood, meta, data.info)
+        self.view: OutputView = view_for(self.model.schema.kind, self.likelihood, meta, data.info,
+                                             getattr(data, "rec", None))
         self.class_names = [str(c) for c in (data.info.get("classes") or [])]
         self._maps: dict[str, Projection] = {}
         self._lock = threading.Lock()

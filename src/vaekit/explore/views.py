@@ -4,12 +4,11 @@ A view turns decoder means x_hat (m, *event_shape), in the data's own units (wha
 returns), into JSON the page draws: an image view sends PNGs, a table view the decoded row with its column
 names. :func:`view_for` picks the view of a run from its schema and metadata.
 
-Adding a view (e.g. the recommender's "top items with titles" once the multinomial likelihood exists):
-write a final subclass of :class:`OutputView` whose :meth:`~OutputView.render` returns
-``{"kind": "items", "items": [{"id": ..., "title": ..., "score": ...}, ...]}`` for each row, register it
-with ``@VIEWS.register("recommender")``, and add one line to :func:`view_for` choosing it for a run with
-``model.likelihood == "multinomial"``; the page (static/explorer.js, ``renderOutput``) then needs one
-branch for ``kind == "items"`` (a list). Nothing else in the explorer changes.
+A recommender run (``model.likelihood == "multinomial"``, interaction data) gets :class:`RecommenderView`:
+its decoder mean is a probability vector over the run's items, shown as the top items with their titles; an
+input row (whole interaction counts) is shown as the items it holds. Adding another view: a final subclass
+of :class:`OutputView`, registered in :data:`VIEWS`, one line in :func:`view_for`, and one branch in
+``renderOutput`` of static/explorer.js for its ``kind``.
 """
 
 from __future__ import annotations
@@ -94,11 +93,44 @@ class TableView(OutputView):
         return {"kind": "table", "columns": self.columns}
 
 
+@final
+class RecommenderView(OutputView):
+    """A recommender's rows over its items (``rec``: :class:`vaekit.recsys.bundle.RecSplits`, the item ids and
+    titles): a decoded row (the multinomial's item probabilities) as its ``top`` most probable items; an input
+    row (whole counts: the items a user has) as the items it holds (at most ``top``, with their count)."""
+
+    def __init__(self, rec: Any, top: int = 10) -> None:
+        self.items, self.titles, self.top = np.asarray(rec.items), rec.titles, int(top)
+
+    def _item(self, j: int, score: float) -> dict[str, Any]:
+        item = self.items[j].item()
+        return {"id": item, "title": str(self.titles.get(item, item)), "score": score}
+
+    def render(self, x_hat: torch.Tensor) -> list[dict[str, Any]]:
+        out = []
+        for row in x_hat.detach().double().cpu().reshape(len(x_hat), -1).numpy():
+            if np.all(row == np.round(row)) and row.sum() >= 1:  # counts: the items a user has
+                held = np.flatnonzero(row)
+                out.append({"kind": "items", "what": f"{len(held)} items given",
+                            "items": [self._item(int(j), float(row[j])) for j in held[:self.top]]})
+            else:  # item probabilities: the top items, most probable first (ties: lower column)
+                best = np.lexsort((np.arange(len(row)), -row))[:self.top]
+                out.append({"kind": "items", "what": f"top {len(best)} of {len(row)} items (probability)",
+                            "items": [self._item(int(j), float(row[j])) for j in best]})
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "items", "n_items": len(self.items), "top": self.top}
+
+
 VIEWS.register("image")(ImageView)
 VIEWS.register("table")(TableView)
 
 
-def view_for(schema_kind: str, likelihood: str, meta: dict[str, Any], info: dict[str, Any]) -> OutputView:
-    """The view of a run: images for image data, a table row otherwise. (The recommender view goes here:
-    ``if likelihood == "multinomial": return VIEWS.get("recommender")(meta, info)``.)"""
+def view_for(schema_kind: str, likelihood: str, meta: dict[str, Any], info: dict[str, Any],
+             rec: Any = None) -> OutputView:
+    """The view of a run: the top items for a recommender (``rec``: the run's ``data.rec``), images for
+    image data, a table row otherwise."""
+    if rec is not None:
+        return RecommenderView(rec)
     return VIEWS.get("image" if schema_kind == "image" else "table")(meta, info)

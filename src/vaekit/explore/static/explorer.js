@@ -27,8 +27,11 @@ async function api(path, body) {
 
 function renderOutput(output) {
   // One decoded output as the run's view sent it: an image (PNG) or a table row in the data's units.
-  // (A recommender view would add: kind "items" -> a list of its top items.)
   if (output.kind === "image") return el("img", {class: "out", src: output.png, alt: "decoded output"});
+  if (output.kind === "items") {  // a recommender: the top items of a decoded point, or a user's items
+    const rows = output.items.map((it) => el("li", {text: `${it.title} (${it.id}) ${Number(it.score).toPrecision(3)}`}));
+    return el("div", {class: "out items"}, [el("small", {text: output.what}), el("ol", {}, rows)]);
+  }
   if (output.kind === "table") {
     const head = el("tr", {}, output.columns.map((c) => el("th", {text: c})));
     const row = el("tr", {}, output.values.map((v) => el("td", {text: Number(v).toPrecision(4)})));
