@@ -73,7 +73,7 @@ def main() -> None:
     from vaekit.train.loop import Trainer
 
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, threads {args.threads}, "
-          f"load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}")
+          f"load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}", flush=True)
     base = peak_rss_mb()
     t0 = time.perf_counter()
     user, item = power_law_log(args.users, args.items, args.mean)
@@ -99,7 +99,18 @@ def main() -> None:
         "model.input_norm": "l2", "model.input_dropout": "0.5", "model.likelihood": "multinomial",
         "train.epochs": "1", "train.batch_size": str(args.batch_size), "train.beta": "0.2",
         "train.warmup_steps": "200000", "train.device": "cpu"})
-    trainer = Trainer(config, None, bundle)
+    from vaekit.train.callbacks import Callback
+
+    class Progress(Callback):
+        """Prints the step rate every 200 steps (a long epoch shows where it is)."""
+
+        def on_log(self, trainer: Trainer, stats: dict[str, float]) -> None:
+            if trainer.state.step % 200 == 0:
+                print(f"  step {trainer.state.step:,}: {stats['samples_per_s']:.0f} users/s, train loss "
+                      f"{stats['train_loss']:.2f}, peak RSS {peak_rss_mb():.0f} MB, load {os.getloadavg()[0]:.2f}",
+                      flush=True)
+
+    trainer = Trainer(config, None, bundle, callbacks=[Progress()])
     if args.steps:
         trainer.steps_per_epoch = args.steps
     print(f"model built: {sum(p.numel() for p in trainer.model.parameters()):,} parameters; peak RSS "

@@ -273,3 +273,6 @@ def test_cli_trains_and_recommends_from_a_users_own_tsv_with_named_columns(tmp_p
     recs = json.loads(out.stdout)
     assert len(recs) == 5 and all(r["item"].startswith("sku-") for r in recs)
     assert not given & {r["item"] for r in recs}  # the user's kept items are never recommended
+    report = run_vaekit("report", str(tmp_path / "mine"), env=_env())  # string ids in the users' tables too
+    assert report.returncode == 0, report.stderr
+    assert "sku-" in (tmp_path / "mine" / "report.html").read_text()

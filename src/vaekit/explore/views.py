@@ -103,7 +103,7 @@ class RecommenderView(OutputView):
         self.items, self.titles, self.top = np.asarray(rec.items), rec.titles, int(top)
 
     def _item(self, j: int, score: float) -> dict[str, Any]:
-        item = self.items[j].item()
+        item = self.items[j:j + 1].tolist()[0]  # a plain int or str, as the data file spells it
         return {"id": item, "title": str(self.titles.get(item, item)), "score": score}
 
     def render(self, x_hat: torch.Tensor) -> list[dict[str, Any]]:

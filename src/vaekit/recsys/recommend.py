@@ -144,7 +144,7 @@ class RunRecommender:
         if k < 1:
             raise VaekitError("the user already has every item; there is nothing left to recommend")
         best = top_k(scores, k)[0]
-        ids = [self.items[j].item() for j in best]
+        ids = self.items[best].tolist()  # plain ints or strs, as the data file spells them
         return [Recommendation(rank=r + 1, item=item, title=self.rec.titles.get(item, ""), log_prob=float(scores[0, j]))
                 for r, (item, j) in enumerate(zip(ids, best, strict=True))]
 

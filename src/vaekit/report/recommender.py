@@ -72,7 +72,7 @@ def users_section(info: RunInfo) -> H.Section:
                   "hit). log p is the decoder's log-probability of the item (nats).")
     for i in range(min(EXAMPLE_USERS, len(users))):
         row = fold_in[i]
-        given = [rec.title(rec.items[j].item()) for j in row.indices[:SHOWN_FOLD_IN]]
+        given = [rec.title(item) for item in rec.items[row.indices[:SHOWN_FOLD_IN]].tolist()]
         more = f" … and {row.nnz - SHOWN_FOLD_IN} more" if row.nnz > SHOWN_FOLD_IN else ""
         held = set(heldout[i].indices.tolist())
         recs = recommender.recommend_row(row, TOP)
