@@ -95,6 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     rc.add_argument("--user", metavar="ID", help="a user id of the run's data (their items in the run's split)")
     rc.add_argument("--top", type=int, default=10, help="number of recommendations (default 10)")
     rc.add_argument("--json", action="store_true", help="print one JSON list")
+    x = sub.add_parser("export", help="write the encoder and decoder as ONNX graphs for serving (docs/export.md)")
+    x.add_argument("run", type=Path)
+    x.add_argument("--format", default="onnx", help="export format (default onnx, the only one)")
+    x.add_argument("--out", type=Path, required=True, metavar="DIR",
+                   help="folder to create: encoder.onnx, decoder.onnx, preprocessing.json")
+    x.add_argument("--force", action="store_true", help="replace a previous export in DIR")
     _add_report_parsers(sub)
 
     x = sub.add_parser("explore", help="interactive latent explorer in the browser (one run, or two side by side)")
@@ -386,6 +392,12 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
         from vaekit.explore import serve
 
         serve(args.runs, host=args.host, port=args.port, max_points=args.points, seed=args.seed)
+        return 0
+    if args.command == "export":
+        from vaekit.export import FILES, export_run
+
+        out = export_run(args.run, args.out, format=args.format, force=args.force)
+        print(f"wrote {', '.join(str(out / name) for name in FILES)}")
         return 0
     if args.command == "sample":
         path = api.sample(args.run, args.n, args.out, seed=args.seed, mean=not args.draw, label=args.label,
