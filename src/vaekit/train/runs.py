@@ -122,10 +122,7 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device:
     :mod:`vaekit.train.dist`); a ``best`` pointer left stale by a kill is rewritten from the checkpoint's
     own record. The run's lock (:mod:`vaekit.runlock`) is taken before any file is touched: a run another
     process is still writing is refused with one line naming that process."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "config.toml").is_file() and not (run_dir / "checkpoints" / "last").is_file():
-        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass a run such as runs/<name> "
-                          "(--resume runs/<name>, vaekit.resume('runs/<name>'))")
+    run_dir = _run_dir(run_dir)
     group = dist.join()
     with contextlib.ExitStack() as held:
         with group.together():  # rank 0 locks and tidies the run before any process reads it
@@ -138,9 +135,18 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device:
 
 def continued_config(run_dir: str | Path) -> Config:
     """The config :func:`resume` would continue ``run_dir`` with (before its overrides); reads only."""
-    ckpts = Path(run_dir) / "checkpoints"
+    ckpts = _run_dir(run_dir) / "checkpoints"
     last = ckpt.read_pointer(ckpts, "last")
     return ckpt.run_config(run_dir, None if last is None else ckpt.read_meta(last))[0]
+
+
+def _run_dir(run_dir: str | Path) -> Path:
+    """``run_dir`` as a Path, when it is a run directory (else a one-line error)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.toml").is_file() and not (run_dir / "checkpoints" / "last").is_file():
+        raise VaekitError(f"{run_dir} is not a run directory (no config.toml); pass a run such as runs/<name> "
+                          "(--resume runs/<name>, vaekit.resume('runs/<name>'))")
+    return run_dir
 
 
 def _tidy(run_dir: Path) -> None:
