@@ -43,7 +43,9 @@ class EpochPosition:
     and KL (nats) over the epoch's good steps so far, and the number of skipped (non-finite) steps;
     ``run`` / ``worst_run``: the current and the longest streak of skipped steps (0-d float tensors);
     ``seen``: the samples served so far; ``seconds``: time spent on this epoch before this process
-    continued it (0 unless resumed mid-epoch)."""
+    continued it (0 unless resumed mid-epoch). In a distributed run (:mod:`vaekit.train.dist`) the three
+    sums are this process's share (``group.reduce_sums`` adds them up; the skipped count and the streaks
+    are the same everywhere) and ``seen`` counts the rows of the global batches."""
 
     batch: int
     sums: Tensor
