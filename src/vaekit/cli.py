@@ -205,30 +205,52 @@ def _split_overrides(extra: Sequence[str]) -> dict[str, str]:
 
 
 def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
+    import os
+    import time
+
     from vaekit.api import write_artifacts
     from vaekit.callbacks import ProgressBar
     from vaekit.config import Config, apply_overrides, load_config
     from vaekit.errors import VaekitError
-    from vaekit.train import fit, resume
+    from vaekit.train import continued_config, dist, fit, resume
 
-    progress = ProgressBar(enabled=not args.no_progress)
-    if args.resume is not None:
-        overrides = _split_overrides(extra)
-        device = overrides.pop("train.device", None)  # where to continue is not part of what is trained
-        if overrides or args.config or args.name:
-            dropped = " ".join([*(f"--{k}" for k in overrides), *(["--config"] if args.config else []),
-                                *(["--name"] if args.name else [])])
-            raise VaekitError(f"--resume continues the run with its saved config; drop {dropped} "
-                              f"(edit {args.resume}/config.toml to change it; only --train.device may be given)")
-        trainer = resume(args.resume, callbacks=[progress], device=device)
-        run_dir = Path(args.resume)
-    else:
-        config = load_config(args.config) if args.config else Config()
-        overrides = _split_overrides(extra)
-        if args.name:
-            overrides["name"] = args.name
-        config = apply_overrides(config, overrides)
-        run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress], notify=_notify)
+    # under torchrun every process runs this; rank 0 alone shows progress and writes the report
+    progress = ProgressBar(enabled=not args.no_progress and os.environ.get("RANK", "0") == "0")
+    try:
+        if args.resume is not None:
+            overrides = _split_overrides(extra)
+            # where and on how many processes to continue are not part of what is trained
+            device = overrides.pop("train.device", None)
+            nproc = None if "train.nproc" not in overrides else \
+                apply_overrides(Config(), {"train.nproc": overrides.pop("train.nproc")}).train.nproc
+            if overrides or args.config or args.name:
+                dropped = " ".join([*(f"--{k}" for k in overrides), *(["--config"] if args.config else []),
+                                    *(["--name"] if args.name else [])])
+                raise VaekitError(f"--resume continues the run with its saved config; drop {dropped} (edit "
+                                  f"{args.resume}/config.toml to change it; only --train.device and --train.nproc "
+                                  "may be given)")
+            n = nproc if nproc is not None else continued_config(args.resume).train.nproc
+            if n > 1 and not dist.launched():  # this process launches the n training processes (torchrun)
+                dist.launch(n, args.argv, args.resume)
+                return 0
+            trainer = resume(args.resume, callbacks=[progress], device=device, nproc=nproc)
+            run_dir = Path(args.resume)
+        else:
+            config = load_config(args.config) if args.config else Config()
+            overrides = _split_overrides(extra)
+            if args.name:
+                overrides["name"] = args.name
+            config = apply_overrides(config, overrides)
+            if config.train.nproc > 1 and not dist.launched():
+                name = config.name or time.strftime("run-%Y%m%d-%H%M%S")  # one name for every process
+                dist.launch(config.train.nproc, [*args.argv, *([] if config.name else ["--name", name])],
+                            args.runs / name)
+                return 0
+            run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress], notify=_notify)
+    finally:
+        dist.leave()
+    if not trainer.group.is_main:
+        return 0
     s = trainer.state
     if trainer.resume_note:
         print(trainer.resume_note)
@@ -326,6 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``--debug`` the traceback is printed first. Any other exception is a bug and keeps its traceback."""
     parser = _parser()
     args, extra = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as given: what `train --train.nproc N` relaunches
     if args.command is None:
         parser.print_help()
         return 0

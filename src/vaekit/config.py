@@ -141,7 +141,9 @@ class TrainConfig:
     and at every epoch that improves the validation ELBO (or the run's selection score, e.g. ``val_ndcg@100``
     for a recommender; :mod:`vaekit.train.selection`) (so ``best`` always holds the best epoch's exact
     weights and ``last`` the final ones); a killed run resumes from the newest of these and redoes the
-    epochs after it exactly."""
+    epochs after it exactly. ``nproc`` > 1 makes ``vaekit train`` launch that many training processes on
+    this machine through torchrun (torch.distributed, docs/distributed.md); ``batch_size`` stays the
+    global batch. Under torchrun itself the launcher's process count rules and ``nproc`` is not used."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -161,6 +163,7 @@ class TrainConfig:
     max_bad_steps: int = 20
     checkpoint_every: int = 0
     checkpoint_every_epochs: int = 1
+    nproc: int = 1
 
     def __post_init__(self) -> None:
         check_fields(self, "train")  # types first: one-line errors naming the key
@@ -185,6 +188,7 @@ class TrainConfig:
                f"must be >= 0 steps (0 = checkpoint at epoch ends only), got {self.checkpoint_every}")
         _check(self.checkpoint_every_epochs >= 1, "train.checkpoint_every_epochs",
                f"must be >= 1 epochs (1 = a checkpoint after every epoch), got {self.checkpoint_every_epochs}")
+        _check(1 <= self.nproc <= 1024, "train.nproc", f"must be in 1..1024 processes, got {self.nproc}")
 
 
 @dataclass(frozen=True)

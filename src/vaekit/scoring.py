@@ -26,23 +26,33 @@ def evaluate_split(model: VAE, split: Split | SparseSplit, batch_size: int, seed
     """Mean per-example ELBO, reconstruction and KL (nats) over a split, with fixed noise ``seed`` and
     ``n_samples`` Monte-Carlo samples per point for the reconstruction term. An empty split has no mean:
     that is an error, never an ELBO of 0. The global RNG is left as it was (the draws come from a fork)."""
-    device = next(model.parameters()).device
     n = len(split)
     if n == 0:
         raise VaekitError("cannot evaluate a split with no examples; give the data a validation or test split "
                           "(data.val_fraction / data.test_fraction, e.g. --data.val_fraction 0.1)")
+    elbo, recon, kl = (split_totals(model, split, batch_size, seed, n_samples) / n).tolist()
+    return {"elbo": elbo, "recon": recon, "kl": kl}
+
+
+@torch.no_grad()
+def split_totals(model: VAE, split: Split | SparseSplit, batch_size: int, seed: int, n_samples: int = 1,
+                 rows: torch.Tensor | None = None) -> torch.Tensor:
+    """The summed ELBO, reconstruction and KL (nats; float64 (3,), on the model's device) over ``rows``
+    of ``split`` (default: all, in order), ``batch_size`` at a time with fixed noise ``seed``: what
+    :func:`evaluate_split` averages, and what each process of a distributed run adds up for its share."""
+    device = next(model.parameters()).device
+    rows = torch.arange(len(split)) if rows is None else rows
     totals = torch.zeros(3, dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trusted(model):
         torch.manual_seed(seed)
-        for start in range(0, n, batch_size):
-            batch = split.batch_of(torch.arange(start, min(start + batch_size, n))).to(device)
+        for start in range(0, len(rows), batch_size):
+            batch = split.batch_of(rows[start:start + batch_size]).to(device)
             out = elbo_terms(model, batch, n_samples=n_samples)
             totals += torch.stack([out.elbo.sum(), out.recon.sum(), out.kl.sum()]).double()
     model.train(was_training)
-    elbo, recon, kl = (totals / n).tolist()
-    return {"elbo": elbo, "recon": recon, "kl": kl}
+    return totals
 
 
 class Selection(ABC):

@@ -4,11 +4,14 @@ Read :meth:`Trainer.fit` top to bottom. The learning rate and the KL weight are 
 (``objectives.lr_factor``, ``objectives.kl_weight``). A step never waits for the device: the loss sums,
 the non-finite check and the skip decision stay on the device (fused Adam skips an update when its
 ``found_inf`` flag is set) and the host reads them every ``LOG_EVERY`` steps and at epoch end. Faults
-(skipped steps, rollback) are :mod:`vaekit.train.faults`; where checkpoints go, :mod:`vaekit.train.stores`.
+(skipped steps, rollback) are :mod:`vaekit.train.faults`; where checkpoints go, :mod:`vaekit.train.stores`;
+training on several processes (torchrun), :mod:`vaekit.train.dist`: the loop asks its ``group`` for its
+share of each batch and for the agreements between processes, which one process answers itself.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from pathlib import Path
@@ -26,13 +29,12 @@ from vaekit.inputs import spec_from_meta
 from vaekit.model import VAE, build_model
 from vaekit.objectives import LossOutput, Objective, kl_weight, lr_factor
 from vaekit.schema import DataSchema
-from vaekit.scoring import evaluate_split
-from vaekit.train import faults, snapshot
+from vaekit.train import dist, faults, snapshot
 from vaekit.train.callbacks import Callback
 from vaekit.train.rng import RngStreams, own_rng
 from vaekit.train.selection import Selection, selection_for
 from vaekit.train.state import EpochPosition, TrainState
-from vaekit.train.stores import CheckpointStore, MemoryStore, RunDirStore, read_snapshot
+from vaekit.train.stores import CheckpointStore, FollowerStore, MemoryStore, RunDirStore, read_snapshot
 
 LOG_EVERY = 25
 VAL_SEED_OFFSET = 1_000_003
@@ -45,7 +47,9 @@ class Trainer:
     ``model`` holds the last weights in both cases. Building or running a trainer never changes torch's
     global RNG: the trainer seeds and keeps its own streams (``rng``). ``selection``: what picks the best
     checkpoint besides the validation ELBO (:mod:`vaekit.train.selection`; by default the data's own:
-    validation NDCG@100 for interaction data, else none)."""
+    validation NDCG@100 for interaction data, else none). Under torch.distributed (e.g. launched by
+    torchrun) the trainer is one of ``group.world_size`` processes (:mod:`vaekit.train.dist`): rank 0
+    writes into ``run_dir``, the others only read its checkpoints."""
 
     def __init__(self, config: Config, run_dir: str | Path | None, data: DataBundle,
                  callbacks: list[Callback] | None = None, selection: Selection | None = None) -> None:
@@ -57,16 +61,19 @@ class Trainer:
         if tc.patience and len(data.val) == 0:
             raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
-        self.device = pick_device(tc.device)
+        self.group = dist.current()
+        dist.check_batches(len(data.train), tc.batch_size, self.group.world_size)
+        self.device = self.group.device(pick_device(tc.device))
         self.data = to_device(data, self.device) if self.device.type == "cuda" else data  # batches stay there
         x = self.data.train.x
         self.data_device = x.device if isinstance(x, torch.Tensor) else torch.device("cpu")
-        self.rng = RngStreams(tc.seed, self.device, self.data_device)
+        self.rng = RngStreams(tc.seed, self.device, self.data_device, self.group.rank)
         self.shuffle_rng, self.binarize_rng = self.rng.shuffle, self.rng.binarize
         with self.rng.active():  # the initial weights come from the run's seed, not the caller's stream
             schema = DataSchema.from_data(data, config.model)
             self.model: VAE = build_model(config.model, schema, data.loc, data.scale).to(self.device)
-        self.objective = Objective(self.model, tc.objective, tc.n_samples)
+        # the loss is the forward of the (DDP-wrapped, with several processes) objective: gradients all-reduced
+        self.objective = self.group.wrap(Objective(self.model, tc.objective, tc.n_samples))
         self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                           fused=True)
@@ -75,8 +82,10 @@ class Trainer:
         self.run_dir = None if run_dir is None else Path(run_dir)
         self.store: CheckpointStore = MemoryStore() if self.run_dir is None else RunDirStore(self.run_dir,
                                                                                              tc.keep_last)
+        if isinstance(self.store, RunDirStore) and not self.group.is_main:
+            self.store = FollowerStore(self.store)  # rank 0 writes the run
         self.ckpt_dir = self.store.ckpt_dir if isinstance(self.store, RunDirStore) else None
-        self.state = TrainState()
+        self.state = TrainState(world_size=self.group.world_size)
         self.metrics: list[dict[str, Any]] = []  # the run's epoch rows (after a resume: those on disk)
         self.stop_reason: str | None = None
         self.resumed_at_step: int | None = None  # set by resume(): the step of the checkpoint it continued
@@ -110,7 +119,7 @@ class Trainer:
             val: dict[str, float | None] = dict.fromkeys(("elbo", "recon", "kl"))
             val_elbo = score = None
             if has_val:
-                scores = evaluate_split(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
+                scores = self.group.evaluate(self.model, self.data.val, tc.batch_size, tc.seed + VAL_SEED_OFFSET)
                 val_elbo = scores["elbo"]
                 if not math.isfinite(val_elbo):  # a model that cannot score data is never checkpointed
                     self.rollback(reason=f"the validation ELBO is not finite ({val_elbo}) after epoch "
@@ -119,7 +128,7 @@ class Trainer:
                 val.update(scores)
             metrics.update({f"val_{k}": v for k, v in val.items()})
             if select is not None:
-                score = self._selection_score(select)
+                score = self.group.from_main(functools.partial(self._selection_score, select))
                 if not math.isfinite(score):
                     self.rollback(reason=f"the validation {select.name} is not finite ({score}) after epoch "
                                          f"{self.state.epoch + 1}")
@@ -149,6 +158,7 @@ class Trainer:
                 self.save_checkpoint(best=improved)
             for cb in self.callbacks:
                 cb.on_epoch_end(self, metrics)
+            self.stop_reason = self.group.agree_stop(self.stop_reason)
             if self.stop_reason is not None:
                 if not due:  # a requested stop: its epoch is the run's last, so it is checkpointed
                     self.save_checkpoint(best=not has_val)
@@ -185,11 +195,12 @@ class Trainer:
         self.model.train()
         for b in range(pos.batch, self.steps_per_epoch):
             idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
-            batch = split.batch_of(idx, self.binarize_rng).to(self.device, non_blocking=True)
-            out, bad = self.step(batch)
+            rows, share = self.group.shard(idx)  # one process: all of them, share 1
+            batch = split.batch_of(rows, self.binarize_rng).to(self.device, non_blocking=True)
+            out, bad = self.step(batch, share)
             m = len(batch)
             terms = torch.stack([out.loss.detach() * m, out.recon.detach().sum(), out.kl.detach().sum()]).double()
-            faults.count_step(pos, bad, m, terms)
+            faults.count_step(pos, bad, len(idx), terms)
             pos.batch = b + 1
             log_due = pos.batch % LOG_EVERY == 0 or pos.batch == self.steps_per_epoch
             save_due = bool(tc.checkpoint_every) and pos.batch % tc.checkpoint_every == 0 \
@@ -211,8 +222,9 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
 
     @own_rng
-    def step(self, batch: Batch) -> tuple[LossOutput, Tensor]:
-        """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag."""
+    def step(self, batch: Batch, share: float = 1.0) -> tuple[LossOutput, Tensor]:
+        """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag.
+        ``share``: the loss weight of this process's part of a distributed batch (:func:`dist.shard_rows`)."""
         tc = self.config.train
         weight = kl_weight(self.state.step, tc.warmup_steps, tc.beta)
         for group in self.optimizer.param_groups:
@@ -220,13 +232,13 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
             out = self.objective(batch, weight)
         self.optimizer.zero_grad(set_to_none=True)
-        out.loss.backward()
+        (out.loss if share == 1.0 else out.loss * share).backward()
         if tc.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip, foreach=True)
         else:  # clipping off: only the norm for the non-finite check, no pass multiplying every gradient by 1
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-        bad = ~(torch.isfinite(out.loss) & torch.isfinite(grad_norm))
+        bad = self.group.agree_bad(~(torch.isfinite(out.loss) & torch.isfinite(grad_norm)))  # skipped everywhere
         # fused Adam leaves weights and moments untouched when found_inf is set (an attribute torch reads
         # but does not declare)
         self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
@@ -235,9 +247,10 @@ class Trainer:
         return out, bad
 
     def _stats(self, pos: EpochPosition, new: int, seconds: float) -> dict[str, float]:
-        """The epoch's means so far. ``samples_per_s`` is this process's rate (``new`` samples in
-        ``seconds``); ``epoch_time_s`` adds the seconds spent before a mid-epoch resume."""
-        loss, recon, kl, bad = pos.sums.tolist()
+        """The epoch's means so far (over every process of a distributed run). ``samples_per_s`` is the
+        rate of this process's clock (``new`` samples of the global batches in ``seconds``); ``epoch_time_s``
+        adds the seconds spent before a mid-epoch resume."""
+        loss, recon, kl, bad = self.group.reduce_sums(pos.sums).tolist()
         good = max(pos.seen - bad * self.config.train.batch_size, 1)
         return {"train_loss": loss / good, "train_recon": recon / good, "train_kl": kl / good,
                 "samples_per_s": new / max(seconds, 1e-9), "epoch_time_s": pos.seconds + seconds, "skipped": bad}

@@ -21,6 +21,9 @@ import torch
 from torch import Tensor
 
 KEYS = ("rng.torch", "rng.shuffle", "rng.binarize")
+#: Rank r of a distributed run seeds its noise streams ``seed + r * RANK_SEED_STRIDE`` (and validation noise
+#: likewise): far apart from each other and from the run's other seed offsets.
+RANK_SEED_STRIDE = 2_000_003
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -28,15 +31,17 @@ R = TypeVar("R")
 class RngStreams:
     """The streams of one trainer on ``device``, seeded from ``seed`` as a fresh run seeds them: the
     global streams with ``seed`` (``torch.manual_seed``), the shuffle with ``seed``, the binarisation
-    with ``seed + 1`` on ``data_device``."""
+    with ``seed + 1`` on ``data_device``. Process ``rank`` of a distributed run (:mod:`vaekit.train.dist`)
+    shares the shuffle (every rank draws the same epoch order) and offsets the others by
+    ``rank * RANK_SEED_STRIDE``: its own noise and binarisation; rank 0's streams are a single process's."""
 
-    def __init__(self, seed: int, device: torch.device, data_device: torch.device) -> None:
+    def __init__(self, seed: int, device: torch.device, data_device: torch.device, rank: int = 0) -> None:
         self.device = device
         self.shuffle = torch.Generator().manual_seed(seed)
-        self.binarize = torch.Generator(device=data_device).manual_seed(seed + 1)
+        self.binarize = torch.Generator(device=data_device).manual_seed(seed + 1 + rank * RANK_SEED_STRIDE)
         self._depth = 0
         with self._fork():
-            torch.manual_seed(seed)
+            torch.manual_seed(seed + rank * RANK_SEED_STRIDE)
             self._cpu, self._cuda = self._read_global()
 
     @contextmanager

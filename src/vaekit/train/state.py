@@ -28,6 +28,7 @@ class TrainState:
     selected_on: str = "val_elbo"  # what picks ``best``: "val_elbo", a Selection's name (e.g. "val_ndcg@100"),
     # or "last" without a validation split
     best_val_score: float = -math.inf  # the best value of a Selection (selected_on not val_elbo / last)
+    world_size: int = 1  # the processes that trained it (vaekit.train.dist); a resume at another count notes it
 
 
 #: The trainer tensors of a mid-epoch position (``epoch.seconds`` is absent from older checkpoints).
@@ -42,7 +43,9 @@ class EpochPosition:
     and KL (nats) over the epoch's good steps so far, and the number of skipped (non-finite) steps;
     ``run`` / ``worst_run``: the current and the longest streak of skipped steps (0-d float tensors);
     ``seen``: the samples served so far; ``seconds``: time spent on this epoch before this process
-    continued it (0 unless resumed mid-epoch)."""
+    continued it (0 unless resumed mid-epoch). In a distributed run (:mod:`vaekit.train.dist`) the three
+    sums are this process's share (``group.reduce_sums`` adds them up; the skipped count and the streaks
+    are the same everywhere) and ``seen`` counts the rows of the global batches."""
 
     batch: int
     sums: Tensor
@@ -65,8 +68,10 @@ class EpochPosition:
         return cls(batch, tensors["epoch.sums"].to(device), tensors["epoch.run"].to(device),
                    tensors["epoch.worst_run"].to(device), int(tensors["epoch.seen"]), seconds)
 
-    def to_tensors(self, seconds: float) -> dict[str, Tensor]:
-        """The ``epoch.*`` trainer tensors, ``seconds`` being the epoch's time so far."""
-        return {"epoch.sums": self.sums.detach().cpu(), "epoch.run": self.run.detach().cpu(),
+    def to_tensors(self, seconds: float, sums: Tensor | None = None) -> dict[str, Tensor]:
+        """The ``epoch.*`` trainer tensors, ``seconds`` being the epoch's time so far; ``sums`` replaces
+        this process's (a distributed run saves the sums over all its processes)."""
+        sums = self.sums if sums is None else sums
+        return {"epoch.sums": sums.detach().cpu(), "epoch.run": self.run.detach().cpu(),
                 "epoch.worst_run": self.worst_run.detach().cpu(), "epoch.seen": torch.tensor(self.seen),
                 "epoch.seconds": torch.tensor(seconds, dtype=torch.float64)}

@@ -220,3 +220,33 @@ class RunDirStore(CheckpointStore):
                 kept.setdefault(epoch, line)
         atomic_write_text(self.metrics_path, "".join(kept[e] + "\n" for e in sorted(kept)))
         return [json.loads(kept[e]) for e in sorted(kept)]
+
+
+@final
+class FollowerStore(CheckpointStore):
+    """What the processes other than rank 0 of a distributed run (:mod:`vaekit.train.dist`) see of its run
+    directory: they read its checkpoints (a rollback restores every process from ``last``) and write
+    nothing; rank 0's :class:`RunDirStore` writes checkpoints and metrics. The run directory must be on
+    a file system every process sees."""
+
+    def __init__(self, writer: RunDirStore) -> None:
+        self.writer, self.label = writer, writer.label
+
+    def save(self, snapshot: Snapshot, config: Config, best: bool) -> None:
+        """Nothing: rank 0 writes the checkpoint."""
+
+    def last_name(self) -> str | None:
+        return self.writer.last_name()
+
+    def read_last(self) -> Snapshot:
+        return self.writer.read_last()
+
+    def best_weights(self) -> dict[str, Tensor] | None:
+        return self.writer.best_weights()
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        """Nothing: rank 0 writes the metrics."""
+
+    def truncate_metrics(self, epochs: int) -> list[dict[str, Any]]:
+        """Nothing is changed; no rows are kept here (rank 0 holds them)."""
+        return []
