@@ -64,7 +64,7 @@ def format_table(table: dict[str, Any]) -> list[str]:
     """The table as aligned text lines: one row per recommender, ``mean ± se`` per metric."""
     names = list(table["rows"])
     width = max(len(n) for n in names) + 2
-    head = "".join(f"{k:>20}" for k in table["ks"])
+    head = "".join(f"{k:>21}" for k in table["ks"])  # cells: 12 + " ± " + 6 characters
     lines = [f"{'':<{width}}{head}"]
     for name in names:
         cells = "".join(f"{table['rows'][name][k]['mean']:>12.4f} ± {table['rows'][name][k]['se']:.4f}"
