@@ -32,6 +32,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from machine import cpu_name
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = ["--model.hidden", "400", "--model.latent_dim", "20", "--model.likelihood", "bernoulli",
          "--model.activation", "relu"]
@@ -58,15 +60,6 @@ def run_once(name: str, batch: int, args: argparse.Namespace, root: Path, tag: s
     return float(rows[-1]["samples_per_s"])
 
 
-def cpu_name() -> str:
-    """The CPU's model name (Linux), else what ``platform`` knows."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main() -> None:

@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from machine import cpu_name
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -103,14 +104,6 @@ def _get(conn: http.client.HTTPConnection, path: str) -> bytes:
     return resp.read()
 
 
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -121,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     import torch
 
-    print(json.dumps({"cpu": _cpu_name(), "cores": os.cpu_count(),
+    print(json.dumps({"cpu": cpu_name(), "cores": os.cpu_count(),
                       "torch": torch.__version__, "threads": torch.get_num_threads(),
                       "python": platform.python_version(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                       "loadavg_start": list(os.getloadavg())}))

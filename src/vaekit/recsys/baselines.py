@@ -27,19 +27,15 @@ import scipy.linalg
 from scipy import sparse
 
 from vaekit.errors import VaekitError
-from vaekit.recsys.metrics import rank_metrics
+from vaekit.recsys.metrics import as_csr, rank_metrics
 
 #: l2 weights tried by :func:`select_ease` (Steck reports 500 on ML-20M, 1,000 on Netflix, 200 on MSD).
 DEFAULT_EASE_GRID: tuple[float, ...] = (1.0, 10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
 
 
 def _as_csr(matrix: Any, what: str) -> sparse.csr_matrix:
-    """A 2-D matrix (sparse or dense) as a canonical float32 CSR copy."""
-    if not (sparse.issparse(matrix) or isinstance(matrix, np.ndarray)) or len(matrix.shape) != 2:
-        raise VaekitError(f"{what} must be a 2-D scipy.sparse matrix (users x items), got {type(matrix).__name__}; "
-                          "pass a CSR matrix")
-    out = sparse.csr_matrix(matrix, dtype=np.float32, copy=True)
-    out.sum_duplicates()
+    """A 2-D matrix (sparse or dense) as a canonical float32 CSR copy without explicit zeros."""
+    out = as_csr(matrix, what, np.float32)
     out.eliminate_zeros()
     if out.nnz and not np.isfinite(out.data).all():
         raise VaekitError(f"{what} holds non-finite values; give 1.0 per interaction")

@@ -39,12 +39,13 @@ DEFAULT_KS: Mapping[str, int] = MappingProxyType({"ndcg@100": 100, "recall@20": 
 METRIC_KINDS = ("ndcg", "recall")
 
 
-def _as_csr(matrix: Any, what: str) -> sparse.csr_matrix:
-    """A 2-D matrix as a canonical CSR copy (sorted indices, duplicates summed); the caller's is untouched."""
+def as_csr(matrix: Any, what: str, dtype: type = np.float64) -> sparse.csr_matrix:
+    """A 2-D matrix (sparse or dense) as a canonical CSR copy of ``dtype`` (sorted indices, duplicates summed);
+    the caller's is untouched. Anything else is a one-line error naming ``what``."""
     if not (sparse.issparse(matrix) or isinstance(matrix, np.ndarray)) or len(matrix.shape) != 2:
         raise VaekitError(f"{what} must be a 2-D scipy.sparse matrix (users x items), got {type(matrix).__name__}; "
                           "pass a CSR matrix")
-    out = sparse.csr_matrix(matrix, dtype=np.float64, copy=True)
+    out = sparse.csr_matrix(matrix, dtype=dtype, copy=True)
     out.sum_duplicates()
     return out
 
@@ -77,7 +78,7 @@ def exclude_seen(scores: np.ndarray, fold_in: sparse.spmatrix | sparse.sparray) 
 
     scores: (n, I) float array, written in place; fold_in: (n, I) sparse, nonzero = seen by the user.
     """
-    fold = _as_csr(fold_in, "fold_in")
+    fold = as_csr(fold_in, "fold_in")
     _check_scores(scores, fold.shape, "fold_in")
     fold.eliminate_zeros()
     rows = np.repeat(np.arange(fold.shape[0]), np.diff(fold.indptr))
@@ -162,7 +163,7 @@ _KIND_FN = {"ndcg": _ndcg, "recall": _recall}
 
 def _metric(kind: str, scores: np.ndarray, heldout: Any, k: int) -> np.ndarray:
     k = _check_k(k)
-    held = _as_csr(heldout, "heldout")
+    held = as_csr(heldout, "heldout")
     _check_scores(scores, held.shape, "heldout")
     counts = _heldout_counts(held)
     return _KIND_FN[kind](_hits(top_k(scores, k), held), counts, k)
@@ -222,8 +223,8 @@ def rank_metrics(score_fn: Callable[[sparse.csr_matrix], np.ndarray], fold_in: s
     metrics = _parse_ks(ks)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer) or batch_size < 1:
         raise VaekitError(f"batch_size must be a positive integer, got {batch_size!r}; use e.g. 500")
-    fold = _as_csr(fold_in, "fold_in")
-    held = _as_csr(heldout, "heldout")
+    fold = as_csr(fold_in, "fold_in")
+    held = as_csr(heldout, "heldout")
     if fold.shape != held.shape:
         raise VaekitError(f"fold_in has shape {fold.shape} but heldout has shape {held.shape}; give both the "
                           "same users (rows) and items (columns)")
