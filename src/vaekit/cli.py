@@ -216,6 +216,7 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
 
     # under torchrun every process runs this; rank 0 alone shows progress and writes the report
     progress = ProgressBar(enabled=not args.no_progress and os.environ.get("RANK", "0") == "0")
+    finished = False  # trained to the end on this rank: leave torch.distributed at a barrier
     try:
         if args.resume is not None:
             overrides = _split_overrides(extra)
@@ -247,8 +248,9 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
                             args.runs / name)
                 return 0
             run_dir, trainer = fit(config, runs_root=args.runs, callbacks=[progress], notify=_notify)
+        finished = True
     finally:
-        dist.leave()
+        dist.leave(synchronise=finished)
     if not trainer.group.is_main:
         return 0
     s = trainer.state

@@ -303,9 +303,14 @@ def join() -> Group:
     return current()
 
 
-def leave() -> None:
-    """Shut torch.distributed down when it is initialised (at the end of a command)."""
+def leave(synchronise: bool = False) -> None:
+    """Shut torch.distributed down when it is initialised (at the end of a command). ``synchronise`` (a run
+    that ended well on every rank): wait at a barrier first, so no rank tears its connections down while a peer
+    still uses them (gloo aborts a process whose worker threads outlive the group: "terminate called without
+    an active exception"); after a failure a peer may be gone, so there is no barrier."""
     if tdist.is_available() and tdist.is_initialized():
+        if synchronise:
+            tdist.barrier()
         tdist.destroy_process_group()
 
 
