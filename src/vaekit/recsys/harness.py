@@ -16,11 +16,9 @@ import numpy as np
 
 from vaekit.errors import VaekitError
 from vaekit.recsys.baselines import Popularity, select_ease
-from vaekit.recsys.metrics import rank_metrics, summarise
+from vaekit.recsys.metrics import DEFAULT_KS, rank_metrics, summarise
 from vaekit.recsys.split import RecData
 
-#: The paper's metrics (Liang et al. 2018): NDCG@100, Recall@20, Recall@50.
-KS = {"ndcg@100": 100, "recall@20": 20, "recall@50": 50}
 #: L2 weights tried for EASE on the validation users (Steck 2019 reports 200-1000 for ML-20M-sized data).
 EASE_GRID = (1.0, 10.0, 50.0, 100.0, 200.0, 500.0, 1000.0, 3000.0)
 
@@ -47,13 +45,13 @@ def ranking_table(models: dict[str, Scorer], rec: RecData, split: str = "test", 
     share the user order of ``rec`` (paired comparisons between rows are valid)."""
     fold_in, heldout = heldout_of(rec, split)
     scorers: dict[str, Scorer] = dict(models)
-    out: dict[str, Any] = {"split": split, "n_users": int(fold_in.shape[0]), "ks": dict(KS)}
+    out: dict[str, Any] = {"split": split, "n_users": int(fold_in.shape[0]), "ks": dict(DEFAULT_KS)}
     if baselines:
         scorers["popularity"] = Popularity().fit(rec.train).scores
         ease, grid = select_ease(rec.train, rec.val_in, rec.val_out, grid=tuple(ease_grid))
         scorers[f"EASE (l2 {ease.l2:g})"] = ease.scores
         out["ease_l2"], out["ease_validation"] = float(ease.l2), {float(k): float(v) for k, v in grid.items()}
-    per_user = {name: rank_metrics(fn, fold_in, heldout, ks=KS, batch_size=batch_size)
+    per_user = {name: rank_metrics(fn, fold_in, heldout, ks=DEFAULT_KS, batch_size=batch_size)
                 for name, fn in scorers.items()}
     out["rows"] = {name: summarise(values) for name, values in per_user.items()}
     out["per_user"] = per_user

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from vaekit.recsys.harness import model_label, ranking_table
+from vaekit.recsys.harness import heldout_of, model_label, ranking_table
 from vaekit.recsys.recommend import RunRecommender
 from vaekit.report import html as H
 from vaekit.report import plots as P
@@ -64,9 +64,10 @@ def users_section(info: RunInfo) -> H.Section:
     """A few test users: fold-in items, then the model's top 10 (to-predict items it found marked)."""
     rec = info.data.rec
     split = "test" if rec.test_in.shape[0] else "val"
-    fold_in, heldout = getattr(rec, f"{split}_in"), getattr(rec, f"{split}_out")
+    fold_in, heldout = heldout_of(rec.data, split)
     users = getattr(rec, f"{split}_users")
     recommender = RunRecommender(info.model, rec)
+    column = {item: j for j, item in enumerate(rec.items.tolist())}  # item id -> matrix column
     body = H.para(f"The first {min(EXAMPLE_USERS, len(users))} {split} users: the items they gave (fold-in), and "
                   f"the model's top {TOP} of the items they did not give; ✓ marks a held-out item of the user (a "
                   "hit). log p is the decoder's log-probability of the item (nats).")
@@ -76,7 +77,6 @@ def users_section(info: RunInfo) -> H.Section:
         more = f" … and {row.nnz - SHOWN_FOLD_IN} more" if row.nnz > SHOWN_FOLD_IN else ""
         held = set(heldout[i].indices.tolist())
         recs = recommender.recommend_row(row, TOP)
-        column = {item: j for j, item in enumerate(rec.items.tolist())}
         rows: list[list[Any]] = [[r.rank, "✓" if column[r.item] in held else "", r.title or r.item, r.item,
                                   f"{r.log_prob:.3f}"] for r in recs]
         hits = sum(1 for r in rows if r[1])
