@@ -2,7 +2,7 @@
 
 Public API (docs/tables.md): :func:`infer_schema`, :class:`TableSchema`, :func:`encode_table`,
 :func:`decode_table`, :func:`table_bundle`, :func:`model_config`, :func:`schema_of_run`. Imputation and
-row log-likelihoods are in :mod:`vaekit.impute` (they need a trained model)."""
+row log-likelihoods are in :mod:`vaekit.imputation` (they need a trained model)."""
 
 from __future__ import annotations
 

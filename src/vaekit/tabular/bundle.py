@@ -50,7 +50,7 @@ def bundle_of(batch: Batch, schema: TableSchema, rows: Mapping[str, np.ndarray],
     """Splits of an encoded table by row indices, with the schema's data transform and ``info``."""
     loc, scale = schema.loc_scale()
     info = {**info, "likelihood": LIKELIHOOD, "prep": prep_of(schema), "columns": list(schema.names),
-            "event_shape": [schema.width], **{f"n_{k}": int(len(v)) for k, v in rows.items()}}
+            "event_shape": [schema.width], **{f"n_{k}": len(v) for k, v in rows.items()}}
     info.setdefault("notes", [])
     return DataBundle(_split(batch, rows["train"]), _split(batch, rows["val"]), _split(batch, rows["test"]),
                       binary=False, loc=loc, scale=scale, info=info)
@@ -107,7 +107,7 @@ def load_table_data(cfg: Any, prep: Mapping[str, Any] | None = None) -> DataBund
     else:
         schema, notes = TableSchema.from_dict(prep["table"]), []
     cells = [cells_of(schema, c) for c in parts.values()]
-    joined = Cells(schema.names, tuple(sum((list(c.columns[j]) for c in cells), []) for j in range(schema.n_columns)),
+    joined = Cells(schema.names, tuple([v for c in cells for v in c.columns[j]] for j in range(schema.n_columns)),
                    "file")
     sizes = [c.n_rows for c in cells]
     n = sizes[0]

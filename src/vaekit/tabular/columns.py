@@ -42,9 +42,7 @@ def is_missing(cell: Any) -> bool:
         return cell.strip().lower() in MISSING
     if isinstance(cell, (float, np.floating)):
         return bool(math.isnan(cell))
-    if type(cell).__name__ in ("NAType", "NaTType"):
-        return True
-    return False
+    return type(cell).__name__ in ("NAType", "NaTType")
 
 
 def as_number(cell: Any) -> float | None:

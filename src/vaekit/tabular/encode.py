@@ -101,9 +101,9 @@ def decode_columns(schema: TableSchema, x_mean: Tensor | np.ndarray) -> list[lis
         elif spec.type == "binary":
             out.append([int(v > 0.5) for v in block[:, 0]])
         elif spec.type in ("count", "negbin"):
-            out.append([int(round(v)) for v in block[:, 0]])
+            out.append([round(v) for v in block[:, 0]])
         else:
-            out.append([float(v) for v in block[:, 0]])
+            out.append([float(f"{v:.7g}") for v in block[:, 0]])  # float32 precision, not its binary tail
     return out
 
 
@@ -117,7 +117,7 @@ def decode_table(schema: TableSchema, x_mean: Tensor | np.ndarray, *, as_frame: 
 def assemble(names: tuple[str, ...], cols: list[list[Any]], kind: str, index: Any = None) -> Any:
     """Columns back into the kind of table they came from ('frame': DataFrame; else an array)."""
     if kind == "frame":
-        import pandas as pd
+        import pandas as pd  # type: ignore[import-untyped]
 
         return pd.DataFrame(dict(zip(names, cols, strict=True)), index=index)
     numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for c in cols for v in c)

@@ -24,7 +24,7 @@ sum of the observed columns' terms, in nats.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,7 +63,7 @@ class MixedColumns(Distribution):
     units (real: the mean; binary: P(1); count / negbin: the mean; categorical: the level probabilities;
     indicator: 1); ``sample()`` one draw per slot (a categorical column gets a one-hot draw)."""
 
-    arg_constraints: dict[str, Any] = {}
+    arg_constraints: ClassVar[dict[str, Any]] = {}
     support = constraints.real
     has_rsample = False
 
@@ -103,7 +103,7 @@ class MixedColumns(Distribution):
                   torch.ones_like(p["ind"])]
         return self._assemble(pieces)
 
-    def sample(self, sample_shape: torch.Size | Sequence[int] = torch.Size()) -> Tensor:
+    def sample(self, sample_shape: torch.Size | Sequence[int] = ()) -> Tensor:
         p, shape = self.parts, torch.Size(sample_shape)
         with torch.no_grad():
             def grow(t: Tensor) -> Tensor:
@@ -115,7 +115,7 @@ class MixedColumns(Distribution):
                                       validate_args=False).sample()
             logp = grow(p["cat_logp"])
             cat = torch.zeros_like(logp)
-            for sl in self.layout.cat_groups:  # one draw per categorical column
+            for sl in self.layout.cat_blocks:  # one draw per categorical column (its place in the cat block)
                 k = torch.distributions.Categorical(logits=logp[..., sl], validate_args=False).sample()
                 cat[..., sl] = F.one_hot(k, sl.stop - sl.start).to(cat.dtype)
             ind = torch.ones_like(grow(p["ind"]))
