@@ -38,7 +38,7 @@ import pandas as pd
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from machine import cpu_name  # noqa: E402
+from machine import cpu_name
 
 
 def datasets() -> dict[str, pd.DataFrame]:
@@ -76,9 +76,10 @@ def sklearn_impute(holey: pd.DataFrame, cats: list[str], method: str, seed: int)
         onehot[col.isna().to_numpy()] = np.nan
         blocks.append(onehot)
     if method == "simple":
-        out[reals] = num.fillna(mu)
-        for c in cats:
-            out[c] = holey[c].fillna(holey[c].mode().iloc[0])
+        out[reals] = SimpleImputer(strategy="mean").fit_transform(num)
+        if cats:
+            out[cats] = SimpleImputer(strategy="most_frequent", missing_values=None).fit_transform(
+                holey[cats].astype(object).where(holey[cats].notna(), None))
         return out
     X = np.concatenate(blocks, 1)
     imputer = KNNImputer(n_neighbors=5) if method == "knn" else IterativeImputer(max_iter=10, random_state=seed)
@@ -163,7 +164,7 @@ def main() -> None:
                 results.setdefault((dname, m), []).append(score(full, filled, removed, cats))
         print(f"{dname}: done ({time.perf_counter() - t0:.0f} s)", file=sys.stderr)
     wall = time.perf_counter() - t0
-    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(f"{platform.machine()} {cpu_name()}, torch threads {args.threads}, {stamp}; wall time {wall:.0f} s "
           f"(vaekit {seconds['vaekit']:.0f} s, SimpleImputer {seconds['simple']:.1f} s, KNNImputer "
           f"{seconds['knn']:.1f} s, IterativeImputer {seconds['iterative']:.1f} s)")

@@ -211,3 +211,22 @@ def test_a_csv_with_strings_or_holes_without_mixed_names_the_fix(tmp_path):
     (tmp_path / "t.csv").write_text("a,b\n1,x\n2,y\n3,\n")
     proc = run_vaekit("train", "--data.path", "t.csv", "--train.epochs", "1", cwd=tmp_path)
     assert proc.returncode == 2 and "--model.likelihood mixed" in proc.stderr
+
+
+def test_table_options_that_do_not_apply_are_refused(tmp_path):
+    from vaekit.config import ModelConfig
+    from vaekit.data import load_data
+
+    mixed_table(20).to_csv(tmp_path / "t.csv", index=False)
+    cfg = apply_overrides(Config(), {"data.path": str(tmp_path / "t.csv"), "data.scale": "unit"})
+    with pytest.raises(VaekitError, match="data.scale unit does not apply to a mixed-type table"):
+        load_data(cfg.data, "mixed")
+    cfg = apply_overrides(Config(), {"data.path": str(tmp_path / "t.csv"), "data.label_column": "flag"})
+    with pytest.raises(VaekitError, match="data.label_column does not apply"):
+        load_data(cfg.data, "mixed")
+    with pytest.raises(VaekitError, match="model.columns"):
+        ModelConfig(likelihood="gaussian", columns=("real",))
+    bundle = load_data(apply_overrides(Config(), {"data.path": str(tmp_path / "t.csv"),
+                                                  "data.column_types": "n=real"}).data)
+    assert bundle.info["likelihood"] == "mixed" and bundle.train.mask is not None  # column types imply a table
+    assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 20

@@ -128,6 +128,9 @@ class ModelConfig:
                "the point-mass code is the autoencoder: use --model.kind ae (model.posterior then does not apply)")
         _check_part("model.posterior", self.posterior)
         _check(self.condition in CONDITIONS, "model.condition", f"use one of {', '.join(CONDITIONS)}")
+        _check(not self.columns or self.likelihood in ("mixed", "auto"), "model.columns",
+               f"is the column layout of the mixed likelihood, but model.likelihood is '{self.likelihood}'; drop "
+               "model.columns or use --model.likelihood mixed")
         _check(self.input_norm in INPUT_NORMS, "model.input_norm", f"use one of {', '.join(INPUT_NORMS)}")
         _check(0.0 <= self.input_dropout < 1.0, "model.input_dropout",
                f"must be in [0, 1) (the probability of zeroing an input), got {self.input_dropout}")

@@ -93,6 +93,11 @@ def load_table_data(cfg: Any, prep: Mapping[str, Any] | None = None) -> DataBund
         if getattr(cfg, key):
             raise VaekitError(f"data.{key} does not apply to a mixed-type table (model.likelihood mixed); drop "
                               f"--data.{key}")
+    for key, ok in (("scale", ("auto", "standardize")), ("binarize", ("auto", "none")),
+                    ("dequantize", ("auto", "none"))):
+        if prep is None and getattr(cfg, key) not in ok:
+            raise VaekitError(f"data.{key} {getattr(cfg, key)} does not apply to a mixed-type table (real and count "
+                              f"columns are standardised, nothing is binarised or dequantised); drop --data.{key}")
     path = Path(cfg.path).expanduser().resolve()
     if path.is_dir() or path.suffix.lower() not in (".csv", ".tsv", ".tab", ".txt"):
         raise VaekitError(f"{path}: a mixed-type table is a .csv or .tsv file with a header; convert it, or use "
