@@ -37,6 +37,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted, validate_data
 
 from vaekit import checkpoint as ckpt
+from vaekit.batch import Batch
 from vaekit.config import Config, ModelConfig, TrainConfig, config_from_dict
 from vaekit.data.config import DataConfig
 from vaekit.errors import VaekitError
@@ -82,8 +83,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                  likelihood: str = "auto", posterior: str = "diag", prior: str = "standard-normal",
                  sigma: float = 0.1, variance: str = "per-dim", epochs: int = 50, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 0.0, beta: float = 1.0, warmup_steps: int = 0,
-                 n_samples: int = 1, objective: str = "elbo", k: int = 100, random_state: Any = None,
-                 device: str = "cpu", run_dir: str | Path | None = None, verbose: int = 0) -> None:
+                 n_samples: int = 1, objective: str = "elbo", k: int = 100, column_types: Any = None,
+                 unknown_categories: str = "error", random_state: Any = None, device: str = "cpu",
+                 run_dir: str | Path | None = None, verbose: int = 0) -> None:
         self.latent_dim = latent_dim
         self.hidden = hidden
         self.activation = activation
@@ -101,6 +103,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.n_samples = n_samples
         self.objective = objective
         self.k = k
+        self.column_types = column_types
+        self.unknown_categories = unknown_categories
         self.random_state = random_state
         self.device = device
         self.run_dir = run_dir
@@ -111,17 +115,21 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.transformer_tags.preserves_dtype = ["float64"]  # outputs are float64 whatever the input dtype
         tags.non_deterministic = False  # an int random_state fixes every draw (fit, score, sample)
+        tags.input_tags.allow_nan = True  # missing cells make a table: masked, never scored or filled silently
+        tags.input_tags.string = True  # text columns are categorical
+        tags.input_tags.categorical = True
         return tags
 
     # ------------------------------------------------------------------------------------ fitting
-    def _config(self, seed: int, n_rows: int) -> Config:
-        """The vaekit config these parameters stand for (vaekit's own one-line errors for bad values)."""
+    def _config(self, seed: int, n_rows: int, columns: tuple[str, ...] = ()) -> Config:
+        """The vaekit config these parameters stand for (vaekit's own one-line errors for bad values);
+        ``columns``: a table's column layout (``model.columns`` of the ``mixed`` likelihood)."""
         if isinstance(self.hidden, (str, bytes)) or not isinstance(self.hidden, Sequence):
             raise VaekitError(f"hidden must be a sequence of layer widths such as (64,) or (), got {self.hidden!r}")
         model = ModelConfig(latent_dim=_integer(self.latent_dim, "latent_dim"),
                             hidden=tuple(_integer(h, "hidden") for h in self.hidden), activation=self.activation,
-                            likelihood=self.likelihood, posterior=self.posterior, prior=self.prior,
-                            sigma=float(self.sigma), variance=self.variance)
+                            likelihood="mixed" if columns else self.likelihood, posterior=self.posterior,
+                            prior=self.prior, sigma=float(self.sigma), variance=self.variance, columns=columns)
         batch = _integer(self.batch_size, "batch_size")
         train = TrainConfig(epochs=_integer(self.epochs, "epochs"), batch_size=min(batch, n_rows) if batch >= 1
                             else batch, lr=float(self.lr), weight_decay=float(self.weight_decay),
@@ -134,18 +142,24 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return Config(name=name, data=data, model=model, train=train)
 
     def fit(self, X: Any, y: Any = None) -> VAE:
-        """Train on X (n, p): a numpy array or a DataFrame of numeric columns; ``y`` is ignored."""
-        from vaekit.data.preprocess import build
-        from vaekit.data.raw import RawData
+        """Train on X (n, p): a numpy array or a DataFrame; ``y`` is ignored. Numeric data without missing
+        values train as an array (Bernoulli for 0/1 data, else a learned-variance Gaussian on standardised
+        columns); a table (text or categorical columns, missing cells, ``column_types``, or
+        ``likelihood='mixed'``) trains the per-column ``mixed`` likelihood of :mod:`vaekit.tabular` with
+        the missing cells masked (``schema_`` says each column's type)."""
         from vaekit.train.runs import fit as fit_run
 
-        X = validate_data(self, X, dtype=[np.float64, np.float32])
         if _integer(self.k, "k") < 1:
             raise VaekitError(f"k (importance samples per row) must be >= 1, got {self.k}")
         seed = _seed(self.random_state)
-        config = self._config(seed, len(X))
-        raw = RawData(X.astype(np.float32), None, info={"source": "in-memory array (vaekit.sklearn.VAE.fit)"})
-        data = build(raw, config.data, config.model.likelihood, "X (VAE.fit)")
+        if self._is_table(X):
+            table = self._table(X, reset=True)
+            data, config = self._table_data(table, seed)
+        else:
+            arr = validate_data(self, X, dtype=[np.float64, np.float32])
+            config = self._config(seed, len(arr))
+            data = _array_bundle(arr, config)
+            self.schema_ = None
         notify = _print_notice if self.verbose else None
         callbacks: list[Callback] = [_EpochPrinter()] if self.verbose else []
         runs_root = None if self.run_dir is None else Path(self.run_dir).parent
@@ -159,20 +173,66 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.history_ = list(trainer.metrics)
         self._data_info = _json_safe(data.info)
         self._n_features_out = self.config_.model.latent_dim
+        self._frame = hasattr(X, "columns") and hasattr(X, "iloc")
         return self
+
+    def _is_table(self, X: Any) -> bool:
+        """True when X is trained as a mixed-type table: ``likelihood='mixed'`` or ``column_types`` asked for
+        it, or (``likelihood='auto'``) X has a text, categorical or boolean column or a missing cell."""
+        import scipy.sparse
+
+        if self.likelihood == "mixed" or self.column_types is not None:
+            return True
+        if self.likelihood != "auto" or scipy.sparse.issparse(X):
+            return False
+        dtypes = getattr(X, "dtypes", None)
+        if dtypes is not None and hasattr(X, "isna"):  # a DataFrame
+            from pandas.api.types import is_bool_dtype, is_numeric_dtype
+
+            kinds = list(dtypes) if hasattr(dtypes, "__iter__") else [dtypes]
+            return any(is_bool_dtype(t) or not is_numeric_dtype(t) for t in kinds) or bool(X.isna().to_numpy().any())
+        arr = np.asarray(X)
+        if arr.dtype.kind == "O":
+            return any(not isinstance(v, numbers.Real) or v != v for v in arr.ravel())  # text, None, NaN
+        if arr.dtype.kind in "US":
+            return True
+        return arr.dtype.kind == "f" and bool(np.isnan(arr).any())
+
+    def _table(self, X: Any, reset: bool) -> Any:
+        """X checked as a table (width and names against the fit; NaN allowed, inf refused): the DataFrame
+        itself, or the checked (n, p) array."""
+        arr = validate_data(self, X, dtype=None, ensure_all_finite="allow-nan", reset=reset)
+        if arr.dtype.kind == "f" and np.isinf(arr).any():
+            raise ValueError("Input X contains infinity; a missing cell is NaN or empty, never inf")
+        return X if hasattr(X, "columns") and hasattr(X, "iloc") else arr
+
+    def _table_data(self, table: Any, seed: int) -> tuple[Any, Config]:
+        """The bundle of a table (every row trains) and its config (``mixed`` with the schema's layout)."""
+        from vaekit.tabular import infer_schema, table_bundle
+
+        names = [str(c) for c in self.feature_names_in_] if hasattr(self, "feature_names_in_") else None
+        schema = infer_schema(table, self.column_types, names=names, unknown=self.unknown_categories)
+        self.schema_ = schema
+        data = table_bundle(table, schema)
+        return data, self._config(seed, len(data.train), schema.model_columns)
 
     # ------------------------------------------------------------------------------------ inference
     def _device(self) -> torch.device:
         return self.model_.data_loc.device
 
-    def _served(self, X: Any) -> torch.Tensor:
-        """X (n, p) checked against the fit (width, names, finiteness) -> float32 (n, p) on the model's
-        device, in the units the model reads (a Bernoulli model's min-max scaling applied)."""
+    def _batch(self, X: Any) -> Batch:
+        """X (n, p) checked against the fit (width, names, finiteness) as the model reads it, on its device:
+        a table's encoded rows with their mask, or an array's values in the model's units (a Bernoulli
+        model's min-max scaling applied)."""
+        from vaekit.tabular import encode_table
+
         check_is_fitted(self)
+        if self.schema_ is not None:
+            return encode_table(self.schema_, self._table(X, reset=False)).to(self._device())
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         a, b = self._affine()
         x = X.astype(np.float32) if (a, b) == (1.0, 0.0) else (a * X.astype(np.float64) + b).astype(np.float32)
-        return torch.from_numpy(x).to(self._device())
+        return Batch(torch.from_numpy(x).to(self._device()))
 
     def _affine(self) -> tuple[float, float]:
         """(a, b) with served = a * X + b (identity except for a Bernoulli model on non-binary data)."""
@@ -181,15 +241,18 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def transform(self, X: Any) -> np.ndarray:
         """Posterior means E[z | x]: float64 (n, latent_dim)."""
-        x = self._served(X)
+        batch = self._batch(X)
         if self.likelihood_ == "bernoulli":
-            x = x.clamp(0.0, 1.0)  # the encoder reads levels in [0, 1], as in training
+            batch = batch.with_x(batch.x.clamp(0.0, 1.0))  # the encoder reads levels in [0, 1], as in training
         with torch.no_grad(), trusted(self.model_):
-            z = self.model_.encode(x).mean
+            z = self.model_.encode(batch).mean
         return z.double().cpu().numpy()
 
-    def inverse_transform(self, X: Any) -> np.ndarray:
-        """Decoder means E[x | z] for codes X (n, latent_dim): float64 (n, p) in the fitted data's units."""
+    def inverse_transform(self, X: Any) -> Any:
+        """Decoder means E[x | z] for codes X (n, latent_dim): float64 (n, p) in the fitted data's units. A
+        table gives one value per column (real: the mean; count: the rounded mean; binary: 0/1; categorical:
+        the most probable level), as a DataFrame when the fit was given one, else an array (object dtype
+        when a column holds text)."""
         check_is_fitted(self)
         z = check_array(X, dtype=[np.float64, np.float32])
         d = self.config_.model.latent_dim
@@ -200,18 +263,24 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             x_hat = self.model_.decode(torch.from_numpy(z.astype(np.float32)).to(self._device())).mean
         return self._to_input_units(x_hat)
 
-    def _to_input_units(self, x: torch.Tensor) -> np.ndarray:
+    def _to_input_units(self, x: torch.Tensor) -> Any:
+        """Decoder means or draws (n, *event) in the model's units -> the fitted data's units and kind."""
+        if self.schema_ is not None:
+            from vaekit.tabular import decode_table
+
+            return decode_table(self.schema_, x, as_frame=self._frame)
         a, b = self._affine()
         out = x.double().cpu().numpy()
         return out if (a, b) == (1.0, 0.0) else (out - b) / a
 
     def score_samples(self, X: Any) -> np.ndarray:
         """Importance-sampled log p(x) per row: float64 (n,), nats in the fitted data's units, with ``k``
-        samples from q(z|x) common to every row (:func:`vaekit.evaluate.log_likelihood`). A Bernoulli model
-        scores 0/1 rows only."""
+        samples from q(z|x) common to every row (:func:`vaekit.evaluate.log_likelihood`). A table's row scores
+        its observed cells only (log p(x_obs)). A Bernoulli model scores 0/1 rows only."""
         from vaekit.evaluate import log_likelihood
 
-        x = self._served(X)
+        batch = self._batch(X)
+        x = batch.x
         if self.likelihood_ == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
             raise VaekitError("this Bernoulli model scores 0/1 rows only, but X holds other values; binarise X "
                               "(e.g. X > 0.5) or fit with likelihood='gaussian-learned' to score real values")
@@ -219,15 +288,16 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         gen = torch.Generator(self._device()).manual_seed(self.seed_ + SCORE_SEED_OFFSET)
         eps = torch.randn((k, 1, d), generator=gen, device=self._device()).expand(k, n, d)
         with trusted(self.model_):
-            ll = log_likelihood(self.model_, x, k=k, chunk=k, batch_size=max(1, min(n, 4096 // k)), eps=eps)
+            ll = log_likelihood(self.model_, batch, k=k, chunk=k, batch_size=max(1, min(n, 4096 // k)), eps=eps)
         return ll.numpy()
 
     def score(self, X: Any, y: Any = None) -> float:
         """The mean of :meth:`score_samples`: average log p(x) in nats per row (higher is better)."""
         return float(np.mean(self.score_samples(X)))
 
-    def sample(self, n_samples: int = 1, random_state: Any = None) -> np.ndarray:
-        """``n_samples`` draws x ~ p(x|z), z ~ p(z): float64 (n_samples, p) in the fitted data's units."""
+    def sample(self, n_samples: int = 1, random_state: Any = None) -> Any:
+        """``n_samples`` draws x ~ p(x|z), z ~ p(z): float64 (n_samples, p) in the fitted data's units (a
+        table: one drawn value per column, as :meth:`inverse_transform` returns them)."""
         check_is_fitted(self)
         n = _integer(n_samples, "n_samples")
         if n < 1:
@@ -238,14 +308,14 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                 trusted(self.model_):
             torch.manual_seed(seed)  # the likelihood's own draw x ~ p(x|z) uses the (forked) global stream
             x = self.model_.sample(n, mean=False, generator=torch.Generator(device).manual_seed(seed))
-        return self._to_input_units(x.reshape(n, -1))
+        return self._to_input_units(x.reshape(n, *self.model_.event_shape))
 
     # ------------------------------------------------------------------------------------ persistence
     def _record(self) -> dict[str, Any]:
         """What rebuilds the fitted estimator besides the weights: meta.json's content."""
         params = {key: _json_param(value) for key, value in self.get_params().items()}
         record: dict[str, Any] = {"params": params, "seed": self.seed_, "n_features_in": self.n_features_in_,
-                                  "history": _json_safe(self.history_)}
+                                  "history": _json_safe(self.history_), "frame": self._frame}
         if hasattr(self, "feature_names_in_"):
             record["feature_names_in"] = [str(c) for c in self.feature_names_in_]
         return {**ckpt.model_meta(self.model_), "data": self._data_info, META_KEY: record}
@@ -283,6 +353,12 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             est.feature_names_in_ = np.asarray(record["feature_names_in"], dtype=object)
         est._data_info = meta.get("data") or {}
         est._n_features_out = config.model.latent_dim
+        est._frame = bool(record.get("frame", False))
+        est.schema_ = None
+        if config.model.likelihood == "mixed":
+            from vaekit.tabular import schema_of_run
+
+            est.schema_ = schema_of_run(meta)
         return est
 
     def __getstate__(self) -> dict[str, Any]:
@@ -323,6 +399,16 @@ def _rebuild(config: Config, meta: dict[str, Any], weights: dict[str, torch.Tens
     model.load_state_dict(weights, strict=True)
     model.input_spec = spec_from_meta(meta, config.model.likelihood)
     return model
+
+
+def _array_bundle(x: np.ndarray, config: Config) -> Any:
+    """A numeric array (n, p) as vaekit prepares any array (:func:`vaekit.data.preprocess.build`): every row in
+    the training split, the likelihood, scaling and binarisation decided from it."""
+    from vaekit.data.preprocess import build
+    from vaekit.data.raw import RawData
+
+    raw = RawData(x.astype(np.float32), None, info={"source": "in-memory array (vaekit.sklearn.VAE.fit)"})
+    return build(raw, config.data, config.model.likelihood, "X (VAE.fit)")
 
 
 def _integer(value: Any, name: str) -> int:
