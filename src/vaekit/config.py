@@ -38,7 +38,7 @@ _PART_REGISTRIES = {
     "model.prior": ("vaekit.priors", "PRIORS", ("standard-normal",)),
     "model.posterior": ("vaekit.posteriors", "POSTERIORS", ("diag", "full")),
     "model.likelihood": ("vaekit.likelihoods", "LIKELIHOODS", ("auto", "bernoulli", "gaussian", "gaussian-learned",
-                                                                "multinomial")),
+                                                                "multinomial", "mixed")),
 }
 
 
@@ -88,6 +88,8 @@ class ModelConfig:
     Euclidean norm, then ``input_dropout`` = p zeroes each input with probability p in training mode
     (survivors scaled by 1 / (1 - p); nothing in eval mode): the Mult-VAE's input (Liang et al. 2018: l2,
     0.5; with ``kind='ae'`` the denoising Mult-DAE). ``none`` and 0.0 leave the input as it is.
+    ``columns``: the column layout of the ``mixed`` likelihood of a table (``real``, ``binary``, ``count``,
+    ``negbin``, ``categorical:K`` per column; docs/tables.md), set from the data when a table is trained.
     """
 
     kind: str = "vae"
@@ -106,6 +108,7 @@ class ModelConfig:
     kernel_size: int = 3
     input_norm: str = "none"
     input_dropout: float = 0.0
+    columns: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         check_fields(self, "model")  # types first: one-line errors naming the key
@@ -282,6 +285,8 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, base: Any = N
         if key not in known:
             raise VaekitError(
                 f"unknown config key '{full}'; known keys in [{prefix}]: {', '.join(sorted(known))}")
+        if isinstance(value, dict) and hints[key] == tuple[str, ...]:  # a TOML table of NAME = VALUE
+            value = [f"{k}={v}" for k, v in value.items()]
         kwargs[key] = _coerce(value, hints[key], full)
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
