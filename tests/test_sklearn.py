@@ -152,7 +152,7 @@ def test_pickle_clone_and_checkpoint_round_trips(tmp_path, digits_x, fitted):
     bare = vaekit.load(path)  # the same checkpoint is an ordinary vaekit model
     with torch.no_grad():
         np.testing.assert_allclose(bare.encode(torch.tensor(digits_x, dtype=torch.float32)).mean.numpy(), z,
-                                   rtol=1e-6)
+                                   atol=1e-5)  # the float32 model vs the estimator's float64 copy of it
     with pytest.raises(VaekitError, match="already exists"):
         fitted.save(path)
 
@@ -197,7 +197,7 @@ def test_run_dir_makes_a_vaekit_run(tmp_path, digits_x, fitted, capsys):
     np.testing.assert_array_equal(est.transform(digits_x), fitted.transform(digits_x))  # same training
     with torch.no_grad():
         z = vaekit.load(run).encode(torch.tensor(digits_x, dtype=torch.float32)).mean.numpy()
-    np.testing.assert_allclose(z, fitted.transform(digits_x), rtol=1e-6)
+    np.testing.assert_allclose(z, fitted.transform(digits_x), atol=1e-5)  # float32 vs the estimator's float64
     with pytest.raises(VaekitError, match="already exists"):
         clone(est).fit(digits_x)
 

@@ -19,11 +19,13 @@ TINY = {"latent_dim": 2, "hidden": (8,), "epochs": 2, "batch_size": 32, "k": 8, 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 
-def _run_with_array_api(check) -> None:
-    """``check`` (a partial of check_array_api_input) in a fresh interpreter with SCIPY_ARRAY_API=1."""
+def _run_with_array_api(estimator, check) -> None:
+    """``check`` (a partial of check_array_api_input) on ``estimator``'s parameters in a fresh interpreter with
+    SCIPY_ARRAY_API=1."""
+    params = estimator.get_params()
     code = ("import sys\nfrom sklearn.utils.estimator_checks import check_array_api_input\n"
             "from vaekit.sklearn import VAE\n"
-            f"check_array_api_input('VAE', VAE(**{TINY!r}), **{check.keywords!r})\nprint('passed')\n")
+            f"check_array_api_input('VAE', VAE(**{params!r}), **{check.keywords!r})\nprint('passed')\n")
     env = {**os.environ, "SCIPY_ARRAY_API": "1",
            "PYTHONPATH": os.pathsep.join(p for p in (SRC, os.environ.get("PYTHONPATH", "")) if p)}
     proc = subprocess.run([sys.executable, "-W", "error", "-c", code], env=env, capture_output=True, text=True,
@@ -31,9 +33,9 @@ def _run_with_array_api(check) -> None:
     assert proc.returncode == 0 and proc.stdout.strip() == "passed", proc.stderr
 
 
-@parametrize_with_checks([VAE(**TINY)])
+@parametrize_with_checks([VAE(**TINY), VAE(likelihood="mixed", **TINY)])
 def test_sklearn_estimator_check(estimator, check):
     if getattr(getattr(check, "func", None), "__name__", "") == "check_array_api_input":
-        _run_with_array_api(check)
+        _run_with_array_api(estimator, check)
     else:
         check(estimator)

@@ -23,12 +23,13 @@ Documentation: docs/sklearn.md.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import numbers
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -43,6 +44,9 @@ from vaekit.data.config import DataConfig
 from vaekit.errors import VaekitError
 from vaekit.inputs import spec_from_meta, trusted
 from vaekit.train.callbacks import Callback
+
+if TYPE_CHECKING:
+    from vaekit.tabular import TableSchema
 
 __all__ = ["VAE"]
 
@@ -78,6 +82,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     ``feature_names_in_`` (DataFrames with string column names), ``seed_`` (the seed used),
     ``history_`` (the training epochs' metric rows).
     """
+
+    schema_: TableSchema | None
 
     def __init__(self, latent_dim: int = 2, hidden: Sequence[int] = (64,), activation: str = "relu",
                  likelihood: str = "auto", posterior: str = "diag", prior: str = "standard-normal",
@@ -166,7 +172,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         _, trainer = fit_run(config, runs_root=runs_root, callbacks=callbacks, data=data, notify=notify)
         model = trainer.model
         model.load_state_dict(trainer.best_state_dict())  # no validation split: the last epoch's weights
-        self.model_ = model.eval()
+        self._set_model(model)
         self.config_ = trainer.config
         self.likelihood_ = trainer.config.model.likelihood
         self.seed_ = seed
@@ -186,11 +192,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self.likelihood != "auto" or scipy.sparse.issparse(X):
             return False
         dtypes = getattr(X, "dtypes", None)
-        if dtypes is not None and hasattr(X, "isna"):  # a DataFrame
-            from pandas.api.types import is_bool_dtype, is_numeric_dtype
-
+        if dtypes is not None and hasattr(X, "isna"):  # a DataFrame: text, category, bool columns or holes
             kinds = list(dtypes) if hasattr(dtypes, "__iter__") else [dtypes]
-            return any(is_bool_dtype(t) or not is_numeric_dtype(t) for t in kinds) or bool(X.isna().to_numpy().any())
+            return any(getattr(t, "kind", "O") not in "iuf" for t in kinds) or bool(X.isna().to_numpy().any())
         arr = np.asarray(X)
         if arr.dtype.kind == "O":
             return any(not isinstance(v, numbers.Real) or v != v for v in arr.ravel())  # text, None, NaN
@@ -217,6 +221,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return data, self._config(seed, len(data.train), schema.model_columns)
 
     # ------------------------------------------------------------------------------------ inference
+    def _set_model(self, model: Any) -> None:
+        """Keep the trained model (``model_``, float32: what :meth:`save` writes) and a float64 copy that
+        computes every output, so a row's result does not depend on the rows computed beside it (float32
+        matrix products round differently with the batch's size and order)."""
+        self.model_ = model.eval()
+        self._model64 = copy.deepcopy(model).double().eval()
+
     def _device(self) -> torch.device:
         return self.model_.data_loc.device
 
@@ -228,11 +239,13 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
         check_is_fitted(self)
         if self.schema_ is not None:
-            return encode_table(self.schema_, self._table(X, reset=False)).to(self._device())
+            batch = encode_table(self.schema_, self._table(X, reset=False)).to(self._device())
+            return batch.with_x(batch.x.double())
         X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         a, b = self._affine()
         x = X.astype(np.float32) if (a, b) == (1.0, 0.0) else (a * X.astype(np.float64) + b).astype(np.float32)
-        return Batch(torch.from_numpy(x).to(self._device()))
+        x64 = np.ascontiguousarray(x, dtype=np.float64)  # the served float32 values; C order: one result per row
+        return Batch(torch.from_numpy(x64).to(self._device()))
 
     def _affine(self) -> tuple[float, float]:
         """(a, b) with served = a * X + b (identity except for a Bernoulli model on non-binary data)."""
@@ -244,8 +257,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         batch = self._batch(X)
         if self.likelihood_ == "bernoulli":
             batch = batch.with_x(batch.x.clamp(0.0, 1.0))  # the encoder reads levels in [0, 1], as in training
-        with torch.no_grad(), trusted(self.model_):
-            z = self.model_.encode(batch).mean
+        with torch.no_grad(), trusted(self._model64):
+            z = self._model64.encode(batch).mean
         return z.double().cpu().numpy()
 
     def inverse_transform(self, X: Any) -> Any:
@@ -259,8 +272,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if z.shape[1] != d:
             raise ValueError(f"X has {z.shape[1]} features, but {type(self).__name__} decodes codes of "
                              f"{d} features (latent_dim); pass the output of transform")
-        with torch.no_grad(), trusted(self.model_):
-            x_hat = self.model_.decode(torch.from_numpy(z.astype(np.float32)).to(self._device())).mean
+        with torch.no_grad(), trusted(self._model64):
+            x_hat = self._model64.decode(torch.from_numpy(z.astype(np.float64)).to(self._device())).mean
         return self._to_input_units(x_hat)
 
     def _to_input_units(self, x: torch.Tensor) -> Any:
@@ -286,9 +299,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
                               "(e.g. X > 0.5) or fit with likelihood='gaussian-learned' to score real values")
         n, d, k = len(x), self.config_.model.latent_dim, int(self.k)
         gen = torch.Generator(self._device()).manual_seed(self.seed_ + SCORE_SEED_OFFSET)
-        eps = torch.randn((k, 1, d), generator=gen, device=self._device()).expand(k, n, d)
-        with trusted(self.model_):
-            ll = log_likelihood(self.model_, batch, k=k, chunk=k, batch_size=max(1, min(n, 4096 // k)), eps=eps)
+        eps = torch.randn((k, 1, d), generator=gen, device=self._device()).double().expand(k, n, d)
+        with trusted(self._model64):
+            ll = log_likelihood(self._model64, batch, k=k, chunk=k, batch_size=max(1, min(n, 4096 // k)), eps=eps)
         return ll.numpy()
 
     def score(self, X: Any, y: Any = None) -> float:
@@ -305,9 +318,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         seed = int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
         device = self._device()
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), torch.no_grad(), \
-                trusted(self.model_):
+                trusted(self._model64):
             torch.manual_seed(seed)  # the likelihood's own draw x ~ p(x|z) uses the (forked) global stream
-            x = self.model_.sample(n, mean=False, generator=torch.Generator(device).manual_seed(seed))
+            x = self._model64.sample(n, mean=False, generator=torch.Generator(device).manual_seed(seed))
         return self._to_input_units(x.reshape(n, *self.model_.event_shape))
 
     # ------------------------------------------------------------------------------------ persistence
@@ -343,7 +356,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if isinstance(params.get("hidden"), list):
             params["hidden"] = tuple(params["hidden"])
         est = cls(**params)
-        est.model_ = model.eval()
+        est._set_model(model)
         est.config_ = config
         est.likelihood_ = config.model.likelihood
         est.seed_ = int(record["seed"])
@@ -364,6 +377,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     def __getstate__(self) -> dict[str, Any]:
         """Pickle the fitted model as weights (numpy arrays) and the checkpoint's metadata, never as code."""
         state = dict(self.__dict__)
+        state.pop("_model64", None)
         model = state.pop("model_", None)
         if model is not None:
             state.pop("config_", None)
@@ -381,7 +395,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             config = config_from_dict(meta["config"])
             weights = {k: torch.from_numpy(np.array(v)) for k, v in saved["weights"].items()}
             model = _rebuild(config, meta, weights)
-            self.model_ = model.to(saved["device"]).eval()
+            self._set_model(model.to(saved["device"]))
             self.config_ = config
 
 
