@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -234,3 +235,18 @@ def test_grid_search_over_latent_dim_scores_held_out_log_likelihood(digits_x):
     best = int(np.argmax(search.cv_results_["mean_test_score"]))
     assert search.best_params_ == {"latent_dim": [1, 3][best]}
     assert search.best_estimator_.transform(x).shape == (200, [1, 3][best])
+
+
+def test_the_documentation_examples_run():
+    """docs/sklearn.md's Python blocks, run in order in one namespace, on tiny settings (3 epochs each)."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "sklearn.md").read_text(encoding="utf-8")
+    blocks = [re.sub(r"epochs=\d+", "epochs=3", b.split("```", 1)[0]) for b in text.split("```python\n")[1:]]
+    assert len(blocks) == 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "docs/sklearn.md", "exec"), namespace)
+    assert namespace["Z"].shape == (569, 2) and namespace["log_px"].shape == (569,)
+    assert namespace["search"].best_params_["latent_dim"] in (2, 4, 8)
+    assert not namespace["filled"].isna().any().any()

@@ -146,3 +146,16 @@ def test_penguins_species_from_a_column_transformer_pipeline(penguins):
     assert pipe.score(X_te, y_te) > chance + 0.3
     names = pipe[0].get_feature_names_out().tolist()
     assert names[:3] == ["vae__vae0", "vae__vae1", "vae__vae2"] and names[3].startswith("island__")
+
+
+def test_impute_fills_only_the_missing_cells(penguins, fitted):
+    filled = fitted.impute(penguins)
+    assert isinstance(filled, pd.DataFrame) and not filled.isna().any().any()
+    observed = penguins.notna()
+    for col in penguins.columns:
+        pd.testing.assert_series_equal(filled[col][observed[col]], penguins[col][observed[col]], check_dtype=False)
+    assert set(filled["sex"]) <= {"female", "male"}
+    draws = fitted.impute(penguins, draws=3)
+    assert len(draws) == 3 and all(not d.isna().any().any() for d in draws)
+    with pytest.raises(VaekitError, match="no table schema"):
+        VAE(**SMALL).fit(np.random.default_rng(0).normal(size=(50, 3))).impute(np.zeros((2, 3)))

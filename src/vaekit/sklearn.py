@@ -323,6 +323,22 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
             x = self._model64.sample(n, mean=False, generator=torch.Generator(device).manual_seed(seed))
         return self._to_input_units(x.reshape(n, *self.model_.event_shape))
 
+    def impute(self, X: Any, draws: int = 0) -> Any:
+        """X with every missing cell filled by the model (:func:`vaekit.imputation.impute`, ``k`` importance
+        samples): the conditional mean / mode (``draws=0``), or a list of ``draws`` multiple-imputation tables
+        (importance resampling, as in MIWAE). Observed cells are copied unchanged; the result has X's kind
+        (DataFrame or array). Needs a model fitted on a table (:attr:`schema_`)."""
+        from vaekit.imputation import impute
+
+        check_is_fitted(self)
+        if self.schema_ is None:
+            raise VaekitError("this VAE was fitted on a numeric array without missing values, so it has no table "
+                              "schema to impute with; fit it on data with missing cells (NaN) or a DataFrame, or "
+                              "pass likelihood='mixed'")
+        table = self._table(X, reset=False)
+        return impute(self._model64, table, schema=self.schema_, draws=_integer(draws, "draws"), k=int(self.k),
+                      seed=self.seed_ + SCORE_SEED_OFFSET)
+
     # ------------------------------------------------------------------------------------ persistence
     def _record(self) -> dict[str, Any]:
         """What rebuilds the fitted estimator besides the weights: meta.json's content."""
