@@ -292,6 +292,13 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "active_units": stats.n_active, "probe_accuracy": stats.probe,
             "conditional": condition, "log_likelihood_of": LIKELIHOOD_OF[condition],
         }
+        levels = getattr(model, "levels", ())  # a hierarchy: KL (Monte Carlo) and active units per level
+        if levels:
+            d_level = d // len(levels)
+            result["kl_levels_nats"] = {lv: terms[f"kl_{lv}"] for lv in levels}
+            active = stats.variances > probes.ACTIVE_THRESHOLD  # (2d,) bool
+            result["active_units_levels"] = {lv: int(active[j * d_level:(j + 1) * d_level].sum())
+                                             for j, lv in enumerate(levels)}
         if is_vae:
             runs = [split_log_likelihood(model, split, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
                                          precision=precision) for r in range(repeats)]
