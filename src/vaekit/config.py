@@ -136,7 +136,8 @@ class ModelConfig:
                f"must be in [0, 1) (the probability of zeroing an input), got {self.input_dropout}")
         _check(1 <= self.prior_components <= 100_000, "model.prior_components",
                f"must be in 1..100000 mixture components, got {self.prior_components}")
-        _check(self.levels in (1, 2), "model.levels", f"use 1 (a VAE) or 2 (the two-level hierarchy), got {self.levels}")
+        _check(self.levels in (1, 2), "model.levels",
+               f"use 1 (a VAE) or 2 (the two-level hierarchy), got {self.levels}")
         learned = self.prior in ("mog", "vamp") or self.levels == 2
         _check(not (learned and self.kind == "ae"), "model.kind",
                f"an autoencoder has no prior to learn (model.prior '{self.prior}', model.levels {self.levels}); "

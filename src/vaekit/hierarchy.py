@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -63,7 +63,7 @@ class TwoLevelPosterior(Distribution):
     """q(z|x) = q(z2|x) q(z1|x, z2) over z = [z1, z2]: batch (n,), event (2d,). ``rsample`` draws z2 then z1
     reparameterised; ``log_prob`` (..., n) nats; ``mean`` is the plug-in mean [E q(z1|x, E z2), E z2]."""
 
-    arg_constraints: dict[str, constraints.Constraint] = {}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {}
     has_rsample = True
 
     def __init__(self, top: Distribution, bottom: _Conditional, d: int) -> None:
@@ -98,10 +98,10 @@ class TwoLevelPrior(Distribution):
     """p(z) = p(z2) p(z1|z2) over z = [z1, z2]: batch ``batch_shape`` (() as built), event (2d,).
     ``sample`` draws z2 from the top prior then z1; ``expand`` gives the naive estimator's proposal."""
 
-    arg_constraints: dict[str, constraints.Constraint] = {}
+    arg_constraints: ClassVar[dict[str, constraints.Constraint]] = {}
 
     def __init__(self, top: Distribution, bottom: _Conditional, d: int,
-                 batch_shape: torch.Size = torch.Size()) -> None:
+                 batch_shape: Sequence[int] = ()) -> None:
         self.top, self.bottom, self.d = top, bottom, d
         super().__init__(torch.Size(batch_shape), torch.Size([2 * d]), validate_args=False)
 

@@ -9,7 +9,6 @@ gradient, which it would not if the trainer called ``model.encode`` on the inner
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 from torch import Tensor, nn
