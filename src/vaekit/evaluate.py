@@ -7,7 +7,7 @@ Importance sampling (Burda et al., 2016, eq. 14 as an estimator):
 computed by ``objectives.log_weights`` (the training code path) for ``batch_size`` points at once and
 the k samples ``chunk`` at a time under ``torch.inference_mode()``; a running ``logaddexp`` merges the
 chunks, so memory is bounded by batch_size x chunk decoded images whatever k is. The naive estimator
-(seed 000 eq. 1) is the same computation with the prior N(0, I) as the proposal:
+(seed 000 eq. 1) is the same computation with the model's prior p(z) (N(0, I), or a learned one) as the proposal:
 log p(x) ~ logsumexp_j log p(x|z_j) - log k, z_j ~ p(z); it is shown beside the IS estimate to make
 visible why the encoder matters (for images it is many nats too low at any affordable k).
 
@@ -50,7 +50,7 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     ``batch_size`` points at once (peak memory ~ batch_size * chunk decoded outputs).
     ``proposal='posterior'`` draws z ~ q(z|x) (the IS estimate: a stochastic lower bound whose bias
     vanishes as k grows; its expectation is the ELBO at k = 1); ``'prior'`` draws z ~ N(0, I) (the
-    naive estimator). The noise comes from a private generator seeded with ``seed`` (the global RNG
+    naive estimator, drawing from the model's own prior). The noise comes from a private generator seeded with ``seed`` (the global RNG
     when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
     which makes the result independent of ``chunk`` and ``batch_size`` up to rounding.
     ``precision='bf16'`` runs the networks under bfloat16 autocast; log-probabilities stay float32.
