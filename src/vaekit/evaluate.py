@@ -49,9 +49,9 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     ``x``: (n, *event_shape) in data units. ``k`` samples per point, ``chunk`` at a time for
     ``batch_size`` points at once (peak memory ~ batch_size * chunk decoded outputs).
     ``proposal='posterior'`` draws z ~ q(z|x) (the IS estimate: a stochastic lower bound whose bias
-    vanishes as k grows; its expectation is the ELBO at k = 1); ``'prior'`` draws z ~ N(0, I) (the
-    naive estimator, drawing from the model's own prior). The noise comes from a private generator seeded with ``seed`` (the global RNG
-    when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
+    vanishes as k grows; its expectation is the ELBO at k = 1); ``'prior'`` draws z ~ p(z), the model's
+    own prior (the naive estimator). The noise comes from a private generator seeded with ``seed`` (the
+    global RNG when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
     which makes the result independent of ``chunk`` and ``batch_size`` up to rounding.
     ``precision='bf16'`` runs the networks under bfloat16 autocast; log-probabilities stay float32.
     A conditional model takes its condition as ``c`` (n, c_dim) or labels ``y`` (n,) (or a Batch carrying
