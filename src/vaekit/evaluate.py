@@ -292,7 +292,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "active_units": stats.n_active, "probe_accuracy": stats.probe,
             "conditional": condition, "log_likelihood_of": LIKELIHOOD_OF[condition],
         }
-        levels = getattr(model, "levels", ())  # a hierarchy: KL (Monte Carlo) and active units per level
+        levels = getattr(model, "level_names", ())  # a hierarchy: KL (Monte Carlo) and active units per level
         if levels:
             d_level = d // len(levels)
             result["kl_levels_nats"] = {lv: terms[f"kl_{lv}"] for lv in levels}

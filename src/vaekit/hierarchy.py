@@ -147,7 +147,7 @@ class HierarchicalVAE(VAE):
     ``config.latent_dim`` is the width d of each level. State-dict names beyond the VAE's:
     ``bottom_net.*`` (g of q(z1|x, z2)), ``latent_prior.top.*``, ``latent_prior.net.*``."""
 
-    levels = LEVELS
+    level_names = LEVELS  # the levels' names, bottom first (kl_z1, kl_z2 in the records)
 
     def __init__(self, config: ModelConfig, event_shape: Sequence[int] | None = None,
                  data_loc: Tensor | None = None, data_scale: Tensor | None = None, sigma_units: str = "scaled",

@@ -36,7 +36,7 @@ def evaluate_split(model: VAE, split: Split | SparseSplit, batch_size: int, seed
 def totals_dict(model: VAE, means: torch.Tensor) -> dict[str, float]:
     """{elbo, recon, kl} (and ``kl_z1``, ``kl_z2``: the KL per level of a hierarchical model) from the
     per-example means of :func:`split_totals`' sums."""
-    names = ["elbo", "recon", "kl", *(f"kl_{level}" for level in getattr(model, "levels", ()))]
+    names = ["elbo", "recon", "kl", *(f"kl_{level}" for level in getattr(model, "level_names", ()))]
     return dict(zip(names, means.tolist(), strict=True))
 
 
@@ -49,7 +49,7 @@ def split_totals(model: VAE, split: Split | SparseSplit, batch_size: int, seed: 
     :func:`evaluate_split` averages, and what each process of a distributed run adds up for its share."""
     device = next(model.parameters()).device
     rows = torch.arange(len(split)) if rows is None else rows
-    totals = torch.zeros(3 + len(getattr(model, "levels", ())), dtype=torch.float64, device=device)
+    totals = torch.zeros(3 + len(getattr(model, "level_names", ())), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trusted(model):
