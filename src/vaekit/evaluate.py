@@ -7,7 +7,7 @@ Importance sampling (Burda et al., 2016, eq. 14 as an estimator):
 computed by ``objectives.log_weights`` (the training code path) for ``batch_size`` points at once and
 the k samples ``chunk`` at a time under ``torch.inference_mode()``; a running ``logaddexp`` merges the
 chunks, so memory is bounded by batch_size x chunk decoded images whatever k is. The naive estimator
-(seed 000 eq. 1) is the same computation with the prior N(0, I) as the proposal:
+(seed 000 eq. 1) is the same computation with the model's prior p(z) (N(0, I), or a learned one) as the proposal:
 log p(x) ~ logsumexp_j log p(x|z_j) - log k, z_j ~ p(z); it is shown beside the IS estimate to make
 visible why the encoder matters (for images it is many nats too low at any affordable k).
 
@@ -49,9 +49,9 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     ``x``: (n, *event_shape) in data units. ``k`` samples per point, ``chunk`` at a time for
     ``batch_size`` points at once (peak memory ~ batch_size * chunk decoded outputs).
     ``proposal='posterior'`` draws z ~ q(z|x) (the IS estimate: a stochastic lower bound whose bias
-    vanishes as k grows; its expectation is the ELBO at k = 1); ``'prior'`` draws z ~ N(0, I) (the
-    naive estimator). The noise comes from a private generator seeded with ``seed`` (the global RNG
-    when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
+    vanishes as k grows; its expectation is the ELBO at k = 1); ``'prior'`` draws z ~ p(z), the model's
+    own prior (the naive estimator). The noise comes from a private generator seeded with ``seed`` (the
+    global RNG when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
     which makes the result independent of ``chunk`` and ``batch_size`` up to rounding.
     ``precision='bf16'`` runs the networks under bfloat16 autocast; log-probabilities stay float32.
     A conditional model takes its condition as ``c`` (n, c_dim) or labels ``y`` (n,) (or a Batch carrying
@@ -292,6 +292,13 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "active_units": stats.n_active, "probe_accuracy": stats.probe,
             "conditional": condition, "log_likelihood_of": LIKELIHOOD_OF[condition],
         }
+        levels = getattr(model, "level_names", ())  # a hierarchy: KL (Monte Carlo) and active units per level
+        if levels:
+            d_level = d // len(levels)
+            result["kl_levels_nats"] = {lv: terms[f"kl_{lv}"] for lv in levels}
+            active = stats.variances > probes.ACTIVE_THRESHOLD  # (2d,) bool
+            result["active_units_levels"] = {lv: int(active[j * d_level:(j + 1) * d_level].sum())
+                                             for j, lv in enumerate(levels)}
         if is_vae:
             runs = [split_log_likelihood(model, split, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
                                          precision=precision) for r in range(repeats)]
