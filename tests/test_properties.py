@@ -121,7 +121,15 @@ _model_args = {"latent_dim": st.integers(1, 64), "hidden": st.lists(st.integers(
 # learned priors and the hierarchy need a VAE (an autoencoder has no prior to learn)
 vae_models = st.builds(ModelConfig, kind=st.just("vae"), prior=st.sampled_from(("standard-normal", "mog", "vamp")),
                        prior_components=st.integers(1, 1000), levels=st.sampled_from((1, 2)), **_model_args)
-models = st.one_of(vae_models, st.builds(ModelConfig, kind=st.just("ae"), **_model_args))
+# a table's model: the mixed likelihood with a column layout, under any prior and either number of levels
+column_types = st.one_of(st.sampled_from(("real", "binary", "count", "negbin")),
+                         st.integers(1, 50).map(lambda k: f"categorical:{k}"))
+table_models = st.builds(ModelConfig, kind=st.just("vae"), likelihood=st.just("mixed"),
+                         columns=st.lists(column_types, min_size=1, max_size=6).map(tuple),
+                         prior=st.sampled_from(("standard-normal", "mog", "vamp")),
+                         prior_components=st.integers(1, 1000), levels=st.sampled_from((1, 2)),
+                         **{k: v for k, v in _model_args.items() if k != "likelihood"})
+models = st.one_of(vae_models, table_models, st.builds(ModelConfig, kind=st.just("ae"), **_model_args))
 _train_args = {"epochs": st.integers(1, 10**6), "batch_size": st.integers(1, 4096), "lr": positive_floats,
                "lr_schedule": st.sampled_from(("constant", "cosine", "step")), "weight_decay": st.floats(0, 1),
                "patience": st.integers(0, 100), "seed": st.integers(-(2**62), 2**62),
@@ -138,7 +146,8 @@ elbo_trains = st.one_of(
 iwae_trains = st.builds(TrainConfig, objective=st.just("iwae"), iwae_k=st.integers(0, 5000), **_train_args)
 evals = st.builds(EvalConfig, k=st.integers(1, 10**5), chunk=st.integers(1, 10**4))
 configs = st.one_of(st.builds(Config, name=names, model=models, train=elbo_trains, eval=evals),
-                    st.builds(Config, name=names, model=vae_models, train=iwae_trains, eval=evals))
+                    st.builds(Config, name=names, model=st.one_of(vae_models, table_models), train=iwae_trains,
+                              eval=evals))
 
 
 @SETTINGS

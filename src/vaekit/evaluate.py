@@ -188,6 +188,10 @@ def bits_per_dim_convention(prep: dict[str, Any], log_likelihood_nats: float, di
     E_u log p(x + u) <= log P(x) (Theis et al. 2016), so the same formula is an upper bound on the
     discrete bits/dim. Continuous data without dequantisation: a density has no bits/dim (None)."""
     lik, dq = prep.get("likelihood"), prep.get("dequantize")
+    if lik == "mixed":
+        return None, ("null: a mixed-type table's log p(x_obs) adds densities (real columns) to probabilities "
+                      "(binary, categorical, count columns), so it has no bits/dim; compare log_likelihood_nats "
+                      "(nats_per_dim is per observed cell)")
     if lik == "multinomial":
         return None, ("null: a multinomial over items scores a user's whole row (which items, out of how many); "
                       "it has no per-dimension bits, compare log_likelihood_nats instead")
@@ -204,6 +208,21 @@ def bits_per_dim_convention(prep: dict[str, Any], log_likelihood_nats: float, di
         return None, (f"null: {how} gave a negative value ({value:.3f}), which means the model puts a density "
                       "above 1 per bin; the data are not integer bins of width 1")
     return value, how
+
+
+def _nats_per_dim(mean_ll: float, dims: int, split: Any, prep: dict[str, Any]) -> tuple[float, str]:
+    """-log p(x) per data dimension and what a dimension is. A mixed-type table's row (width W = value slots +
+    one observed-indicator per column) scores its observed cells only, so its rate is per observed cell:
+    -sum of the rows' log p(x_obs) / the number of observed cells of the split (a categorical column's cell
+    counts once); every other model's is per dimension of its event (``dims``)."""
+    if prep.get("likelihood") == "mixed" and "table" in prep:
+        from vaekit.tabular import TableSchema
+
+        n_values = TableSchema.from_dict(prep["table"]).n_values
+        cells = float(split.x[:, n_values:].sum())  # the indicator slots: 1 where a column's cell is observed
+        if cells > 0:
+            return -mean_ll * len(split) / cells, "observed cell (table columns; a categorical counts once)"
+    return -mean_ll / dims, "data dimension"
 
 
 def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = None, batch_size: int | None = None,
@@ -305,13 +324,14 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
             mean_ll = float(ll.mean())
             bpd, convention = bits_per_dim_convention(data.info["prep"], mean_ll, dims)
+            per_dim, per_dim_of = _nats_per_dim(mean_ll, dims, split, data.info["prep"])
             naive = split_log_likelihood(model, split, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
                                          proposal="prior", precision=precision)
             result.update({
                 "log_likelihood_nats": mean_ll,
                 "log_likelihood_se": standard_error(ll),
                 "log_likelihood_mc_se": standard_error(torch.stack([r.mean() for r in runs])) if repeats > 1 else None,
-                "nats_per_dim": -mean_ll / dims,
+                "nats_per_dim": per_dim, "nats_per_dim_of": per_dim_of,
                 "bits_per_dim": bpd,
                 "bits_per_dim_convention": convention if bpd is not None else None,
                 "bits_per_dim_note": None if bpd is not None else convention,
@@ -322,7 +342,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
                 warnings.append(msg)
         else:
             result.update(dict.fromkeys(("log_likelihood_nats", "log_likelihood_se", "log_likelihood_mc_se",
-                                         "nats_per_dim", "bits_per_dim", "naive_log_likelihood_nats",
+                                         "nats_per_dim", "nats_per_dim_of", "bits_per_dim",
+                                         "naive_log_likelihood_nats",
                                          "naive_log_likelihood_se", "bits_per_dim_convention")))
             result["bits_per_dim_note"] = "null: an autoencoder has no likelihood"
             warnings.append("an autoencoder has no likelihood: the likelihood keys are null (train with "
