@@ -250,3 +250,47 @@ def test_the_documentation_examples_run():
     assert namespace["Z"].shape == (569, 2) and namespace["log_px"].shape == (569,)
     assert namespace["search"].best_params_["latent_dim"] in (2, 4, 8)
     assert not namespace["filled"].isna().any().any()
+
+
+def test_learned_priors_and_the_hierarchy_as_estimator_parameters(tmp_path, digits_x):
+    from vaekit.evaluate import log_likelihood
+    from vaekit.sklearn import SCORE_SEED_OFFSET
+
+    est = VAE(**SMALL, prior="vamp", prior_components=3, levels=2).fit(digits_x[:200])
+    assert est.config_.model.prior == "vamp" and est.config_.model.levels == 2
+    assert est.model_.latent_prior.top.pseudo_inputs.shape == (3, 64)
+    z = est.transform(digits_x[:9])
+    assert z.shape == (9, 4) and list(est.get_feature_names_out()) == [f"vae{i}" for i in range(4)]  # [z1, z2]
+    assert est.inverse_transform(z).shape == (9, 64)
+    with pytest.raises(ValueError, match="decodes codes of 4 features"):
+        est.inverse_transform(z[:, :2])
+    # the score is vaekit's log-likelihood with the same common noise, for the two-level posterior too
+    x = torch.tensor(digits_x[:7], dtype=torch.float32)
+    eps = torch.randn((16, 1, 4), generator=torch.Generator().manual_seed(SCORE_SEED_OFFSET)).expand(16, 7, 4)
+    ref = log_likelihood(est.model_, x, k=16, chunk=16, batch_size=7, eps=eps).numpy()
+    np.testing.assert_allclose(est.score_samples(digits_x[:7]), ref, rtol=1e-5)
+    np.testing.assert_allclose(est.score_samples(digits_x[3:4]), est.score_samples(digits_x[:7])[3:4], rtol=1e-9)
+    loaded = VAE.load(est.save(tmp_path / "hvae"))
+    np.testing.assert_array_equal(loaded.transform(digits_x[:9]), z)
+    np.testing.assert_array_equal(loaded.score_samples(digits_x[:7]), est.score_samples(digits_x[:7]))
+    with pytest.raises(VaekitError, match="model.levels"):
+        VAE(**SMALL, levels=3).fit(digits_x[:50])
+
+
+def test_the_two_level_posterior_reparameterises_as_it_samples():
+    from vaekit.config import ModelConfig
+    from vaekit.distributions import reparameterise
+    from vaekit.hierarchy import HierarchicalVAE
+
+    torch.manual_seed(0)
+    model = HierarchicalVAE(ModelConfig(latent_dim=2, hidden=(8,), likelihood="gaussian", levels=2), (5,)).eval()
+    q = model.encode(torch.randn(3, 5))
+    eps = torch.randn(4, 3, 4, generator=torch.Generator().manual_seed(1))
+    z = reparameterise(q, eps)
+    # by hand: z2 = mu2 + s2 * eps2 from q(z2|x), then z1 from q(z1|x, z2) with eps1
+    top = q.top
+    z2 = top.mean + top.stddev * eps[..., 2:]
+    dist, _ = q.bottom(z2)
+    z1 = (dist.mean + dist.stddev * eps[..., :2].reshape(-1, 2)).reshape(4, 3, 2)
+    torch.testing.assert_close(z, torch.cat([z1, z2], -1))
+    assert torch.isfinite(q.log_prob(z)).all() and q.log_prob(z).shape == (4, 3)

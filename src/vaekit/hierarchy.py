@@ -29,6 +29,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, constraints
 
+from vaekit import distributions as D
 from vaekit.batch import Batch, as_batch
 from vaekit.config import ModelConfig
 from vaekit.inputs import check_input
@@ -76,6 +77,17 @@ class TwoLevelPosterior(Distribution):
         level1 = self.bottom(z2)
         z = torch.cat([level1[0].rsample().reshape(*level1[1], self.d), z2], -1)
         self._last = (z, level1)  # log_prob of this very draw reuses q(z1|x, z2): no second pass of g
+        return z
+
+    def reparameterise(self, eps: Tensor) -> Tensor:
+        """The draw z = [z1, z2] (*sample, n, 2d) made from standard-normal noise ``eps`` (*sample, n, 2d):
+        z2 from q(z2|x) with eps[..., d:], then z1 from q(z1|x, z2) with eps[..., :d] (common draws for
+        :func:`vaekit.evaluate.log_likelihood`'s ``eps``)."""
+        z2 = D.reparameterise(self.top, eps[..., self.d:])
+        level1 = self.bottom(z2)
+        z1 = D.reparameterise(level1[0], eps[..., :self.d].reshape(-1, self.d)).reshape(*level1[1], self.d)
+        z = torch.cat([z1, z2], -1)
+        self._last = (z, level1)
         return z
 
     def log_prob_levels(self, z: Tensor) -> Tensor:

@@ -68,8 +68,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     Parameters mirror vaekit's config (docs/config.md): ``latent_dim``, ``hidden``, ``activation``,
     ``likelihood`` ('auto', 'bernoulli', 'gaussian', 'gaussian-learned'), ``posterior`` ('diag', 'full'),
-    ``prior``, ``sigma`` and ``variance`` are ``model.*``; ``epochs``, ``batch_size`` (capped at the number
-    of rows), ``lr``, ``weight_decay``, ``beta``, ``warmup_steps``, ``n_samples`` and ``objective`` are
+    ``prior`` ('standard-normal', 'mog', 'vamp'), ``prior_components``, ``levels`` (2: the two-level
+    hierarchy, whose codes are [z1, z2], 2 * ``latent_dim`` wide), ``sigma`` and ``variance`` are
+    ``model.*``; ``epochs``, ``batch_size`` (capped at the number of rows), ``lr``, ``weight_decay``, ``beta``,
+    ``warmup_steps``, ``n_samples`` and ``objective`` are
     ``train.*``; ``k`` is the number of importance samples per row of :meth:`score_samples` (``eval.k``).
     ``random_state``: an int seeds everything (the training run's ``train.seed``, the score's draws), so
     two fits give identical models; None draws a fresh seed per fit. ``device``: 'cpu', 'cuda' or 'auto'.
@@ -87,7 +89,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
 
     def __init__(self, latent_dim: int = 2, hidden: Sequence[int] = (64,), activation: str = "relu",
                  likelihood: str = "auto", posterior: str = "diag", prior: str = "standard-normal",
-                 sigma: float = 0.1, variance: str = "per-dim", epochs: int = 50, batch_size: int = 64,
+                 prior_components: int = 10, levels: int = 1, sigma: float = 0.1, variance: str = "per-dim",
+                 epochs: int = 50, batch_size: int = 64,
                  lr: float = 1e-3, weight_decay: float = 0.0, beta: float = 1.0, warmup_steps: int = 0,
                  n_samples: int = 1, objective: str = "elbo", k: int = 100, column_types: Any = None,
                  unknown_categories: str = "error", random_state: Any = None, device: str = "cpu",
@@ -98,6 +101,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.likelihood = likelihood
         self.posterior = posterior
         self.prior = prior
+        self.prior_components = prior_components
+        self.levels = levels
         self.sigma = sigma
         self.variance = variance
         self.epochs = epochs
@@ -135,7 +140,9 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         model = ModelConfig(latent_dim=_integer(self.latent_dim, "latent_dim"),
                             hidden=tuple(_integer(h, "hidden") for h in self.hidden), activation=self.activation,
                             likelihood="mixed" if columns else self.likelihood, posterior=self.posterior,
-                            prior=self.prior, sigma=float(self.sigma), variance=self.variance, columns=columns)
+                            prior=self.prior, prior_components=_integer(self.prior_components, "prior_components"),
+                            levels=_integer(self.levels, "levels"), sigma=float(self.sigma), variance=self.variance,
+                            columns=columns)
         batch = _integer(self.batch_size, "batch_size")
         train = TrainConfig(epochs=_integer(self.epochs, "epochs"), batch_size=min(batch, n_rows) if batch >= 1
                             else batch, lr=float(self.lr), weight_decay=float(self.weight_decay),
@@ -178,7 +185,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         self.seed_ = seed
         self.history_ = list(trainer.metrics)
         self._data_info = _json_safe(data.info)
-        self._n_features_out = self.config_.model.latent_dim
+        self._n_features_out = int(model.latent_dim)  # levels = 2: [z1, z2], 2 * latent_dim
         self._frame = hasattr(X, "columns") and hasattr(X, "iloc")
         return self
 
@@ -253,7 +260,8 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         return float(a), float(b)
 
     def transform(self, X: Any) -> np.ndarray:
-        """Posterior means E[z | x]: float64 (n, latent_dim)."""
+        """Posterior means E[z | x]: float64 (n, latent_dim), or (n, 2 latent_dim) = [z1, z2] with ``levels=2``
+        (the hierarchy's plug-in mean)."""
         batch = self._batch(X)
         if self.likelihood_ == "bernoulli":
             batch = batch.with_x(batch.x.clamp(0.0, 1.0))  # the encoder reads levels in [0, 1], as in training
@@ -268,10 +276,10 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         when a column holds text)."""
         check_is_fitted(self)
         z = check_array(X, dtype=[np.float64, np.float32])
-        d = self.config_.model.latent_dim
+        d = self._n_features_out
         if z.shape[1] != d:
             raise ValueError(f"X has {z.shape[1]} features, but {type(self).__name__} decodes codes of "
-                             f"{d} features (latent_dim); pass the output of transform")
+                             f"{d} features (latent_dim, times 2 with levels=2); pass the output of transform")
         with torch.no_grad(), trusted(self._model64):
             x_hat = self._model64.decode(torch.from_numpy(z.astype(np.float64)).to(self._device())).mean
         return self._to_input_units(x_hat)
@@ -297,7 +305,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if self.likelihood_ == "bernoulli" and not bool(((x == 0) | (x == 1)).all()):
             raise VaekitError("this Bernoulli model scores 0/1 rows only, but X holds other values; binarise X "
                               "(e.g. X > 0.5) or fit with likelihood='gaussian-learned' to score real values")
-        n, d, k = len(x), self.config_.model.latent_dim, int(self.k)
+        n, d, k = len(x), self._n_features_out, int(self.k)
         gen = torch.Generator(self._device()).manual_seed(self.seed_ + SCORE_SEED_OFFSET)
         eps = torch.randn((k, 1, d), generator=gen, device=self._device()).double().expand(k, n, d)
         with trusted(self._model64):
@@ -381,7 +389,7 @@ class VAE(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
         if "feature_names_in" in record:
             est.feature_names_in_ = np.asarray(record["feature_names_in"], dtype=object)
         est._data_info = meta.get("data") or {}
-        est._n_features_out = config.model.latent_dim
+        est._n_features_out = int(model.latent_dim)
         est._frame = bool(record.get("frame", False))
         est.schema_ = None
         if config.model.likelihood == "mixed":
