@@ -83,7 +83,8 @@ def main(argv: list[str] | None = None) -> int:
                         limit=args.limit),
         model=ModelConfig(latent_dim=50, hidden=(200, 200), activation="tanh", likelihood="bernoulli"),
         train=TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lr_schedule=args.lr_schedule,
-                          objective=args.objective, n_samples=k_train, device=args.device, seed=args.seed,
+                          objective=args.objective, iwae_k=k_train if args.objective == "iwae" else 0,
+                          device=args.device, seed=args.seed,
                           keep_last=1),
     )
     runs = args.runs or Path(tempfile.mkdtemp(prefix="vaekit-iwae-"))

@@ -114,21 +114,40 @@ def test_likelihood_log_prob_parity(seed: int, batch: tuple[int, ...], event: tu
 names = st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), max_size=12)
 positive_floats = st.floats(1e-8, 1e3, allow_nan=False, allow_infinity=False)
 
-models = st.builds(ModelConfig, kind=st.sampled_from(("vae", "ae")), latent_dim=st.integers(1, 64),
-                   hidden=st.lists(st.integers(1, 512), max_size=3).map(tuple),
-                   activation=st.sampled_from(ACTIVATIONS), likelihood=st.sampled_from(LIKELIHOODS),
-                   sigma=positive_floats, variance=st.sampled_from(("per-dim", "per-output")),
-                   posterior=st.sampled_from(("diag", "full")))
-trains = st.builds(TrainConfig, epochs=st.integers(1, 10**6), batch_size=st.integers(1, 4096), lr=positive_floats,
-                   lr_schedule=st.sampled_from(("constant", "cosine", "step")), weight_decay=st.floats(0, 1),
-                   beta=st.floats(0, 100), warmup_steps=st.integers(0, 10**6), n_samples=st.integers(1, 64),
-                   objective=st.sampled_from(("elbo", "iwae")), patience=st.integers(0, 100),
-                   seed=st.integers(-(2**62), 2**62), device=st.sampled_from(("auto", "cpu", "cuda", "cuda:1")),
-                   precision=st.sampled_from(("fp32", "bf16")), grad_clip=st.floats(0, 1e3),
-                   keep_last=st.integers(1, 50), max_bad_steps=st.integers(1, 1000),
-                   checkpoint_every=st.integers(0, 10**5))
+_model_args = {"latent_dim": st.integers(1, 64), "hidden": st.lists(st.integers(1, 512), max_size=3).map(tuple),
+               "activation": st.sampled_from(ACTIVATIONS), "likelihood": st.sampled_from(LIKELIHOODS),
+               "sigma": positive_floats, "variance": st.sampled_from(("per-dim", "per-output")),
+               "posterior": st.sampled_from(("diag", "full"))}
+# learned priors and the hierarchy need a VAE (an autoencoder has no prior to learn)
+vae_models = st.builds(ModelConfig, kind=st.just("vae"), prior=st.sampled_from(("standard-normal", "mog", "vamp")),
+                       prior_components=st.integers(1, 1000), levels=st.sampled_from((1, 2)), **_model_args)
+# a table's model: the mixed likelihood with a column layout, under any prior and either number of levels
+column_types = st.one_of(st.sampled_from(("real", "binary", "count", "negbin")),
+                         st.integers(1, 50).map(lambda k: f"categorical:{k}"))
+table_models = st.builds(ModelConfig, kind=st.just("vae"), likelihood=st.just("mixed"),
+                         columns=st.lists(column_types, min_size=1, max_size=6).map(tuple),
+                         prior=st.sampled_from(("standard-normal", "mog", "vamp")),
+                         prior_components=st.integers(1, 1000), levels=st.sampled_from((1, 2)),
+                         **{k: v for k, v in _model_args.items() if k != "likelihood"})
+models = st.one_of(vae_models, table_models, st.builds(ModelConfig, kind=st.just("ae"), **_model_args))
+_train_args = {"epochs": st.integers(1, 10**6), "batch_size": st.integers(1, 4096), "lr": positive_floats,
+               "lr_schedule": st.sampled_from(("constant", "cosine", "step")), "weight_decay": st.floats(0, 1),
+               "patience": st.integers(0, 100), "seed": st.integers(-(2**62), 2**62),
+               "device": st.sampled_from(("auto", "cpu", "cuda", "cuda:1")),
+               "precision": st.sampled_from(("fp32", "bf16")), "grad_clip": st.floats(0, 1e3),
+               "keep_last": st.integers(1, 50), "max_bad_steps": st.integers(1, 1000),
+               "checkpoint_every": st.integers(0, 10**5)}
+elbo_trains = st.one_of(
+    st.builds(TrainConfig, objective=st.just("elbo"), beta=st.floats(0, 100), warmup_steps=st.integers(0, 10**6),
+              n_samples=st.integers(1, 64), free_bits=st.floats(0, 10), **_train_args),
+    st.builds(TrainConfig, objective=st.just("elbo"), beta=st.floats(0, 100), kl_schedule=st.just("cyclical"),
+              kl_cycles=st.integers(1, 100), kl_ratio=st.floats(0.01, 1), n_samples=st.integers(1, 64), **_train_args))
+# IWAE: the plain k-sample bound, no KL weight (beta 1, no warm-up): k from iwae_k or the older n_samples
+iwae_trains = st.builds(TrainConfig, objective=st.just("iwae"), iwae_k=st.integers(0, 5000), **_train_args)
 evals = st.builds(EvalConfig, k=st.integers(1, 10**5), chunk=st.integers(1, 10**4))
-configs = st.builds(Config, name=names, model=models, train=trains, eval=evals)
+configs = st.one_of(st.builds(Config, name=names, model=models, train=elbo_trains, eval=evals),
+                    st.builds(Config, name=names, model=st.one_of(vae_models, table_models), train=iwae_trains,
+                              eval=evals))
 
 
 @SETTINGS

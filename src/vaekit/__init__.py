@@ -38,6 +38,7 @@ _EXPORTS = {
     "LossOutput": "vaekit.objectives",
     "VaekitError": "vaekit.errors",
     "recommender": "vaekit.recsys.recommend",
+    "impute": "vaekit.imputation",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

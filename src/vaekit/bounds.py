@@ -8,6 +8,15 @@ evaluation), the IWAE bound, the importance-sampled log p(x) and the naive estim
 The KL of the ELBO is the prior's closed form when it has one (:meth:`vaekit.priors.Prior.analytic_kl`),
 else the Monte-Carlo estimate mean_v [log q(z_v|x) - log p(z_v)] from the ELBO's own draws;
 ``LossOutput.kl_estimator`` says which ('analytic', 'monte-carlo', or 'none' for a point-mass code).
+A hierarchical model's q(z|x) and p(z) also give their densities per level (``log_prob_levels``); the
+loss record then carries the KL per level (``kl_levels``, (n, L), summing to ``kl``).
+
+Free bits (Kingma et al. 2016), ``free_bits`` = lambda nats per latent dimension: the KL term of the loss
+becomes sum_g max(lambda * d_g, (1/m) sum_i KL_ig) over groups g of d_g latent dimensions, the KL averaged
+over the minibatch first. The groups are the latent dimensions (d_g = 1) when the prior has a closed-form
+per-dimension KL (``Prior.analytic_kl_per_dim``); otherwise (a Monte-Carlo KL) the latent levels of a
+hierarchy, or the whole code of a one-level model (one group, d_g = d). ``bound`` and ``kl`` stay the
+true beta-weighted ELBO and KL per example; only ``loss`` sees the floor.
 
 Units and reductions. Every per-example term is a sum over the data's event axes (and the latent
 axes) in nats, shape (n,). A minibatch of m examples from a dataset of N estimates the dataset
@@ -37,6 +46,8 @@ class LogTerms:
     log_px_z: Tensor
     log_pz: Tensor | None = None
     log_qz: Tensor | None = None
+    #: log q - log p per level (k, n, L) for a hierarchical model (levels bottom first), else None
+    kl_levels: Tensor | None = None
 
     @property
     def log_w(self) -> Tensor:
@@ -55,6 +66,9 @@ def log_terms(model: Any, batch: Batch, z: Tensor, q_z: Distribution, p_z: Distr
     if not densities or not model.posterior.has_density:
         return LogTerms(log_px_z)
     assert p_z is not None, "log_terms needs the prior p_z for log p(z)"
+    if hasattr(q_z, "log_prob_levels") and hasattr(p_z, "log_prob_levels"):  # a hierarchy: per level
+        lq, lp = q_z.log_prob_levels(z), p_z.log_prob_levels(z)  # (k, n, L)
+        return LogTerms(log_px_z, lp.sum(-1), lq.sum(-1), lq - lp)
     return LogTerms(log_px_z, p_z.log_prob(z), q_z.log_prob(z))
 
 
@@ -71,6 +85,8 @@ class LossOutput:
     kl: Tensor
     bound: Tensor
     kl_estimator: str = "analytic"
+    #: the KL per level (n, L), nats, for a hierarchical model (Monte Carlo, same draws); None otherwise
+    kl_levels: Tensor | None = None
 
     @property
     def elbo(self) -> Tensor:
@@ -91,12 +107,22 @@ def kl_term(model: Any, q_z: Distribution, terms: LogTerms, closed: Tensor | Non
     return (terms.log_qz - terms.log_pz).mean(0), "monte-carlo"
 
 
-def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | Tensor = 1.0) -> LossOutput:
+def free_bits_kl(kl_groups: Tensor, group_dims: int, free_bits: float) -> Tensor:
+    """The free-bits KL term sum_g max(lambda * d_g, (1/m) sum_i KL_ig): a scalar, nats per example.
+    ``kl_groups``: (m, G) KL per example and group, each group ``group_dims`` latent dimensions wide;
+    ``free_bits`` = lambda >= 0 nats per dimension (0 gives the plain mean KL)."""
+    floor = torch.full_like(kl_groups[0], free_bits * group_dims)
+    return torch.maximum(kl_groups.mean(0), floor).sum()
+
+
+def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | Tensor = 1.0,
+               free_bits: float = 0.0) -> LossOutput:
     """ELBO with V = ``n_samples`` reparameterised samples per point and KL weight ``beta``.
 
     recon_i = (1/V) sum_v log p(x_i | z_iv),  z_iv ~ q(z|x_i) reparameterised;
     bound_i = recon_i - beta * KL_i. For an autoencoder (point-mass code) KL = 0 and recon is
-    log p(x | z = f(x)).
+    log p(x | z = f(x)). ``free_bits`` > 0: loss = -(mean_i recon_i - beta * free_bits_kl(...)) (module
+    docstring); ``bound`` is unchanged.
     """
     batch = as_batch(x)
     q_z = model.encode(batch)
@@ -106,8 +132,19 @@ def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | 
     terms = log_terms(model, batch, z, q_z, p_z, densities=p_z is not None)  # log p(z), log q only for an MC KL
     recon = terms.log_px_z.mean(0)  # (n,)
     kl, how = kl_term(model, q_z, terms, closed)
+    kl_levels = None if terms.kl_levels is None else terms.kl_levels.mean(0)  # (n, L)
     bound = recon - beta * kl
-    return LossOutput(loss=-bound.mean(), recon=recon, kl=kl, bound=bound, kl_estimator=how)
+    loss = -bound.mean()
+    if free_bits > 0 and model.posterior.has_density:
+        per_dim = model.latent_prior.analytic_kl_per_dim(q_z) if closed is not None else None
+        if per_dim is not None:
+            groups, dims = per_dim, 1
+        elif kl_levels is not None:
+            groups, dims = kl_levels, model.latent_dim // kl_levels.shape[-1]
+        else:
+            groups, dims = kl[:, None], model.latent_dim
+        loss = -(recon.mean() - beta * free_bits_kl(groups, dims, free_bits))
+    return LossOutput(loss=loss, recon=recon, kl=kl, bound=bound, kl_estimator=how, kl_levels=kl_levels)
 
 
 def log_weights(model: Any, x: Tensor | Batch, k: int, q_z: Distribution | None = None, z: Tensor | None = None,
@@ -143,4 +180,5 @@ def iwae_terms(model: Any, x: Tensor | Batch, k: int) -> LossOutput:
     terms = log_terms(model, batch, q_z.rsample((k,)), q_z, model.prior())  # (k, n) each
     bound = torch.logsumexp(terms.log_w, 0) - math.log(k)
     kl, how = kl_term(model, q_z, terms)
-    return LossOutput(loss=-bound.mean(), recon=terms.log_px_z.mean(0), kl=kl, bound=bound, kl_estimator=how)
+    return LossOutput(loss=-bound.mean(), recon=terms.log_px_z.mean(0), kl=kl, bound=bound, kl_estimator=how,
+                      kl_levels=None if terms.kl_levels is None else terms.kl_levels.mean(0))

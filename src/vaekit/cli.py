@@ -89,6 +89,17 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--sample", action="store_true", help="one draw z ~ q(z|x) instead of the mean")
     _add_condition_args(c, " (with --input; a split uses its own)")
 
+    im = sub.add_parser("impute", help="fill the missing cells of a table with a mixed-type run (docs/tables.md)")
+    im.add_argument("run", type=Path)
+    im.add_argument("--input", type=Path, required=True, help="CSV/TSV table with a header and empty cells")
+    im.add_argument("--out", type=Path, required=True,
+                    help="filled table; with --draws m: OUT_1 ... OUT_m (e.g. filled_1.csv)")
+    im.add_argument("--draws", type=int, default=0,
+                    help="multiple imputation: m draws by importance resampling (default 0: one table of "
+                         "conditional means / modes)")
+    im.add_argument("--k", type=int, default=200, help="importance samples per row (default 200)")
+    im.add_argument("--seed", type=int, default=0)
+
     rc = sub.add_parser("recommend", help="top items for a user of a recommender run (items not already seen)")
     rc.add_argument("run", type=Path)
     rc.add_argument("--user-items", type=Path, metavar="FILE", help="the user's item ids, one per line")
@@ -413,6 +424,12 @@ def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
         return _compare(args, extra)
     if args.command == "recommend":
         return _recommend(args)
+    if args.command == "impute":
+        from vaekit.imputation import impute_file
+
+        paths = impute_file(args.run, args.input, args.out, draws=args.draws, k=args.k, seed=args.seed)
+        print(f"wrote {', '.join(str(p) for p in paths)}")
+        return 0
     if args.command == "explore":
         from vaekit.explore import serve
 

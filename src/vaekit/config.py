@@ -35,10 +35,10 @@ def _check(ok: bool, key: str, message: str) -> None:
 _PART_REGISTRIES = {
     "model.encoder": ("vaekit.networks", "ENCODERS", ("mlp", "conv")),
     "model.decoder": ("vaekit.networks", "DECODERS", ("mlp", "conv")),
-    "model.prior": ("vaekit.priors", "PRIORS", ("standard-normal",)),
+    "model.prior": ("vaekit.priors", "PRIORS", ("standard-normal", "mog", "vamp")),
     "model.posterior": ("vaekit.posteriors", "POSTERIORS", ("diag", "full")),
     "model.likelihood": ("vaekit.likelihoods", "LIKELIHOODS", ("auto", "bernoulli", "gaussian", "gaussian-learned",
-                                                                "multinomial")),
+                                                                "multinomial", "mixed")),
 }
 
 
@@ -76,7 +76,9 @@ class ModelConfig:
     The parts are named by registries (docs/architecture.md): ``encoder`` / ``decoder`` networks
     (:mod:`vaekit.networks`: ``mlp``, or ``conv`` for images of shape (H, W) or (C, H, W) with C = 1 or 3),
     ``posterior`` (:mod:`vaekit.posteriors`), ``prior``
-    (:mod:`vaekit.priors`: ``standard-normal``) and ``likelihood`` (:mod:`vaekit.likelihoods`); unknown
+    (:mod:`vaekit.priors`: ``standard-normal``, ``mog`` (a learned mixture of ``prior_components`` Gaussians),
+    ``vamp`` (the VampPrior: a mixture of the posteriors at ``prior_components`` learned pseudo-inputs);
+    docs/priors.md) and ``likelihood`` (:mod:`vaekit.likelihoods`); unknown
     names are refused when the model is built. ``condition`` makes a conditional VAE: ``label`` (the
     data's class labels, one-hot) or ``covariates``; ``none`` is the unconditional model.
     ``channels`` shapes the ``conv`` networks: one stride-2 convolution block per entry (its output
@@ -88,6 +90,10 @@ class ModelConfig:
     Euclidean norm, then ``input_dropout`` = p zeroes each input with probability p in training mode
     (survivors scaled by 1 / (1 - p); nothing in eval mode): the Mult-VAE's input (Liang et al. 2018: l2,
     0.5; with ``kind='ae'`` the denoising Mult-DAE). ``none`` and 0.0 leave the input as it is.
+    ``columns``: the column layout of the ``mixed`` likelihood of a table (``real``, ``binary``, ``count``,
+    ``negbin``, ``categorical:K`` per column; docs/tables.md), set from the data when a table is trained.
+    ``levels = 2`` builds the two-level hierarchical VAE (:mod:`vaekit.hierarchy`): z = [z1, z2], each
+    ``latent_dim`` wide, q(z2|x) q(z1|x, z2), p(z2) p(z1|z2) p(x|z1, z2), ``prior`` on the top level z2.
     """
 
     kind: str = "vae"
@@ -106,6 +112,9 @@ class ModelConfig:
     kernel_size: int = 3
     input_norm: str = "none"
     input_dropout: float = 0.0
+    columns: tuple[str, ...] = ()
+    prior_components: int = 10
+    levels: int = 1
 
     def __post_init__(self) -> None:
         check_fields(self, "model")  # types first: one-line errors naming the key
@@ -125,9 +134,23 @@ class ModelConfig:
                "the point-mass code is the autoencoder: use --model.kind ae (model.posterior then does not apply)")
         _check_part("model.posterior", self.posterior)
         _check(self.condition in CONDITIONS, "model.condition", f"use one of {', '.join(CONDITIONS)}")
+        _check(not self.columns or self.likelihood in ("mixed", "auto"), "model.columns",
+               f"is the column layout of the mixed likelihood, but model.likelihood is '{self.likelihood}'; drop "
+               "model.columns or use --model.likelihood mixed")
         _check(self.input_norm in INPUT_NORMS, "model.input_norm", f"use one of {', '.join(INPUT_NORMS)}")
         _check(0.0 <= self.input_dropout < 1.0, "model.input_dropout",
                f"must be in [0, 1) (the probability of zeroing an input), got {self.input_dropout}")
+        _check(1 <= self.prior_components <= 100_000, "model.prior_components",
+               f"must be in 1..100000 mixture components, got {self.prior_components}")
+        _check(self.levels in (1, 2), "model.levels",
+               f"use 1 (a VAE) or 2 (the two-level hierarchy), got {self.levels}")
+        learned = self.prior in ("mog", "vamp") or self.levels == 2
+        _check(not (learned and self.kind == "ae"), "model.kind",
+               f"an autoencoder has no prior to learn (model.prior '{self.prior}', model.levels {self.levels}); "
+               "use --model.kind vae")
+        _check(not ((self.prior == "vamp" or self.levels == 2) and self.condition != "none"), "model.condition",
+               "the VampPrior and the two-level model are unconditional; drop --model.condition or use "
+               "--model.prior standard-normal --model.levels 1")
 
 
 @dataclass(frozen=True)
@@ -143,7 +166,17 @@ class TrainConfig:
     weights and ``last`` the final ones); a killed run resumes from the newest of these and redoes the
     epochs after it exactly. ``nproc`` > 1 makes ``vaekit train`` launch that many training processes on
     this machine through torchrun (torch.distributed, docs/distributed.md); ``batch_size`` stays the
-    global batch. Under torchrun itself the launcher's process count rules and ``nproc`` is not used."""
+    global batch. Under torchrun itself the launcher's process count rules and ``nproc`` is not used.
+
+    KL control (docs/priors.md): ``kl_schedule`` ``linear`` ramps the KL weight from 0 to ``beta`` over
+    ``warmup_steps``; ``cyclical`` (Fu et al. 2019) repeats ``kl_cycles`` ramps over the run, each rising from
+    0 to ``beta`` over the first ``kl_ratio`` of its cycle then holding ``beta``. ``free_bits`` = lambda > 0
+    (nats per latent dimension) replaces the KL term by sum_g max(lambda * d_g, mean_batch KL_g) (Kingma et
+    al. 2016): the groups g are the latent dimensions when the prior has a per-dimension closed form, else
+    the latent levels (the whole code of a one-level model) with d_g dimensions each.
+    ``iwae_k`` is the number k of importance samples of ``objective = 'iwae'`` (0: ``n_samples``, the older
+    spelling); IWAE trains the plain k-sample bound, so ``beta``, warm-up, the cyclical schedule and free bits
+    are refused with it."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -164,6 +197,11 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint_every_epochs: int = 1
     nproc: int = 1
+    iwae_k: int = 0
+    free_bits: float = 0.0
+    kl_schedule: str = "linear"
+    kl_cycles: int = 4
+    kl_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         check_fields(self, "train")  # types first: one-line errors naming the key
@@ -189,6 +227,31 @@ class TrainConfig:
         _check(self.checkpoint_every_epochs >= 1, "train.checkpoint_every_epochs",
                f"must be >= 1 epochs (1 = a checkpoint after every epoch), got {self.checkpoint_every_epochs}")
         _check(1 <= self.nproc <= 1024, "train.nproc", f"must be in 1..1024 processes, got {self.nproc}")
+        _check(self.iwae_k >= 0, "train.iwae_k", f"must be >= 0 (0: train.n_samples), got {self.iwae_k}")
+        _check(self.free_bits >= 0 and math.isfinite(self.free_bits), "train.free_bits",
+               f"must be >= 0 nats per latent dimension, got {self.free_bits}")
+        _check(self.kl_schedule in ("linear", "cyclical"), "train.kl_schedule", "use 'linear' or 'cyclical'")
+        _check(self.kl_cycles >= 1, "train.kl_cycles", f"must be >= 1, got {self.kl_cycles}")
+        _check(0 < self.kl_ratio <= 1, "train.kl_ratio", f"must be in (0, 1], got {self.kl_ratio}")
+        _check(not (self.kl_schedule == "cyclical" and self.warmup_steps), "train.warmup_steps",
+               "the cyclical schedule has its own ramps; drop --train.warmup_steps or use --train.kl_schedule linear")
+        if self.objective == "iwae":
+            _check(not (self.iwae_k and self.n_samples > 1), "train.n_samples",
+                   f"objective iwae takes its k from train.iwae_k ({self.iwae_k}); drop --train.n_samples")
+            changed = [f"--train.{key} {getattr(self, key)}" for key, off in
+                       (("beta", 1.0), ("warmup_steps", 0), ("free_bits", 0.0), ("kl_schedule", "linear"))
+                       if getattr(self, key) != off]
+            _check(not changed, "train.objective",
+                   f"objective iwae trains the plain k-sample bound, which has no KL weight: drop {', '.join(changed)} "
+                   "or use --train.objective elbo")
+        else:
+            _check(self.iwae_k == 0, "train.iwae_k", "applies to --train.objective iwae only; drop it or add "
+                   "--train.objective iwae")
+
+    @property
+    def k(self) -> int:
+        """The number of importance samples of the IWAE objective (``iwae_k``, else ``n_samples``)."""
+        return self.iwae_k or self.n_samples
 
 
 @dataclass(frozen=True)
@@ -226,6 +289,9 @@ class Config:
         _check(not self.data.condition_columns or self.model.condition == "covariates", "data.condition_columns",
                f"covariates are the input of a covariate-conditional model, but model.condition is "
                f"'{self.model.condition}'; add --model.condition covariates or drop --data.condition_columns")
+        _check(not (self.model.kind == "ae" and self.train.objective == "iwae"), "train.objective",
+               "an autoencoder (model.kind 'ae') has no posterior density, so no importance-weighted bound; use "
+               "--train.objective elbo or --model.kind vae")
 
     def replace(self, **sections: Any) -> Config:
         return dataclasses.replace(self, **sections)
@@ -282,6 +348,8 @@ def _build_section(cls: type, values: dict[str, Any], prefix: str, base: Any = N
         if key not in known:
             raise VaekitError(
                 f"unknown config key '{full}'; known keys in [{prefix}]: {', '.join(sorted(known))}")
+        if isinstance(value, dict) and hints[key] == tuple[str, ...]:  # a TOML table of NAME = VALUE
+            value = [f"{k}={v}" for k, v in value.items()]
         kwargs[key] = _coerce(value, hints[key], full)
     try:
         return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)

@@ -144,13 +144,17 @@ def is_gaussian(q: Distribution) -> bool:
 def reparameterise(q: Distribution, eps: Tensor) -> Tensor:
     """z = loc + L eps for standard-normal noise ``eps`` of shape (*sample, *batch, d): the draw that
     ``q.rsample`` makes from the same noise (diagonal: loc + scale * eps; full: loc + scale_tril @ eps;
-    a point mass: loc)."""
+    a point mass: loc; a distribution with its own ``reparameterise(eps)``, such as the two-level posterior of
+    :mod:`vaekit.hierarchy`: that)."""
     if isinstance(q, MultivariateNormal):
         return q.loc + (q.scale_tril @ eps.unsqueeze(-1)).squeeze(-1)
     if _is_diag(q):
         return q.base_dist.loc + q.base_dist.scale * eps
     if isinstance(q, PointMass):
         return q.loc.expand_as(eps)
+    own = getattr(q, "reparameterise", None)  # a composite posterior (the hierarchy's) draws from its own noise
+    if callable(own):
+        return own(eps)
     raise TypeError(f"cannot reparameterise a {type(q).__name__} from standard-normal noise")
 
 

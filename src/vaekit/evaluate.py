@@ -7,7 +7,7 @@ Importance sampling (Burda et al., 2016, eq. 14 as an estimator):
 computed by ``objectives.log_weights`` (the training code path) for ``batch_size`` points at once and
 the k samples ``chunk`` at a time under ``torch.inference_mode()``; a running ``logaddexp`` merges the
 chunks, so memory is bounded by batch_size x chunk decoded images whatever k is. The naive estimator
-(seed 000 eq. 1) is the same computation with the prior N(0, I) as the proposal:
+(seed 000 eq. 1) is the same computation with the model's prior p(z) (N(0, I), or a learned one) as the proposal:
 log p(x) ~ logsumexp_j log p(x|z_j) - log k, z_j ~ p(z); it is shown beside the IS estimate to make
 visible why the encoder matters (for images it is many nats too low at any affordable k).
 
@@ -49,9 +49,9 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     ``x``: (n, *event_shape) in data units. ``k`` samples per point, ``chunk`` at a time for
     ``batch_size`` points at once (peak memory ~ batch_size * chunk decoded outputs).
     ``proposal='posterior'`` draws z ~ q(z|x) (the IS estimate: a stochastic lower bound whose bias
-    vanishes as k grows; its expectation is the ELBO at k = 1); ``'prior'`` draws z ~ N(0, I) (the
-    naive estimator). The noise comes from a private generator seeded with ``seed`` (the global RNG
-    when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
+    vanishes as k grows; its expectation is the ELBO at k = 1); ``'prior'`` draws z ~ p(z), the model's
+    own prior (the naive estimator). The noise comes from a private generator seeded with ``seed`` (the
+    global RNG when None), drawn as (chunk, batch, d) blocks; pass ``eps`` (k, n, d) to fix the draws exactly,
     which makes the result independent of ``chunk`` and ``batch_size`` up to rounding.
     ``precision='bf16'`` runs the networks under bfloat16 autocast; log-probabilities stay float32.
     A conditional model takes its condition as ``c`` (n, c_dim) or labels ``y`` (n,) (or a Batch carrying
@@ -188,6 +188,10 @@ def bits_per_dim_convention(prep: dict[str, Any], log_likelihood_nats: float, di
     E_u log p(x + u) <= log P(x) (Theis et al. 2016), so the same formula is an upper bound on the
     discrete bits/dim. Continuous data without dequantisation: a density has no bits/dim (None)."""
     lik, dq = prep.get("likelihood"), prep.get("dequantize")
+    if lik == "mixed":
+        return None, ("null: a mixed-type table's log p(x_obs) adds densities (real columns) to probabilities "
+                      "(binary, categorical, count columns), so it has no bits/dim; compare log_likelihood_nats "
+                      "(nats_per_dim is per observed cell)")
     if lik == "multinomial":
         return None, ("null: a multinomial over items scores a user's whole row (which items, out of how many); "
                       "it has no per-dimension bits, compare log_likelihood_nats instead")
@@ -204,6 +208,21 @@ def bits_per_dim_convention(prep: dict[str, Any], log_likelihood_nats: float, di
         return None, (f"null: {how} gave a negative value ({value:.3f}), which means the model puts a density "
                       "above 1 per bin; the data are not integer bins of width 1")
     return value, how
+
+
+def _nats_per_dim(mean_ll: float, dims: int, split: Any, prep: dict[str, Any]) -> tuple[float, str]:
+    """-log p(x) per data dimension and what a dimension is. A mixed-type table's row (width W = value slots +
+    one observed-indicator per column) scores its observed cells only, so its rate is per observed cell:
+    -sum of the rows' log p(x_obs) / the number of observed cells of the split (a categorical column's cell
+    counts once); every other model's is per dimension of its event (``dims``)."""
+    if prep.get("likelihood") == "mixed" and "table" in prep:
+        from vaekit.tabular import TableSchema
+
+        n_values = TableSchema.from_dict(prep["table"]).n_values
+        cells = float(split.x[:, n_values:].sum())  # the indicator slots: 1 where a column's cell is observed
+        if cells > 0:
+            return -mean_ll * len(split) / cells, "observed cell (table columns; a categorical counts once)"
+    return -mean_ll / dims, "data dimension"
 
 
 def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = None, batch_size: int | None = None,
@@ -292,19 +311,27 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "active_units": stats.n_active, "probe_accuracy": stats.probe,
             "conditional": condition, "log_likelihood_of": LIKELIHOOD_OF[condition],
         }
+        levels = getattr(model, "level_names", ())  # a hierarchy: KL (Monte Carlo) and active units per level
+        if levels:
+            d_level = d // len(levels)
+            result["kl_levels_nats"] = {lv: terms[f"kl_{lv}"] for lv in levels}
+            active = stats.variances > probes.ACTIVE_THRESHOLD  # (2d,) bool
+            result["active_units_levels"] = {lv: int(active[j * d_level:(j + 1) * d_level].sum())
+                                             for j, lv in enumerate(levels)}
         if is_vae:
             runs = [split_log_likelihood(model, split, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
                                          precision=precision) for r in range(repeats)]
             ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
             mean_ll = float(ll.mean())
             bpd, convention = bits_per_dim_convention(data.info["prep"], mean_ll, dims)
+            per_dim, per_dim_of = _nats_per_dim(mean_ll, dims, split, data.info["prep"])
             naive = split_log_likelihood(model, split, naive_k, chunk, batch_size, seed + NAIVE_SEED_OFFSET,
                                          proposal="prior", precision=precision)
             result.update({
                 "log_likelihood_nats": mean_ll,
                 "log_likelihood_se": standard_error(ll),
                 "log_likelihood_mc_se": standard_error(torch.stack([r.mean() for r in runs])) if repeats > 1 else None,
-                "nats_per_dim": -mean_ll / dims,
+                "nats_per_dim": per_dim, "nats_per_dim_of": per_dim_of,
                 "bits_per_dim": bpd,
                 "bits_per_dim_convention": convention if bpd is not None else None,
                 "bits_per_dim_note": None if bpd is not None else convention,
@@ -315,7 +342,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
                 warnings.append(msg)
         else:
             result.update(dict.fromkeys(("log_likelihood_nats", "log_likelihood_se", "log_likelihood_mc_se",
-                                         "nats_per_dim", "bits_per_dim", "naive_log_likelihood_nats",
+                                         "nats_per_dim", "nats_per_dim_of", "bits_per_dim",
+                                         "naive_log_likelihood_nats",
                                          "naive_log_likelihood_se", "bits_per_dim_convention")))
             result["bits_per_dim_note"] = "null: an autoencoder has no likelihood"
             warnings.append("an autoencoder has no likelihood: the likelihood keys are null (train with "

@@ -136,3 +136,6 @@ class Multinomial(Likelihood):
     def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
         k = len(self.event_shape)
         return D.multinomial(params.squeeze(-k - 1), k)
+
+
+from vaekit.tabular import likelihood as _mixed  # noqa: E402,F401  registers "mixed" (mixed-type tables)

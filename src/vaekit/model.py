@@ -34,7 +34,7 @@ from vaekit.inputs import InputSpec, check_codes, check_input, default_spec, tru
 from vaekit.likelihoods import LIKELIHOODS
 from vaekit.networks import build_decoder, build_encoder
 from vaekit.posteriors import POSTERIORS
-from vaekit.priors import PRIORS
+from vaekit.priors import build_prior
 from vaekit.registry import Registry
 from vaekit.schema import DataSchema
 
@@ -98,7 +98,8 @@ class VAE(nn.Module):
         self.decoder = build_decoder(config, self.cond_dim, (likelihood.n_params, *self.event_shape))
         self.likelihood = likelihood
         self.posterior = head
-        self.latent_prior = PRIORS.get(config.prior)(config.latent_dim)
+        self.latent_prior = build_prior(config, config.latent_dim, self.event_shape)
+        self.latent_prior.bind(self.encode_inputs)  # a VampPrior encodes its pseudo-inputs with this encoder
         self.register_buffer("data_loc", torch.zeros(self.event_shape) if data_loc is None else data_loc.float())
         self.register_buffer("data_scale",
                              torch.ones(self.event_shape) if data_scale is None else data_scale.float())
@@ -168,9 +169,17 @@ class VAE(nn.Module):
         if not self.training and not self._inputs_trusted:
             xb = check_input(self, xb, "encode's x")
         h = (xb - self.data_loc) / self.data_scale if self.standardised else xb
-        params = self.encoder(self.input_transform(h), self.condition(batch.c, batch.y))
-        params = params.to(self.data_loc.dtype)  # bf16 under autocast -> the model's dtype
-        return self.posterior(params)
+        return self.posterior(self.encoder_params(h, self.condition(batch.c, batch.y)))
+
+    def encoder_params(self, h: Tensor, cond: Tensor | None = None) -> Tensor:
+        """The encoder network's output (n, P) for inputs h (n, *event_shape) in the encoder's input units
+        (after any standardisation), in the model's dtype."""
+        return self.encoder(self.input_transform(h), cond).to(self.data_loc.dtype)  # bf16 under autocast -> fp32
+
+    def encode_inputs(self, h: Tensor) -> Distribution:
+        """q(z|h) for encoder inputs h (K, *event_shape) already in the encoder's units (a VampPrior's
+        pseudo-inputs): batch (K,), event (d,). No input check, no condition."""
+        return self.posterior(self.encoder_params(h))
 
     def decode(self, z: Tensor, c: Tensor | None = None, *, y: Tensor | None = None) -> Distribution:
         """p(x|z[, c]) for z of shape (*batch, d) and c (n, c_dim) with n = batch[-1]: batch shape ``batch``,
@@ -255,13 +264,16 @@ def _vae_family(config: ModelConfig, schema: DataSchema, data_loc: Tensor | None
 
 
 def family_of(config: ModelConfig) -> str:
-    """The model family a config builds (one family today; a hierarchy would add one)."""
-    return "vae"
+    """The model family a config builds: ``hvae`` for ``model.levels = 2`` (:mod:`vaekit.hierarchy`),
+    else ``vae``."""
+    return "hvae" if config.levels == 2 else "vae"
 
 
 def build_model(config: ModelConfig, schema: DataSchema, data_loc: Tensor | None = None,
                 data_scale: Tensor | None = None, sigma_units: str = "scaled", family: str | None = None) -> Any:
     """A new model of ``config``'s family for data described by ``schema``."""
+    import vaekit.hierarchy  # noqa: F401  (registers the 'hvae' family)
+
     return MODEL_FAMILIES.get(family or family_of(config))(config, schema, data_loc, data_scale, sigma_units)
 
 

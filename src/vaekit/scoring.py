@@ -30,19 +30,26 @@ def evaluate_split(model: VAE, split: Split | SparseSplit, batch_size: int, seed
     if n == 0:
         raise VaekitError("cannot evaluate a split with no examples; give the data a validation or test split "
                           "(data.val_fraction / data.test_fraction, e.g. --data.val_fraction 0.1)")
-    elbo, recon, kl = (split_totals(model, split, batch_size, seed, n_samples) / n).tolist()
-    return {"elbo": elbo, "recon": recon, "kl": kl}
+    return totals_dict(model, split_totals(model, split, batch_size, seed, n_samples) / n)
+
+
+def totals_dict(model: VAE, means: torch.Tensor) -> dict[str, float]:
+    """{elbo, recon, kl} (and ``kl_z1``, ``kl_z2``: the KL per level of a hierarchical model) from the
+    per-example means of :func:`split_totals`' sums."""
+    names = ["elbo", "recon", "kl", *(f"kl_{level}" for level in getattr(model, "level_names", ()))]
+    return dict(zip(names, means.tolist(), strict=True))
 
 
 @torch.no_grad()
 def split_totals(model: VAE, split: Split | SparseSplit, batch_size: int, seed: int, n_samples: int = 1,
                  rows: torch.Tensor | None = None) -> torch.Tensor:
-    """The summed ELBO, reconstruction and KL (nats; float64 (3,), on the model's device) over ``rows``
+    """The summed ELBO, reconstruction and KL (nats; float64 (3,), or (3 + L,) with the KL of each of the L
+    levels of a hierarchical model, on the model's device) over ``rows``
     of ``split`` (default: all, in order), ``batch_size`` at a time with fixed noise ``seed``: what
     :func:`evaluate_split` averages, and what each process of a distributed run adds up for its share."""
     device = next(model.parameters()).device
     rows = torch.arange(len(split)) if rows is None else rows
-    totals = torch.zeros(3, dtype=torch.float64, device=device)
+    totals = torch.zeros(3 + len(getattr(model, "level_names", ())), dtype=torch.float64, device=device)
     was_training = model.training
     model.eval()
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trusted(model):
@@ -50,7 +57,10 @@ def split_totals(model: VAE, split: Split | SparseSplit, batch_size: int, seed: 
         for start in range(0, len(rows), batch_size):
             batch = split.batch_of(rows[start:start + batch_size]).to(device)
             out = elbo_terms(model, batch, n_samples=n_samples)
-            totals += torch.stack([out.elbo.sum(), out.recon.sum(), out.kl.sum()]).double()
+            sums = [out.elbo.sum(), out.recon.sum(), out.kl.sum()]
+            if out.kl_levels is not None:
+                sums += list(out.kl_levels.sum(0).unbind())
+            totals += torch.stack(sums).double()
     model.train(was_training)
     return totals
 

@@ -37,6 +37,10 @@ def load_data(cfg: DataConfig, likelihood: str = "auto", prep: dict[str, Any] | 
     from vaekit.recsys.bundle import is_interaction_data, load_interactions
 
     recorded = None if prep is None else prep.get("format")
+    if (prep is None and (likelihood == "mixed" or cfg.column_types)) or (prep or {}).get("likelihood") == "mixed":
+        from vaekit.tabular.bundle import load_table_data  # a mixed-type table (docs/tables.md)
+
+        return load_table_data(cfg, prep)
     if recorded == "interactions" or (recorded is None and is_interaction_data(cfg)):
         return load_interactions(cfg, likelihood, prep)
     asked = likelihood if prep is None else prep.get("likelihood")

@@ -78,6 +78,7 @@ class Split:
     dequantize: str = "none"
     c: Tensor | None = None
     clip: bool = False
+    mask: Tensor | None = None
 
     def __len__(self) -> int:
         return int(len(self.rows) if self.rows is not None else self.x.shape[0])
@@ -148,7 +149,8 @@ class Split:
         x = self.batch(idx, generator)
         y = None if self.y is None else self.y.index_select(0, idx.to(self.y.device)).to(x.device)
         c = None if self.c is None else self.c.index_select(0, idx.to(self.c.device)).to(x.device)
-        return Batch(x, y=y, c=c)
+        mask = None if self.mask is None else self.mask.index_select(0, idx.to(self.mask.device)).to(x.device)
+        return Batch(x, y=y, c=c, mask=mask)
 
     def all_of(self, generator: torch.Generator | None = None) -> Batch:
         """The whole split as one Batch (use on small splits only)."""

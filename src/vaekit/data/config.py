@@ -46,6 +46,11 @@ class DataConfig:
     ``min_user_items`` items. ``heldout_users`` validation users and as many test users (0 = 10% of the users
     each) are held out whole; each one's events are split ``holdout_fraction`` to predict and the rest to fold
     in. The split is drawn with ``seed``.
+    Tables of mixed types (``model.likelihood mixed``, docs/tables.md): ``column_types`` overrides the
+    inferred type of columns as NAME=TYPE entries (``["age=real", "sex=categorical"]``, a TOML table
+    ``[data.column_types]`` of NAME = "TYPE", or ``--data.column_types age=real,sex=categorical``);
+    ``unknown_categories`` is ``error`` (a category unseen in training is an error) or ``unknown`` (it maps
+    to an extra level '<unknown>').
     Full description: docs/data.md.
     """
 
@@ -81,6 +86,8 @@ class DataConfig:
     min_user_items: int = 5
     heldout_users: int = 0
     holdout_fraction: float = 0.2
+    column_types: tuple[str, ...] = ()
+    unknown_categories: str = "error"
 
     def __post_init__(self) -> None:
         check_fields(self, "data")  # types first: one-line errors naming the key
@@ -118,6 +125,7 @@ class DataConfig:
         check(self.label_column not in self.condition_columns or not self.label_column, "condition_columns",
               f"'{self.label_column}' is the label column; a column is either the label or a covariate")
         check(len(self.image_size) in (0, 2), "image_size", "give height,width, e.g. --data.image_size 28,28")
+        check(self.unknown_categories in ("error", "unknown"), "unknown_categories", "use 'error' or 'unknown'")
         check(self.format in FORMATS, "format", f"use one of {', '.join(FORMATS)}")
         check(self.min_rating == self.min_rating, "min_rating", "is NaN; give a number (the paper keeps > 3.5)")
         check(self.min_user_items >= 1, "min_user_items", f"must be >= 1 (the paper uses 5), got {self.min_user_items}")

@@ -161,12 +161,14 @@ def load_csv(path: Path, label_column: str = "", condition_columns: tuple[str, .
             cell = row[j].strip()
             if cell.lower() in MISSING:
                 raise VaekitError(f"{path}: missing value at row {line}, column {j + 1} ('{header[j]}'); "
-                                  "fill or drop the missing values")
+                                  "fill or drop the missing values, or train a table with holes with "
+                                  "--model.likelihood mixed")
             try:
                 v = float(cell)
             except ValueError:
                 raise VaekitError(f"{path}: non-numeric value '{cell}' at row {line}, column {j + 1} "
-                                  f"('{header[j]}'); remove the column or set it as --data.label_column"
+                                  f"('{header[j]}'); remove the column, set it as --data.label_column, or train a "
+                                  "mixed-type table with --model.likelihood mixed"
                                   ) from None
             if not math.isfinite(v):
                 raise VaekitError(f"{path}: non-finite value '{cell}' at row {line}, column {j + 1} "

@@ -25,7 +25,8 @@ from vaekit.schema import DataSchema
 WHICH_KEYS = ("path", "val_path", "test_path", "name", "dir", "download", "download_timeout", "verify", "split",
               "val_fraction", "test_fraction", "seed", "limit", "mmap", "binarize_seed", "label_column")
 #: data keys that define the preprocessing the model was trained with.
-PREP_KEYS = ("scale", "binarize", "threshold", "image_size", "grayscale", "dequantize", "condition_columns")
+PREP_KEYS = ("scale", "binarize", "threshold", "image_size", "grayscale", "dequantize", "condition_columns",
+             "column_types", "unknown_categories")
 
 
 def apply_data_overrides(config: Any, overrides: dict[str, str] | None) -> Any:

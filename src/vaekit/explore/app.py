@@ -9,6 +9,8 @@ Routes (``<i>``: the run's position on the command line, 0 or 1; ``<j>``: a map 
 * ``POST /api/runs/<i>/decode`` ``{"z": [d numbers]}`` or ``{"map": [u, v], "method": M}``, optional
   ``"label"`` (label-conditional runs) and ``"point"`` (whose covariates a covariate run decodes with):
   the code and its decoded output;
+* ``POST /api/runs/<i>/prior`` ``{"n": k, "seed": s}`` (1 <= k <= 32): k draws z ~ p(z) from the run's own
+  prior (a learned mog / VampPrior / two-level prior included) and their decoder means;
 * ``POST /api/runs/<i>/interpolate`` ``{"from": [d], "to": [d], "steps": k}`` (2 <= k <= 32): the k codes
   on the straight line, endpoints included, and their decoded outputs.
 
@@ -41,7 +43,7 @@ MAX_STEPS = 32
 STATIC = {"/": ("index.html", "text/html; charset=utf-8"),
           "/static/explorer.js": ("explorer.js", "text/javascript; charset=utf-8"),
           "/static/explorer.css": ("explorer.css", "text/css; charset=utf-8")}
-_RUN = re.compile(r"/api/runs/(\d{1,4})/(map|decode|interpolate|points/(\d{1,9}))")
+_RUN = re.compile(r"/api/runs/(\d{1,4})/(map|decode|interpolate|prior|points/(\d{1,9}))")
 
 StartResponse = Callable[..., Any]
 
@@ -155,6 +157,14 @@ class ExplorerApp:
             if chosen not in methods:
                 raise bad(f"unknown map method '{chosen[:40]}'; use one of {', '.join(methods)}")
             return self._ok(run.map(chosen))
+        if what == "prior":  # draws z ~ p(z) from the run's own (possibly learned) prior, decoded
+            self._allow(method, "POST")
+            body = parse_body(environ)
+            label, point = self._condition(run, body)
+            n = integer(body, "n", 1, MAX_STEPS, 8)
+            seed = integer(body, "seed", 0, 2**31 - 1, 0)
+            assert n is not None and seed is not None
+            return self._ok(run.prior_samples(n, seed, label, point))
         if what.startswith("points/"):
             self._allow(method, "GET")
             j = int(match.group(3))

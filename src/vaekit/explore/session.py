@@ -122,6 +122,14 @@ class ExploredRun:
             p_x = self.model.decode(torch.as_tensor(z, dtype=torch.float32), **self._condition(len(z), label, point))
             return self.view.render(p_x.mean)
 
+    def prior_samples(self, n: int, seed: int = 0, label: int | None = None, point: int | None = None
+                      ) -> dict[str, Any]:
+        """``n`` draws z ~ p(z) of the run's own prior (a learned prior's, not N(0, I)), seeded, and their
+        decoder means rendered by the view: {"z": (n, d) list, "outputs": n rendered outputs}."""
+        with self._model_lock, torch.inference_mode():
+            z = self.model.latent_prior.sample(n, torch.Generator().manual_seed(seed))
+        return {"z": z.tolist(), "outputs": self.decode(z.numpy(), label, point)}
+
     def point(self, j: int) -> dict[str, Any]:
         """Map point ``j``: its row of the split, code, label, input and reconstruction (rendered)."""
         row = int(self.rows[j])

@@ -9,6 +9,7 @@ Shapes: x (n, *event_shape); codes z (n, d); KL in nats per example.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,29 @@ def pca_2d(z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarra
 
     pca = PCA(n_components=2, random_state=0).fit(z)
     return pca.transform(z), pca.components_, pca.mean_, pca.explained_variance_ratio_
+
+
+#: Prior draws behind the density contours of a learned prior in the 2-D latent panel.
+PRIOR_DRAWS = 20_000
+
+
+def is_standard_prior(model: Any) -> bool:
+    """True when the model's prior is N(0, I) (drawn as circles); False for a learned prior (mog, vamp, the
+    two-level hierarchy), whose density is drawn from its own samples."""
+    return model.config.prior == "standard-normal" and getattr(model, "level_dim", None) is None
+
+
+def prior_points_2d(model: Any, z: np.ndarray, seed: int = 0, n: int = PRIOR_DRAWS) -> np.ndarray:
+    """``n`` draws z ~ p(z) of the model's own (learned) prior in the coordinates of the latent panel of the
+    codes ``z`` (n_codes, d): the codes themselves for d = 2, the first two for fewer than 3 codes, else the
+    codes' PCA axes (:func:`pca_2d`, same fit). Shape (n, 2)."""
+    with torch.no_grad():
+        draws = model.latent_prior.sample(n, torch.Generator().manual_seed(seed)).double().cpu().numpy()
+    d = draws.shape[1]
+    if d == 2 or len(z) < 3:
+        return draws[:, :2]
+    _, comps, centre, _ = pca_2d(z)
+    return (draws - centre) @ comps.T
 
 
 def tsne_2d(z: np.ndarray, seed: int = 0) -> np.ndarray:

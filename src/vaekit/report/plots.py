@@ -165,9 +165,31 @@ def _prior_contours(ax: Any, centre: np.ndarray) -> None:
                 ls="--" if r > 1 else "-", label="prior N(0, I): 1, 2, 3 sd" if r == 1 else None)
 
 
+def _prior_density(ax: Any, pts: np.ndarray) -> None:
+    """Contours of a learned prior from its draws ``pts`` (m, 2): the smallest regions holding 39%, 86% and
+    99% of the draws (the mass inside 1, 2, 3 sd of a 2-D Gaussian), from a smoothed 2-D histogram."""
+    from scipy.ndimage import gaussian_filter
+
+    lo, hi = np.percentile(pts, 0.2, 0), np.percentile(pts, 99.8, 0)
+    pad = 0.15 * (hi - lo) + 1e-9
+    hist, xe, ye = np.histogram2d(pts[:, 0], pts[:, 1], bins=80, range=[[lo[0] - pad[0], hi[0] + pad[0]],
+                                                                      [lo[1] - pad[1], hi[1] + pad[1]]])
+    dens = gaussian_filter(hist, 1.2)
+    flat = np.sort(dens.ravel())[::-1]
+    mass = np.cumsum(flat) / max(flat.sum(), 1e-12)
+    levels = sorted({float(flat[min(int(np.searchsorted(mass, q)), len(flat) - 1)]) for q in (0.99, 0.86, 0.39)})
+    if len(levels) < 2:
+        return
+    xc, yc = 0.5 * (xe[1:] + xe[:-1]), 0.5 * (ye[1:] + ye[:-1])
+    ax.contour(xc, yc, dens.T, levels=levels, colors="0.25", linewidths=0.9)
+    ax.plot([], [], color="0.25", lw=0.9, label="learned prior p(z): 39, 86, 99% regions")
+
+
 def latent_panels(panels: Sequence[dict[str, Any]], width: float = 12) -> bytes:
     """One scatter per panel; a panel is {points (n, 2), y (n,) labels or None, title, xlabel, ylabel,
-    prior_centre (2,) or None, equal (bool)}. Points are coloured by label with a shared colour bar."""
+    prior_centre (2,) or None, prior_points (m, 2) or None, equal (bool)}: ``prior_centre`` draws N(0, I)'s
+    1-2-3 sd circles, ``prior_points`` (draws of a learned prior) its density contours. Points are coloured
+    by label with a shared colour bar."""
     n = len(panels)
     fig = _figure(width if n > 1 else 6.4, width / n * 0.85 + 0.4 if n > 1 else 5.2)
     axes = np.atleast_1d(fig.subplots(1, n))
@@ -176,8 +198,11 @@ def latent_panels(panels: Sequence[dict[str, Any]], width: float = 12) -> bytes:
     legend_drawn = False
     for ax, p in zip(axes, panels, strict=True):
         mappable = _scatter(ax, p["points"], p.get("y"))
-        if p.get("prior_centre") is not None:
-            _prior_contours(ax, p["prior_centre"])
+        if p.get("prior_points") is not None or p.get("prior_centre") is not None:
+            if p.get("prior_points") is not None:
+                _prior_density(ax, p["prior_points"])
+            else:
+                _prior_contours(ax, p["prior_centre"])
             if not legend_drawn:  # once per figure
                 ax.legend(loc="best", framealpha=0.85)
                 legend_drawn = True

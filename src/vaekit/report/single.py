@@ -107,6 +107,14 @@ def reconstructions_section(info: RunInfo, seed: int) -> H.Section:
     return H.Section("reconstructions", "Reconstructions", H.para(note) + H.image(png, "reconstruction scatter"))
 
 
+def _prior_name(model: Any) -> str:
+    """How the report names the model's prior: N(0, I), or the learned prior p(z) by its config name."""
+    if L.is_standard_prior(model):
+        return "N(0, I)"
+    what = model.config.prior + (" on z2 of the two-level model" if getattr(model, "level_dim", None) else "")
+    return f"p(z) (learned: {what})"
+
+
 def samples_section(info: RunInfo, seed: int) -> H.Section:
     model, shape = info.model, info.model.event_shape
     g = torch.Generator().manual_seed(seed)
@@ -115,15 +123,15 @@ def samples_section(info: RunInfo, seed: int) -> H.Section:
         y, c = example_condition(model, info.data, n_side * n_side)
         x = _np(model.sample(n_side * n_side, generator=g, y=y, c=c))
         imgs = x.reshape(n_side, n_side, *shape)
-        png = P.image_table(imgs, [""] * n_side, "decoder means p(x|z) for z ~ N(0, I)",
+        png = P.image_table(imgs, [""] * n_side, f"decoder means p(x|z) for z ~ {_prior_name(model)}",
                             shown_range(info))
         return H.Section("samples", "Samples from the prior", H.image(png, "samples from the prior"))
     x_data = _np(_test_x(info, 2000, seed)).reshape(-1, model.data_dim)
     y, c = example_condition(model, info.data, 2000)
     x_s = _np(model.sample(2000, mean=False, generator=g, y=y, c=c)).reshape(-1, model.data_dim)
     png = P.sample_histograms(x_data, x_s, _features(model.data_dim))
-    note = ("Histograms of draws x ~ p(x|z), z ~ N(0, I) (decoder noise included) against the test data, per "
-            "feature (first features shown).")
+    note = (f"Histograms of draws x ~ p(x|z), z ~ {_prior_name(model)} (decoder noise included) against the test "
+            "data, per feature (first features shown).")
     return H.Section("samples", "Samples from the prior", H.para(note) + H.image(png, "sample histograms"))
 
 
@@ -200,7 +208,14 @@ def latent_section(info: RunInfo, enc: L.Encoded, what: str = "") -> H.Section:
            "contours: t-SNE is not linear)")
     label = "coloured by label" if enc.y is not None else "no labels in this data set"
     note = f"{len(enc.z)} test {kind}, {label}; d = {d}, {how}." + (f" {what}" if what else "")
-    png = P.latent_panels(latent_panels_for(enc))
+    panels = latent_panels_for(enc)
+    if info.model.posterior.has_density and not L.is_standard_prior(info.model):  # a learned prior's own density
+        prior_pts = L.prior_points_2d(info.model, enc.z)
+        for panel in panels:
+            if panel.get("prior_centre") is not None:
+                panel.update(prior_centre=None, prior_points=prior_pts)
+        note += f" Contours: the learned prior {_prior_name(info.model)}, from {L.PRIOR_DRAWS} of its draws."
+    png = P.latent_panels(panels)
     return H.Section("latent", "Latent space", H.para(note) + H.image(png, "latent space"))
 
 

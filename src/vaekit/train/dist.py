@@ -38,7 +38,7 @@ from vaekit.data import Split
 from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.model import VAE
-from vaekit.scoring import evaluate_split, split_totals
+from vaekit.scoring import evaluate_split, split_totals, totals_dict
 from vaekit.train.rng import RANK_SEED_STRIDE
 
 #: Seconds a rank waits for the others at a collective before it gives up (an error, never a hang).
@@ -239,8 +239,7 @@ class ProcessGroup(Group):
         rows = torch.tensor_split(torch.arange(n), self.world_size)[self.rank]
         totals = split_totals(model, split, batch_size, seed + self.rank * RANK_SEED_STRIDE, rows=rows)
         tdist.all_reduce(totals)
-        elbo, recon, kl = (totals / n).tolist()
-        return {"elbo": elbo, "recon": recon, "kl": kl}
+        return totals_dict(model, totals / n)
 
     def from_main(self, compute: Callable[[], T]) -> T:
         box: list[Any] = [compute() if self.is_main else None]

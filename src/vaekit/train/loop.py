@@ -27,7 +27,7 @@ from vaekit.devices import pick_device, to_device
 from vaekit.errors import VaekitError
 from vaekit.inputs import spec_from_meta
 from vaekit.model import VAE, build_model
-from vaekit.objectives import LossOutput, Objective, kl_weight, lr_factor
+from vaekit.objectives import LossOutput, Objective, kl_weight_of, lr_factor
 from vaekit.schema import DataSchema
 from vaekit.train import dist, faults, snapshot
 from vaekit.train.callbacks import Callback
@@ -73,7 +73,7 @@ class Trainer:
             schema = DataSchema.from_data(data, config.model)
             self.model: VAE = build_model(config.model, schema, data.loc, data.scale).to(self.device)
         # the loss is the forward of the (DDP-wrapped, with several processes) objective: gradients all-reduced
-        self.objective = self.group.wrap(Objective(self.model, tc.objective, tc.n_samples))
+        self.objective = self.group.wrap(Objective.of(self.model, tc))
         self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
                                           fused=True)
@@ -218,7 +218,7 @@ class Trainer:
         self.state.skipped_steps += int(stats.pop("skipped"))
         self.state.bad_streak = int(pos.run.item())  # carried into the next epoch (and saved with the checkpoint)
         return {"epoch": self.state.epoch + 1, "step": self.state.step, **stats,
-                "kl_weight": kl_weight(self.state.step, tc.warmup_steps, tc.beta),
+                "kl_weight": kl_weight_of(tc, self.state.step, self.total_steps),
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
 
     @own_rng
@@ -226,7 +226,7 @@ class Trainer:
         """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag.
         ``share``: the loss weight of this process's part of a distributed batch (:func:`dist.shard_rows`)."""
         tc = self.config.train
-        weight = kl_weight(self.state.step, tc.warmup_steps, tc.beta)
+        weight = kl_weight_of(tc, self.state.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = tc.lr * self.state.lr_scale * lr_factor(self.state.step, self.total_steps, tc.lr_schedule)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):

@@ -211,5 +211,8 @@ def _with_resolved_data(config: Config, data: DataBundle) -> Config:
     if config.model.likelihood not in ("auto", lik):
         raise VaekitError(f"the data were prepared for model.likelihood {lik} but the config says "
                           f"{config.model.likelihood}; load them with the same likelihood")
+    table = (data.info.get("prep") or {}).get("table")  # a mixed-type table: its column layout (vaekit.tabular)
+    columns = tuple(c["type"] + (f":{len(c['categories'])}" if c["type"] == "categorical" else "")
+                    for c in table["columns"]) if table else config.model.columns
     return config.replace(data=resolved_data_config(config.data, data.info),
-                          model=dataclasses.replace(config.model, likelihood=lik))
+                          model=dataclasses.replace(config.model, likelihood=lik, columns=columns))
