@@ -408,8 +408,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[An
 
 
 # ------------------------------------------------------------------------ optimiser state by name
-def optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The optimiser's per-parameter state (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``) as trainer
+def optimizer_tensors(model: torch.nn.Module, optimizer: Any) -> dict[str, torch.Tensor]:
+    """The per-parameter state of ``optimizer`` (a ``torch.optim`` optimiser or
+    :class:`vaekit.train.adam.FusedAdam`; Adam: ``step``, ``exp_avg``, ``exp_avg_sq``) as trainer
     tensors keyed by parameter name, ``opt:<parameter name>:<key>`` (CPU copies)."""
     out: dict[str, torch.Tensor] = {}
     for name, p in model.named_parameters():
