@@ -453,7 +453,8 @@ def optimizer_state(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor])
 #: What a run's config.toml may change between a checkpoint and its resume: how long, where and how often
 #: to checkpoint or stop early, never what is trained (model, data, optimiser, objective, seed).
 RESUME_EDITABLE = ("name", "train.epochs", "train.device", "train.patience", "train.keep_last",
-                   "train.checkpoint_every", "train.checkpoint_every_epochs", "train.nproc")
+                   "train.checkpoint_every", "train.checkpoint_every_epochs", "train.nproc",
+                   "train.threads")
 
 
 def _flat(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -9,8 +9,8 @@ import sys
 import traceback
 import warnings
 from collections.abc import Sequence
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 _PYTHON_SHOWWARNING = warnings.showwarning
 
@@ -228,17 +228,19 @@ def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
             device = overrides.pop("train.device", None)
             nproc = None if "train.nproc" not in overrides else \
                 apply_overrides(Config(), {"train.nproc": overrides.pop("train.nproc")}).train.nproc
+            threads = None if "train.threads" not in overrides else \
+                apply_overrides(Config(), {"train.threads": overrides.pop("train.threads")}).train.threads
             if overrides or args.config or args.name:
                 dropped = " ".join([*(f"--{k}" for k in overrides), *(["--config"] if args.config else []),
                                     *(["--name"] if args.name else [])])
                 raise VaekitError(f"--resume continues the run with its saved config; drop {dropped} (edit "
-                                  f"{args.resume}/config.toml to change it; only --train.device and --train.nproc "
-                                  "may be given)")
+                                  f"{args.resume}/config.toml to change it; only --train.device, --train.nproc "
+                                  "and --train.threads may be given)")
             n = nproc if nproc is not None else continued_config(args.resume).train.nproc
             if n > 1 and not dist.launched():  # this process launches the n training processes (torchrun)
                 dist.launch(n, args.argv, args.resume)
                 return 0
-            trainer = resume(args.resume, callbacks=[progress], device=device, nproc=nproc)
+            trainer = resume(args.resume, callbacks=[progress], device=device, nproc=nproc, threads=threads)
             run_dir = Path(args.resume)
         else:
             config = load_config(args.config) if args.config else Config()

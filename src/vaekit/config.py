@@ -143,7 +143,10 @@ class TrainConfig:
     weights and ``last`` the final ones); a killed run resumes from the newest of these and redoes the
     epochs after it exactly. ``nproc`` > 1 makes ``vaekit train`` launch that many training processes on
     this machine through torchrun (torch.distributed, docs/distributed.md); ``batch_size`` stays the
-    global batch. Under torchrun itself the launcher's process count rules and ``nproc`` is not used."""
+    global batch. Under torchrun itself the launcher's process count rules and ``nproc`` is not used.
+    ``threads``: torch's intra-op threads per process; 0 = torch's own count (one per core). Either way
+    vaekit asks OpenMP to wait passively (:mod:`vaekit.threads`), so a busy machine slows a run in
+    proportion to the CPU it gets instead of collapsing."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -164,6 +167,7 @@ class TrainConfig:
     checkpoint_every: int = 0
     checkpoint_every_epochs: int = 1
     nproc: int = 1
+    threads: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self, "train")  # types first: one-line errors naming the key
@@ -189,6 +193,7 @@ class TrainConfig:
         _check(self.checkpoint_every_epochs >= 1, "train.checkpoint_every_epochs",
                f"must be >= 1 epochs (1 = a checkpoint after every epoch), got {self.checkpoint_every_epochs}")
         _check(1 <= self.nproc <= 1024, "train.nproc", f"must be in 1..1024 processes, got {self.nproc}")
+        _check(0 <= self.threads <= 1024, "train.threads", f"must be in 0..1024 (0 = one per core), got {self.threads}")
 
 
 @dataclass(frozen=True)

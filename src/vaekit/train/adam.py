@@ -77,7 +77,7 @@ class FusedAdam:
             found_inf = None if self.found_inf is None else self.found_inf.to(device, non_blocking=True)
             torch._foreach_add_(steps, 1)
             torch._fused_adam_(
-                [params[i] for i in idx], [params[i].grad for i in idx],  # type: ignore[misc]
+                [params[i] for i in idx], [params[i].grad for i in idx],
                 [slots[i]["exp_avg"] for i in idx], [slots[i]["exp_avg_sq"] for i in idx], [], steps,
                 amsgrad=False, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
                 weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None,

@@ -29,6 +29,7 @@ from vaekit.inputs import spec_from_meta
 from vaekit.model import VAE, build_model
 from vaekit.objectives import LossOutput, Objective, kl_weight, lr_factor
 from vaekit.schema import DataSchema
+from vaekit.threads import use_threads
 from vaekit.train import dist, faults, snapshot
 from vaekit.train.adam import FusedAdam
 from vaekit.train.callbacks import Callback
@@ -62,6 +63,7 @@ class Trainer:
         if tc.patience and len(data.val) == 0:
             raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
+        use_threads(tc.threads)
         self.group = dist.current()
         dist.check_batches(len(data.train), tc.batch_size, self.group.world_size)
         self.device = self.group.device(pick_device(tc.device))
