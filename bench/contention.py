@@ -7,9 +7,9 @@ training"). The epoch time is the trainer's own clock (metrics.jsonl ``epoch_tim
 c of the n cores leaves vaekit a share (n - c) / n of the machine at best, so "proportional" means at most
 n / (n - c) times the quiet time of the best setting.
 
-Settings: ``torch default`` (torch's own thread count and OpenMP policy: ``--train.threads 0`` with
-``VAEKIT_OMP_POLICY=keep``), ``1 thread``, ``2 threads`` (both with vaekit's passive OpenMP wait), and ``auto``
-(vaekit's default: :func:`vaekit.threads.choose`).
+Settings: ``torch default`` (torch's own thread count and spinning OpenMP wait: ``VAEKIT_OMP_POLICY=keep``),
+``1 thread`` and ``2 threads`` (``--train.threads``, with vaekit's passive OpenMP wait), and vaekit's default
+(torch's thread count, passive wait: :mod:`vaekit.threads`).
 
 Usage::
 

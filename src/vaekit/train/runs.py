@@ -120,8 +120,8 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device:
     to continue a GPU run on a machine without one) and ``nproc`` ``train.nproc`` (how many processes
     ``vaekit train`` launches; a resume at another number of processes is noted, see
     :mod:`vaekit.train.dist`), ``threads`` ``train.threads``; a ``best`` pointer left stale by a kill is
-    rewritten from the checkpoint's own record. The run's lock (:mod:`vaekit.runlock`) is taken before any file is touched: a run another
-    process is still writing is refused with one line naming that process."""
+    rewritten from the checkpoint's own record. The run's lock (:mod:`vaekit.runlock`) is taken before any
+    file is touched: a run another process is still writing is refused with one line naming that process."""
     run_dir = _run_dir(run_dir)
     group = dist.join()
     with contextlib.ExitStack() as held:
