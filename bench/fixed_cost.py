@@ -74,9 +74,12 @@ def child(out: str, argv: list[str], t_start: float) -> None:
     """Run ``vaekit.cli.main(argv)`` with the parts timed; write {part: seconds, ...} to ``out``."""
     t_main = time.perf_counter()
     startup = time.time() - t_start
+    import resource
+
     import vaekit.cli
 
     totals = dict.fromkeys(PARTS, 0.0)
+    peak_after: dict[str, float] = {}  # the process's peak RSS (MB) when each part first ended
     counts = {f"{m}.{a}": 0 for m, a in COUNTED}
     stack: list[str] = []  # exclusive timing: an inner part's time is taken out of the outer one
 
@@ -93,6 +96,7 @@ def child(out: str, argv: list[str], t_start: float) -> None:
                 dt = time.perf_counter() - t0
                 stack.pop()
                 totals[name] += dt
+                peak_after.setdefault(name, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
                 if stack:
                     totals[stack[-1]] -= dt
         return inner
@@ -105,13 +109,6 @@ def child(out: str, argv: list[str], t_start: float) -> None:
         return inner
 
     found = {}
-    for name, candidates in PARTS.items():
-        for module, path in candidates:
-            hit = _resolve(module, path)
-            if hit is not None:
-                _wrap(hit[0], hit[1], timed(name, hit[2]))
-                found[name] = True
-                break
     for module, attr in COUNTED:
         hit = _resolve(module, attr)
         if hit is not None:
@@ -120,14 +117,27 @@ def child(out: str, argv: list[str], t_start: float) -> None:
             for mod in list(sys.modules.values()):  # modules that imported the name already
                 if mod is not None and getattr(mod, attr, None) is hit[2]:
                     setattr(mod, attr, getattr(hit[0], attr))
+    for name, candidates in PARTS.items():
+        for module, path in candidates:
+            hit = _resolve(module, path)
+            if hit is not None:
+                _wrap(hit[0], hit[1], timed(name, hit[2]))
+                found[name] = True
+                break
     rc = vaekit.cli.main(argv)
     in_main = time.perf_counter() - t_main
     result: dict[str, Any] = {"start-up": startup, "rc": rc, "in_main": in_main}
+    result.update({f"peak MB after {k}": v for k, v in peak_after.items()})
     for name in PARTS:
         result[name] = totals[name] if found.get(name) else None
     result["other"] = in_main - sum(v for v in totals.values())
     result["data loads"] = sum(counts.values())
     Path(out).write_text(json.dumps(result))
+    if hasattr(vaekit.cli, "run"):  # the console command of this version exits without the interpreter's teardown
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(rc)
+    sys.exit(rc)
 
 
 def one_run(src: Path, vaekit_args: list[str]) -> dict[str, Any]:
@@ -178,6 +188,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         print(f"| {name} | {'-' if name not in med else f'{med[name]:.3f}'} |")
     outside = med["wall"] - med["epochs"]
     print(f"| **wall** | **{med['wall']:.3f}** |")
+    print("peak RSS (MB) when a part first ended: " + ", ".join(
+        f"{k[len('peak MB after '):]} {v:.0f}" for k, v in med.items() if k.startswith("peak MB after ")))
     print(f"outside the epochs: {outside:.3f} s; epoch time (trainer's clock) {med['epoch_time_s']:.3f} s; "
           f"peak RSS {med['peak_rss_mb']:.0f} MB; data loads per run {med['data loads']:.0f}")
     if args.json:
