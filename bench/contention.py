@@ -7,9 +7,9 @@ training"). The epoch time is the trainer's own clock (metrics.jsonl ``epoch_tim
 c of the n cores leaves vaekit a share (n - c) / n of the machine at best, so "proportional" means at most
 n / (n - c) times the quiet time of the best setting.
 
-Settings: ``torch default`` (torch's own thread count and spinning OpenMP wait: ``VAEKIT_OMP_POLICY=keep``),
-``1 thread`` and ``2 threads`` (``--train.threads``, with vaekit's passive OpenMP wait), and vaekit's default
-(torch's thread count, passive wait: :mod:`vaekit.threads`).
+Settings: torch's defaults (``VAEKIT_OMP_POLICY=keep``), a passive OpenMP wait, vaekit's default (torch's thread
+count, libgomp's spin bounded: :mod:`vaekit.threads`), one thread, and ``--train.threads -1`` (the cores other
+processes left free).
 
 Usage::
 
@@ -32,10 +32,11 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
 SETTINGS = {
-    "torch default (spinning wait)": ([], {"VAEKIT_OMP_POLICY": "keep"}),
-    "1 thread": (["--train.threads", "1"], {}),
-    "2 threads": (["--train.threads", "2"], {}),
-    "vaekit default (torch's count, passive wait)": ([], {}),
+    "torch's defaults (2 threads, long spin)": ([], {"VAEKIT_OMP_POLICY": "keep"}),
+    "passive wait (OMP_WAIT_POLICY=PASSIVE)": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "vaekit default (2 threads, GOMP_SPINCOUNT=1000)": ([], {}),
+    "--train.threads 1": (["--train.threads", "1"], {}),
+    "--train.threads -1 (the free cores)": (["--train.threads", "-1"], {}),
 }
 
 

@@ -144,9 +144,9 @@ class TrainConfig:
     epochs after it exactly. ``nproc`` > 1 makes ``vaekit train`` launch that many training processes on
     this machine through torchrun (torch.distributed, docs/distributed.md); ``batch_size`` stays the
     global batch. Under torchrun itself the launcher's process count rules and ``nproc`` is not used.
-    ``threads``: torch's intra-op threads per process; 0 = torch's own count (one per core). Either way
-    vaekit asks OpenMP to wait passively (:mod:`vaekit.threads`), so a busy machine slows a run in
-    proportion to the CPU it gets instead of collapsing."""
+    ``threads``: torch's intra-op threads per process; 0 = torch's own count (one per core), -1 = the cores
+    other processes left free when training starts (:mod:`vaekit.threads`, which also bounds OpenMP's
+    spinning so that a busy machine slows a run down instead of collapsing it)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -193,7 +193,8 @@ class TrainConfig:
         _check(self.checkpoint_every_epochs >= 1, "train.checkpoint_every_epochs",
                f"must be >= 1 epochs (1 = a checkpoint after every epoch), got {self.checkpoint_every_epochs}")
         _check(1 <= self.nproc <= 1024, "train.nproc", f"must be in 1..1024 processes, got {self.nproc}")
-        _check(0 <= self.threads <= 1024, "train.threads", f"must be in 0..1024 (0 = one per core), got {self.threads}")
+        _check(-1 <= self.threads <= 1024, "train.threads",
+               f"must be in -1..1024 (0 = one per core, -1 = the free cores), got {self.threads}")
 
 
 @dataclass(frozen=True)

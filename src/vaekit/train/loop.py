@@ -63,7 +63,7 @@ class Trainer:
         if tc.patience and len(data.val) == 0:
             raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
-        use_threads(tc.threads)
+        self.threads = use_threads(tc.threads)  # intra-op threads of this process (vaekit.threads)
         self.group = dist.current()
         dist.check_batches(len(data.train), tc.batch_size, self.group.world_size)
         self.device = self.group.device(pick_device(tc.device))
