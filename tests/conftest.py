@@ -1,12 +1,21 @@
-"""Shared fixtures."""
+"""Shared fixtures.
+
+``vaekit train`` writes report.html in a background process by default; the suite's CLI runs write it
+before returning (VAEKIT_REPORT=now), so a test reads a finished report and no report process outlives
+its test. tests/test_report.py covers the background path itself.
+"""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 import torch
 from tiny_runs import tiny_config
 
 from vaekit.data import DataBundle, load_data
+
+os.environ["VAEKIT_REPORT"] = "now"
 
 
 @pytest.fixture

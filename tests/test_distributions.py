@@ -152,3 +152,31 @@ def test_point_mass_has_no_density():
         q.log_prob(torch.zeros(4, 2))
     with pytest.raises(TypeError, match="no closed-form KL"):
         D.kl_standard_normal(q)
+
+
+@pytest.mark.parametrize(("logits_shape", "x_shape", "event_ndims"), [
+    ((50, 8, 784), (8, 784), 1),          # importance sampling: k draws share each example's x
+    ((1, 8, 784), (8, 784), 1),           # training, one draw
+    ((3, 4, 28, 28), (3, 4, 28, 28), 2),  # image event, no broadcast
+    ((6, 5), (6, 5), 0),                  # no event axes
+])
+def test_bernoulli_summed_form_equals_torchs_elementwise_log_prob(logits_shape, x_shape, event_ndims) -> None:
+    """vaekit's Bernoulli log p(x|z) (sum x*l - softplus(l)) against torch.distributions.Bernoulli, in float64,
+    for 0/1 data and grey levels, with its gradient."""
+    from torch.distributions import Bernoulli, Independent
+
+    from vaekit.distributions import bernoulli
+
+    g = torch.Generator().manual_seed(3)
+    logits = (torch.randn(logits_shape, generator=g, dtype=torch.float64) * 6).requires_grad_()
+    for x in ((torch.rand(x_shape, generator=g, dtype=torch.float64) < 0.3).double(),
+              torch.rand(x_shape, generator=g, dtype=torch.float64)):
+        ref = Independent(Bernoulli(logits=logits, validate_args=False), event_ndims).log_prob(x)
+        ours = bernoulli(logits, event_ndims).log_prob(x)
+        assert ours.shape == ref.shape
+        # softplus(l) is l itself above l = 20 (torch's threshold): at most log1p(exp(-20)) = 2.1e-9 nats per
+        # element, and the gradient's sigmoid rounds to 1 there
+        torch.testing.assert_close(ours, ref, rtol=0, atol=2.1e-9 * x[0].numel())
+        g_ref, = torch.autograd.grad(ref.sum(), logits)
+        g_ours, = torch.autograd.grad(ours.sum(), logits)
+        torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=2.1e-9)

@@ -28,7 +28,10 @@ import vaekit
 FIXTURES = Path(__file__).parent / "fixtures"
 TAGS = ["v1", "v2"]
 NATS_TOL = 1e-4  # seeded IS / ELBO estimates: only float noise may move them
-EXACT_TOL = 1e-6  # a resume replays the same steps
+# a resume replays the same steps; the Bernoulli log-likelihood's summed logits form (sum x*l - softplus(l),
+# 2026-11-24) rounds differently from torch's elementwise cross-entropy: 1.4e-6 nats on a -41.6 nat ELBO after
+# two epochs, float32 rounding (3e-8 relative). A changed step would move these numbers by orders more.
+EXACT_TOL = 1e-5
 
 
 def pinned(tag: str) -> dict[str, Any]:

@@ -180,3 +180,28 @@ def test_compare_refuses_runs_on_different_data(runs, tmp_path):
     run_dir, _ = fit(other, runs_root=tmp_path)
     with pytest.raises(VaekitError, match="differ in data.limit"):
         write_comparison([runs / "vae", run_dir])
+
+
+def test_train_writes_its_report_in_the_background_by_default(tmp_path):
+    """Without VAEKIT_REPORT=now, `vaekit train` returns once training, checkpoints and grids are done and a
+    detached `vaekit report` writes report.html (atomically) afterwards: the same sections as the report
+    written in-process."""
+    import os
+    import time
+
+    env = {k: v for k, v in os.environ.items() if k != "VAEKIT_REPORT"}
+    proc = run_vaekit("train", "--name", "bg", "--model.latent_dim", "2", *TINY, cwd=tmp_path, env=env, check=True)
+    run = tmp_path / "runs" / "bg"
+    line = next(ln for ln in proc.stdout.splitlines() if "report.html" in ln)
+    found = re.search(r"pid (\d+)", line)
+    assert found is not None, proc.stdout
+    pid = int(found.group(1))
+    assert line.startswith(f"writing {Path('runs') / 'bg'}/report.html in the background")
+    deadline = time.monotonic() + 300
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not Path(f"/proc/{pid}").exists(), "the report process did not finish"
+    assert f"wrote {Path('runs') / 'bg' / 'report.html'}" in (run / "report.log").read_text()
+    html = (run / "report.html").read_text()
+    assert section_ids(html) == list(SECTION_IDS) and html.rstrip().endswith("</html>")
+    assert not [p.name for p in run.iterdir() if p.name.startswith(".") or p.suffix == ".tmp"]

@@ -15,7 +15,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from vaekit.threads import bound_spinning
+
 __version__ = "0.1.0"
+bound_spinning()  # before torch loads OpenMP: see vaekit.threads
 
 _EXPORTS = {
     "load": "vaekit.api",

@@ -98,11 +98,15 @@ def sample(path: str | Path, n: int | None, out: str | Path, seed: int = 0, mean
     return _save_array_or_grid(x, out, model.event_shape, value_range=display_range(meta))
 
 
-def reconstruct(path: str | Path, out: str | Path, n: int = 32) -> Path:
+def reconstruct(path: str | Path, out: str | Path, n: int = 32, data: DataBundle | None = None) -> Path:
     """Reconstruct the first n test examples (a conditional model with each example's own label /
-    covariates); a .png shows inputs (odd rows) above outputs."""
+    covariates); a .png shows inputs (odd rows) above outputs. ``data``: the run's data when the caller
+    holds them already (the run's own recorded preprocessing; else they are loaded and checked)."""
     check_writable(out)  # before loading the data
-    model, _, meta, data = load_run(path)
+    if data is None:
+        model, _, meta, data = load_run(path)
+    else:
+        model, _, meta = load_model(path)
     split = data.test if len(data.test) else data.val
     rng = display_range(meta)
     batch = split.batch_of(torch.arange(min(n, len(split))))
@@ -160,7 +164,7 @@ def write_artifacts(run_dir: Path, model: VAE, data: DataBundle, seed: int = 0) 
     x = model.sample(n, generator=torch.Generator().manual_seed(seed), y=y, c=c)
     written.append(_save_array_or_grid(x, run_dir / f"samples{ext}", model.event_shape, ncol=ncol,
                                        value_range=display_range({"data": data.info})))
-    written.append(reconstruct(run_dir, run_dir / f"reconstructions{ext}"))
+    written.append(reconstruct(run_dir, run_dir / f"reconstructions{ext}", data=data))
     return written
 
 

@@ -408,8 +408,9 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> tuple[An
 
 
 # ------------------------------------------------------------------------ optimiser state by name
-def optimizer_tensors(model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The optimiser's per-parameter state (Adam: ``step``, ``exp_avg``, ``exp_avg_sq``) as trainer
+def optimizer_tensors(model: torch.nn.Module, optimizer: Any) -> dict[str, torch.Tensor]:
+    """The per-parameter state of ``optimizer`` (a ``torch.optim`` optimiser or
+    :class:`vaekit.train.adam.FusedAdam`; Adam: ``step``, ``exp_avg``, ``exp_avg_sq``) as trainer
     tensors keyed by parameter name, ``opt:<parameter name>:<key>`` (CPU copies)."""
     out: dict[str, torch.Tensor] = {}
     for name, p in model.named_parameters():
@@ -452,7 +453,8 @@ def optimizer_state(model: torch.nn.Module, tensors: Mapping[str, torch.Tensor])
 #: What a run's config.toml may change between a checkpoint and its resume: how long, where and how often
 #: to checkpoint or stop early, never what is trained (model, data, optimiser, objective, seed).
 RESUME_EDITABLE = ("name", "train.epochs", "train.device", "train.patience", "train.keep_last",
-                   "train.checkpoint_every", "train.checkpoint_every_epochs", "train.nproc")
+                   "train.checkpoint_every", "train.checkpoint_every_epochs", "train.nproc",
+                   "train.threads")
 
 
 def _flat(raw: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

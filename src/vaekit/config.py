@@ -176,7 +176,10 @@ class TrainConfig:
     the latent levels (the whole code of a one-level model) with d_g dimensions each.
     ``iwae_k`` is the number k of importance samples of ``objective = 'iwae'`` (0: ``n_samples``, the older
     spelling); IWAE trains the plain k-sample bound, so ``beta``, warm-up, the cyclical schedule and free bits
-    are refused with it."""
+    are refused with it.
+    ``threads``: torch's intra-op threads per process; 0 = torch's own count (one per core), -1 = the cores
+    other processes left free when training starts (:mod:`vaekit.threads`, which also bounds OpenMP's
+    spinning so that a busy machine slows a run down instead of collapsing it)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -202,6 +205,7 @@ class TrainConfig:
     kl_schedule: str = "linear"
     kl_cycles: int = 4
     kl_ratio: float = 0.5
+    threads: int = 0
 
     def __post_init__(self) -> None:
         check_fields(self, "train")  # types first: one-line errors naming the key
@@ -227,6 +231,8 @@ class TrainConfig:
         _check(self.checkpoint_every_epochs >= 1, "train.checkpoint_every_epochs",
                f"must be >= 1 epochs (1 = a checkpoint after every epoch), got {self.checkpoint_every_epochs}")
         _check(1 <= self.nproc <= 1024, "train.nproc", f"must be in 1..1024 processes, got {self.nproc}")
+        _check(-1 <= self.threads <= 1024, "train.threads",
+               f"must be in -1..1024 (0 = one per core, -1 = the free cores), got {self.threads}")
         _check(self.iwae_k >= 0, "train.iwae_k", f"must be >= 0 (0: train.n_samples), got {self.iwae_k}")
         _check(self.free_bits >= 0 and math.isfinite(self.free_bits), "train.free_bits",
                f"must be >= 0 nats per latent dimension, got {self.free_bits}")

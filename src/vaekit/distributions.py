@@ -17,6 +17,7 @@ import math
 from typing import ClassVar, TypeGuard
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import (
     Bernoulli,
@@ -45,9 +46,32 @@ def standard_normal(d: int, device: torch.device | str = "cpu", dtype: torch.dty
     return diag_normal(torch.zeros(d, device=device, dtype=dtype), torch.ones(d, device=device, dtype=dtype))
 
 
+class BernoulliLogits(Independent):
+    """Independent Bernoulli elements with logits l (the last ``event_ndims`` axes are the event), whose
+    ``log_prob`` is the summed form  sum_i x_i l_i - softplus(l_i): one softplus pass over the logits and a
+    batched dot product with x (no broadcast copy of x over the samples), instead of torch's elementwise
+    binary cross-entropy (several passes and temporaries). Same value for any x (0/1 data, or grey levels
+    in [0, 1]) up to float32 rounding; checked against ``torch.distributions.Bernoulli``. On the
+    importance-sampling path the logits are (k, n, *event) and x (n, *event)."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        logits = self.base_dist.logits
+        nd = self.reinterpreted_batch_ndims
+        flat_l = logits.flatten(-nd) if nd else logits.unsqueeze(-1)
+        flat_x = (value.flatten(-nd) if nd else value.unsqueeze(-1)).to(flat_l.dtype)
+        lead = flat_l.dim() - flat_x.dim()
+        if lead > 0 and flat_x.shape[:-1] == flat_l.shape[lead:-1]:  # x shared by the leading (sample) axes
+            xl = torch.einsum("...bd,bd->...b", flat_l.reshape(-1, *flat_l.shape[lead:]),
+                              flat_x.reshape(-1, flat_x.shape[-1])).reshape(flat_l.shape[:-1])
+        else:
+            xl = (flat_l * flat_x).sum(-1)
+        return xl - F.softplus(flat_l).sum(-1)
+
+
 def bernoulli(logits: Tensor, event_ndims: int) -> Independent:
-    """Bernoulli likelihood parameterised by logits; the last ``event_ndims`` axes are the event."""
-    return Independent(Bernoulli(logits=logits, validate_args=False), event_ndims, validate_args=False)
+    """Bernoulli likelihood parameterised by logits; the last ``event_ndims`` axes are the event
+    (:class:`BernoulliLogits`)."""
+    return BernoulliLogits(Bernoulli(logits=logits, validate_args=False), event_ndims, validate_args=False)
 
 
 def gaussian(loc: Tensor, scale: Tensor, event_ndims: int) -> Independent:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -46,13 +47,63 @@ def read_idx_bytes(data: bytes, where: str, expected_magic: int) -> np.ndarray:
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
-def read_idx(path: Path, expected_magic: int) -> np.ndarray:
-    """Read an IDX file (``.gz`` is decompressed) into a uint8 array; errors name the file and the fix."""
+def _open(path: Path) -> Any:
+    """``path`` opened for binary reading, decompressing when it is gzip."""
+    with path.open("rb") as f:
+        gz = f.read(2) == b"\x1f\x8b"
+    return gzip.open(path, "rb") if gz else path.open("rb")
+
+
+def _read_header(f: Any, where: str, expected_magic: int) -> tuple[int, ...]:
+    head = f.read(4)
+    if len(head) == 4:
+        head += f.read(4 * head[3])
     try:
-        raw = path.read_bytes()
-        if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+        read_idx_bytes(head, where, expected_magic)  # its errors for a short or foreign header
+    except VaekitError as err:
+        if "bytes but only 0 follow" not in str(err):  # the payload is read separately
+            raise
+    return tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(head[3]))
+
+
+def idx_shape(path: Path, expected_magic: int) -> tuple[int, ...]:
+    """The array shape an IDX file declares (reads only its header)."""
+    try:
+        with _open(path) as f:
+            return _read_header(f, str(path), expected_magic)
+    except (OSError, EOFError, zlib.error) as err:
+        raise VaekitError(f"{path}: cannot read the IDX file ({err}); delete it and download it again") from None
+
+
+def read_idx(path: Path, expected_magic: int, out: np.ndarray | None = None) -> np.ndarray:
+    """Read an IDX file (``.gz`` is decompressed) into a uint8 array; errors name the file and the fix.
+
+    The payload is decompressed straight into the array (or into ``out``, a C-contiguous uint8 array of
+    the declared shape, e.g. a slice of a larger one): no second copy of the data is ever held."""
+    where = str(path)
+    try:
+        with _open(path) as f:
+            dims = _read_header(f, where, expected_magic)
+            if out is None:
+                out = np.empty(dims, dtype=np.uint8)
+            elif out.shape != dims or out.dtype != np.uint8 or not out.flags.c_contiguous:
+                raise VaekitError(f"{where}: IDX shape {dims} does not fit the array it is read into "
+                                  f"{out.shape}; the files do not belong together, replace them")
+            view = memoryview(out.reshape(-1)).cast("B")  # type: ignore[arg-type]
+            got = 0
+            while got < len(view):
+                n = f.readinto(view[got:])
+                if not n:
+                    break
+                got += n
+            extra = len(f.read(1 << 16))
     except (OSError, EOFError, zlib.error) as err:
         raise VaekitError(f"{path}: cannot read the IDX file ({err}); "
                           "delete it and download it again") from None
-    return read_idx_bytes(raw, str(path), expected_magic)
+    if got < out.size:
+        raise VaekitError(f"{where}: file is truncated: header declares shape {dims} = {out.size} bytes "
+                          f"but only {got} follow; delete it and download it again")
+    if extra:
+        raise VaekitError(f"{where}: {extra}{'+' if extra == 1 << 16 else ''} unexpected bytes after the IDX "
+                          f"payload of shape {dims}; the file is corrupted, replace it with the original")
+    return out

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.data.download import fetch, sha256_file
-from vaekit.data.idx import IMAGES_MAGIC, LABELS_MAGIC, read_idx
+from vaekit.data.idx import IMAGES_MAGIC, LABELS_MAGIC, idx_shape, read_idx
 from vaekit.data.raw import RawData
 from vaekit.errors import VaekitError
 
@@ -222,13 +222,14 @@ def read_frey(path: Path) -> np.ndarray:
     return np.ascontiguousarray(ff.T.reshape(-1, 28, 20))
 
 
-def _read_idx_pair(files: dict[str, Path], part: str) -> tuple[np.ndarray, np.ndarray]:
-    x = read_idx(files[f"{part}-images"], IMAGES_MAGIC)
+def _read_idx_pair(files: dict[str, Path], part: str, x: np.ndarray) -> np.ndarray:
+    """Decode the ``part`` images into ``x`` (their declared shape); returns the labels."""
+    read_idx(files[f"{part}-images"], IMAGES_MAGIC, out=x)
     y = read_idx(files[f"{part}-labels"], LABELS_MAGIC)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
         raise VaekitError(f"{files[f'{part}-images']}: {len(x)} images but {len(y)} labels in "
                           f"{files[f'{part}-labels']}; the files do not belong together, replace them")
-    return x, y
+    return y
 
 
 def _provenance(files: dict[str, Path], spec: DatasetSpec, arrays: dict[str, np.ndarray],
@@ -273,13 +274,18 @@ def load_named(name: str, data_dir: str = "", download: bool = True, timeout: fl
     spec = SPECS[name]
     if name in ("mnist", "fashion-mnist"):
         files = locate(name, data_dir, download, timeout)
-        xtr, ytr = _read_idx_pair(files, "train")
-        xte, yte = _read_idx_pair(files, "test")
+        shapes = [idx_shape(files[f"{part}-images"], IMAGES_MAGIC) for part in ("train", "test")]
+        if len(shapes[0]) != 3 or shapes[0][1:] != shapes[1][1:]:
+            raise VaekitError(f"{files['test-images']}: images of shape {shapes[1][1:]} beside training images "
+                              f"of shape {shapes[0][1:]}; the files do not belong together, replace them")
+        n_tr = shapes[0][0]
+        x = np.empty((n_tr + shapes[1][0], *shapes[0][1:]), dtype=np.uint8)  # both parts decoded into it
+        ytr = _read_idx_pair(files, "train", x[:n_tr])
+        yte = _read_idx_pair(files, "test", x[n_tr:])
         prov = _provenance(files, spec, {}, verify)
-        n_tr = len(xtr)
-        return RawData(np.concatenate([xtr, xte]), np.concatenate([ytr, yte]).astype(np.int64),
+        return RawData(x, np.concatenate([ytr, yte]).astype(np.int64),
                        value_range=(0.0, 255.0),
-                       fixed={"pool": np.arange(n_tr), "test": np.arange(n_tr, n_tr + len(xte))},
+                       fixed={"pool": np.arange(n_tr), "test": np.arange(n_tr, len(x))},
                        info={"name": name, **prov})
     if name == "frey-faces":
         files = locate(name, data_dir, download, timeout, readers={"ff": read_frey})

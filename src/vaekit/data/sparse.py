@@ -13,13 +13,16 @@ caller.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.sparse as sp
 import torch
 from torch import Tensor
 
 from vaekit.batch import Batch
+
+if TYPE_CHECKING:  # SciPy's sparse module takes 0.12 s to import: only interaction data pay for it
+    import scipy.sparse as sp
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,8 @@ class SparseSplit:
     dynamic: bool = field(default=False, init=False)
 
     def __post_init__(self) -> None:
+        import scipy.sparse as sp
+
         if not sp.issparse(self.x) or self.x.ndim != 2:
             raise TypeError(f"SparseSplit holds a 2-D scipy sparse matrix, got {type(self.x).__name__}")
         csr = self.x.tocsr()

@@ -29,7 +29,9 @@ from vaekit.inputs import spec_from_meta
 from vaekit.model import VAE, build_model
 from vaekit.objectives import LossOutput, Objective, kl_weight_of, lr_factor
 from vaekit.schema import DataSchema
+from vaekit.threads import use_threads
 from vaekit.train import dist, faults, snapshot
+from vaekit.train.adam import FusedAdam
 from vaekit.train.callbacks import Callback
 from vaekit.train.rng import RngStreams, own_rng
 from vaekit.train.selection import Selection, selection_for
@@ -61,6 +63,7 @@ class Trainer:
         if tc.patience and len(data.val) == 0:
             raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
+        self.threads = use_threads(tc.threads)  # intra-op threads of this process (vaekit.threads)
         self.group = dist.current()
         dist.check_batches(len(data.train), tc.batch_size, self.group.world_size)
         self.device = self.group.device(pick_device(tc.device))
@@ -75,8 +78,7 @@ class Trainer:
         # the loss is the forward of the (DDP-wrapped, with several processes) objective: gradients all-reduced
         self.objective = self.group.wrap(Objective.of(self.model, tc))
         self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
-        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay,
-                                          fused=True)
+        self.optimizer = FusedAdam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
         self.steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
         self.total_steps = self.steps_per_epoch * tc.epochs
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -239,9 +241,7 @@ class Trainer:
             grads = [p.grad for p in self.model.parameters() if p.grad is not None]
             grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
         bad = self.group.agree_bad(~(torch.isfinite(out.loss) & torch.isfinite(grad_norm)))  # skipped everywhere
-        # fused Adam leaves weights and moments untouched when found_inf is set (an attribute torch reads
-        # but does not declare)
-        self.optimizer.found_inf = bad.float()  # type: ignore[attr-defined]
+        self.optimizer.found_inf = bad.float()  # fused Adam leaves weights and moments untouched when it is 1
         self.optimizer.step()
         self.state.step += 1
         return out, bad

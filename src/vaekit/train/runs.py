@@ -109,7 +109,7 @@ def _notify(data: DataBundle, notify: Callable[[str, str], None] | None) -> None
 
 
 def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device: str | None = None,
-           nproc: int | None = None) -> Trainer:
+           nproc: int | None = None, threads: int | None = None) -> Trainer:
     """Continue ``run_dir`` from its last checkpoint with the config saved in it, exactly where it stopped
     (mid-epoch when the checkpoint is). Leftovers of a killed writer are removed first: temporary
     files and checkpoints newer than ``last`` (written but never pointed to). A run killed before its
@@ -119,9 +119,9 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device:
     otherwise (:func:`vaekit.checkpoint.run_config`). ``device`` overrides ``train.device`` (e.g. 'cpu'
     to continue a GPU run on a machine without one) and ``nproc`` ``train.nproc`` (how many processes
     ``vaekit train`` launches; a resume at another number of processes is noted, see
-    :mod:`vaekit.train.dist`); a ``best`` pointer left stale by a kill is rewritten from the checkpoint's
-    own record. The run's lock (:mod:`vaekit.runlock`) is taken before any file is touched: a run another
-    process is still writing is refused with one line naming that process."""
+    :mod:`vaekit.train.dist`), ``threads`` ``train.threads``; a ``best`` pointer left stale by a kill is
+    rewritten from the checkpoint's own record. The run's lock (:mod:`vaekit.runlock`) is taken before any
+    file is touched: a run another process is still writing is refused with one line naming that process."""
     run_dir = _run_dir(run_dir)
     group = dist.join()
     with contextlib.ExitStack() as held:
@@ -130,7 +130,7 @@ def resume(run_dir: str | Path, callbacks: list[Callback] | None = None, device:
                 held.enter_context(run_lock(run_dir))
                 _tidy(run_dir)
         with dist.peer_failures(run_dir):
-            return _resume(run_dir, callbacks, device, nproc, group)
+            return _resume(run_dir, callbacks, {"device": device, "nproc": nproc, "threads": threads}, group)
 
 
 def continued_config(run_dir: str | Path) -> Config:
@@ -161,7 +161,7 @@ def _tidy(run_dir: Path) -> None:
             shutil.rmtree(orphan)
 
 
-def _resume(run_dir: Path, callbacks: list[Callback] | None, device: str | None, nproc: int | None,
+def _resume(run_dir: Path, callbacks: list[Callback] | None, launch_options: dict[str, Any],
             group: dist.Group) -> Trainer:
     """:func:`resume` once the run's lock is held and the run tidied."""
     ckpts = run_dir / "checkpoints"
@@ -172,7 +172,7 @@ def _resume(run_dir: Path, callbacks: list[Callback] | None, device: str | None,
                           "damaged: train it again under a new name (--name, config.name in Python)")
     meta = None if last is None else ckpt.read_meta(last)
     config, edited = ckpt.run_config(run_dir, meta)
-    launch: dict[str, Any] = {k: v for k, v in (("device", device), ("nproc", nproc)) if v is not None}
+    launch = {k: v for k, v in launch_options.items() if v is not None}
     if launch:  # where and on how many processes to continue: not part of what is trained
         config = config.replace(train=dataclasses.replace(config.train, **launch))
     if meta is None:  # nothing recorded yet: decide the preprocessing again from the saved (resolved) config

@@ -1,0 +1,105 @@
+"""Training on a busy machine: one epoch of MNIST with and without a competing CPU-bound process.
+
+For each thread setting, ``vaekit train --data.name mnist --train.epochs 1`` runs in a fresh process, first on
+the quiet machine, then while a competitor runs: ``busy`` = one pure-Python busy loop per ``--busy`` (one core's
+worth of load each), ``train`` = a second vaekit training with torch's defaults (the issue's "a second
+training"). The epoch time is the trainer's own clock (metrics.jsonl ``epoch_time_s``). A competitor that takes
+c of the n cores leaves vaekit a share (n - c) / n of the machine at best, so "proportional" means at most
+n / (n - c) times the quiet time of the best setting.
+
+Settings: torch's defaults (``VAEKIT_OMP_POLICY=keep``), a passive OpenMP wait, vaekit's default (torch's thread
+count, libgomp's spin bounded: :mod:`vaekit.threads`), one thread, and ``--train.threads -1`` (the cores other
+processes left free).
+
+Usage::
+
+    .venv/bin/python bench/contention.py                # all settings, busy-loop competitor
+    .venv/bin/python bench/contention.py --competitor train
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SRC = HERE.parent / "src"
+BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
+SETTINGS = {
+    "torch's defaults (2 threads, long spin)": ([], {"VAEKIT_OMP_POLICY": "keep"}),
+    "passive wait (OMP_WAIT_POLICY=PASSIVE)": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "vaekit default (2 threads, GOMP_SPINCOUNT=1000)": ([], {}),
+    "--train.threads 1": (["--train.threads", "1"], {}),
+    "--train.threads -1 (the free cores)": (["--train.threads", "-1"], {}),
+}
+
+
+def epoch_time(extra: list[str], env_extra: dict[str, str], data_dir: str) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, **env_extra}
+        env.pop("OMP_NUM_THREADS", None)
+        subprocess.run([sys.executable, "-m", "vaekit", "train", "--data.name", "mnist", "--train.epochs", "1",
+                        "--runs", tmp, "--name", "c", "--no-progress", "--no-report", "--no-artifacts", *extra],
+                       env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        rows = [json.loads(line) for line in (Path(tmp) / "c" / "metrics.jsonl").open()]
+    return float(rows[-1]["epoch_time_s"])
+
+
+def start_competitor(kind: str, n: int, data_dir: str, tmp: str) -> list[subprocess.Popen[bytes]]:
+    env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, "VAEKIT_OMP_POLICY": "keep"}
+    if kind == "busy":
+        return [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(n)]
+    return [subprocess.Popen([sys.executable, "-m", "vaekit", "train", "--data.name", "mnist", "--train.epochs", "50",
+                              "--runs", tmp, "--name", f"load{i}", "--no-progress",
+                              "--no-report", "--no-artifacts"], env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL) for i in range(n)]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="vaekit on a busy machine")
+    p.add_argument("--competitor", choices=["busy", "train"], default="busy")
+    p.add_argument("--busy", type=int, default=1, help="competing processes")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data" / "mnist"))
+    args = p.parse_args(argv)
+    sys.path.insert(0, str(HERE))
+    from machine import cpu_name
+
+    cores = len(os.sched_getaffinity(0))
+    print(f"{cpu_name()}, {cores} cores, load average {os.getloadavg()}, "
+          f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; competitor: {args.busy} x {args.competitor}")
+    quiet: dict[str, float] = {}
+    busy: dict[str, float] = {}
+    for name, (extra, env) in SETTINGS.items():
+        quiet[name] = min(epoch_time(extra, env, args.data_dir) for _ in range(args.repeats))
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = start_competitor(args.competitor, args.busy, args.data_dir, tmp)
+        try:
+            time.sleep(3.0)  # the competitor is up and computing
+            for name, (extra, env) in SETTINGS.items():
+                busy[name] = min(epoch_time(extra, env, args.data_dir) for _ in range(args.repeats))
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+    best = min(quiet.values())
+    bound = cores / max(cores - args.busy, 1)
+    print(f"epoch seconds (trainer's clock; min of {args.repeats}); proportional bound = {bound:.1f} x the best "
+          f"quiet time ({best:.2f} s) = {best * bound:.2f} s")
+    print("| threads | quiet s | with competitor s | slowdown (x own quiet) | x best quiet | within bound? |")
+    print("|---|---|---|---|---|---|")
+    for name in SETTINGS:
+        ratio = busy[name] / best
+        print(f"| {name} | {quiet[name]:.2f} | {busy[name]:.2f} | {busy[name] / quiet[name]:.1f} | {ratio:.2f} | "
+              f"{'yes' if ratio <= bound else 'no'} |")
+    print(f"load average at the end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

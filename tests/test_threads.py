@@ -1,0 +1,91 @@
+"""CPU threads: the bounded OpenMP spin vaekit asks for, train.threads, and the free-core count."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from cli_helpers import run_vaekit
+
+from vaekit.config import Config, apply_overrides
+from vaekit.errors import VaekitError
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+PROBE = "import os, vaekit, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+
+
+def _policy(env_extra: dict[str, str], code: str = PROBE) -> str:
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "VAEKIT_OMP_POLICY", "GOMP_SPINCOUNT")}
+    env.update(PYTHONPATH=SRC, **env_extra)
+    return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def test_importing_vaekit_first_bounds_openmps_spinning() -> None:
+    assert _policy({}) == "1000"
+
+
+def test_a_users_choice_is_kept() -> None:
+    assert _policy({"GOMP_SPINCOUNT": "5"}) == "5"
+    assert _policy({"OMP_WAIT_POLICY": "ACTIVE"}) == "None"
+    assert _policy({"VAEKIT_OMP_POLICY": "keep"}) == "None"
+
+
+def test_nothing_is_set_once_torch_is_loaded() -> None:
+    """OpenMP read its policy when torch loaded it: setting the variable later would only mislead."""
+    code = "import os, torch, vaekit; print(os.environ.get('GOMP_SPINCOUNT'))"
+    assert _policy({}, code) == "None"
+
+
+def test_train_threads_sets_torchs_thread_count(tmp_path: Path) -> None:
+    code = ("import sys, torch; from vaekit import train; from vaekit.config import Config, apply_overrides; "
+            "from vaekit.data import load_data; "
+            "c = apply_overrides(Config(), {'train.threads': '1', 'model.hidden': '8', 'train.epochs': '1'}); "
+            "train.Trainer(c, None, load_data(c.data, c.model.likelihood)); print(torch.get_num_threads())")
+    assert _policy({}, code) == "1"
+
+
+def test_free_cores_subtract_what_other_processes_used() -> None:
+    """A busy-loop process beside a fresh Python that imports vaekit and waits: the CPU it used shows as about
+    one core elsewhere, and the free-core count (-1) leaves it out; 0 and N are taken as given."""
+    code = ("import time, torch; torch.set_num_threads(2); from vaekit import threads; time.sleep(1.5); "
+           "print(round(threads.busy_elsewhere(), 1), threads.choose_threads(-1), threads.choose_threads(0), "
+           "threads.choose_threads(3))")
+    loop = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", loop])
+    try:
+        time.sleep(0.5)
+        others, free, default, fixed = _policy({}, code).split()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert float(others) >= 0.8  # the busy loop's core (other load on the machine only adds to it)
+    cores = len(os.sched_getaffinity(0))
+    assert int(free) == max(1, min(2, round(cores - float(others))))
+    assert (int(default), int(fixed)) == (2, 3)
+
+
+@pytest.mark.parametrize("bad", ["-2", "2000"])
+def test_threads_out_of_range_is_a_one_line_error(bad: str) -> None:
+    with pytest.raises(VaekitError, match=r"train.threads.*-1\.\.1024"):
+        apply_overrides(Config(), {"train.threads": bad})
+
+
+def test_resume_may_change_threads_only_as_a_launch_option(tmp_path: Path) -> None:
+    tiny = ["--model.hidden", "8", "--data.limit", "200", "--no-progress", "--no-report", "--no-artifacts"]
+    run_vaekit("train", "--name", "t", "--train.epochs", "1", *tiny[:4], "--no-progress", "--no-report",
+               "--no-artifacts", cwd=tmp_path, check=True)
+    run = tmp_path / "runs" / "t"
+    cfg = (run / "config.toml").read_text().replace("epochs = 1", "epochs = 2")
+    (run / "config.toml").write_text(cfg)
+    run_vaekit("train", "--resume", str(run), "--train.threads", "1", "--no-progress", "--no-report",
+               "--no-artifacts", cwd=tmp_path, check=True)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    proc = run_vaekit("train", "--resume", str(run), "--train.lr", "0.1", cwd=tmp_path)
+    assert proc.returncode == 2 and "--train.device, --train.nproc and --train.threads may be given" in proc.stderr
