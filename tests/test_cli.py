@@ -44,7 +44,8 @@ def test_eval_json_has_the_stable_keys(run):
         assert key in result, key
     assert result["k"] == 50 and result["n_examples"] > 0
     assert result["log_likelihood_nats"] >= result["elbo_nats"] - 1.0  # IS estimate is (near) above the ELBO
-    assert result["elbo_nats"] == pytest.approx(result["recon_nats"] - result["kl_nats"], abs=1e-6)
+    # float32 terms: at 43 nats one float32 step is 3.8e-6, so the sum and its parts agree to a few steps
+    assert result["elbo_nats"] == pytest.approx(result["recon_nats"] - result["kl_nats"], abs=1e-5)
     assert json.loads((run / "eval.json").read_text())["k"] == 50
 
 
