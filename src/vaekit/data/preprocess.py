@@ -335,8 +335,8 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
             xs = torch.empty((len(r), *x.shape[1:]), dtype=torch.uint8)
             g = torch.Generator().manual_seed(seed)
             for start in range(0, len(r), PREP_BLOCK):
-                part = r[start:start + PREP_BLOCK]
-                xs[start:start + len(part)] = _prepare(x, part, a, b, mode, threshold, fixed_draw, dynamic, g)
+                block = r[start:start + PREP_BLOCK]
+                xs[start:start + len(block)] = _prepare(x, block, a, b, mode, threshold, fixed_draw, dynamic, g)
         else:
             xs = _prepare(x, r, a, b, mode, threshold, fixed_draw, dynamic, torch.Generator().manual_seed(seed))
             if noise == "fixed":  # one fixed uniform draw for evaluation splits (stored as float32)
