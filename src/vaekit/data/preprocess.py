@@ -43,6 +43,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from vaekit.data.bundle import DEQUANT_SEED, DataBundle, Split, release_pages
 from vaekit.data.config import DataConfig
@@ -98,6 +99,25 @@ def validate(raw: RawData, where: str) -> RawData:
 def is_binary(x: np.ndarray) -> bool:
     """True if every value of ``x`` is 0 or 1 (stops at the first chunk that is not)."""
     return all(((b == 0) | (b == 1)).all() for _, b in _chunks(x))
+
+
+PREP_BLOCK = 4096  # rows preprocessed at a time for compact (uint8) splits
+
+
+def _prepare(x: np.ndarray, rows: np.ndarray, a: float, b: float, mode: str, threshold: float, fixed_draw: bool,
+             dynamic: bool, g: torch.Generator) -> Tensor:
+    """Rows ``rows`` of ``x`` as float32 mapped by ``a * x + b``, then thresholded, binarised with one fixed draw
+    from ``g`` (``fixed_draw``), or clamped to [0, 1] (a dynamically binarised split's grey levels)."""
+    xs = torch.from_numpy(np.asarray(x[rows], dtype=np.float32))
+    if (a, b) != (1.0, 0.0):
+        xs.mul_(a).add_(b)
+    if mode == "threshold":
+        return (xs > threshold).float()
+    if fixed_draw:
+        return torch.bernoulli(xs.clamp_(0.0, 1.0), generator=g)
+    if dynamic:
+        xs.clamp_(0.0, 1.0)
+    return xs
 
 
 def split_rows(raw: RawData, cfg: DataConfig) -> tuple[dict[str, np.ndarray], str]:
@@ -309,20 +329,18 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
         if compact and not fixed_draw and mode != "threshold" and noise != "fixed":
             return Split(torch.from_numpy(np.ascontiguousarray(x[r])), ys, dynamic=dynamic, affine=(a, b),
                          dequantize="fresh" if noise == "fresh" else "none", clip=dynamic, c=cs)
-        xs = torch.from_numpy(np.asarray(x[r], dtype=np.float32))
-        if (a, b) != (1.0, 0.0):
-            xs.mul_(a).add_(b)
-        if mode == "threshold":
-            xs = (xs > threshold).float()
-        elif fixed_draw:
+        if compact and noise != "fixed":  # 0/1 draws of 8-bit data, made a block of rows at a time and stored as
+            # uint8 (served as the same float32 0/1): no float32 copy of the whole split is ever held; the
+            # generator's draws run on across blocks, so they are those of one call on the whole split
+            xs = torch.empty((len(r), *x.shape[1:]), dtype=torch.uint8)
             g = torch.Generator().manual_seed(seed)
-            xs = torch.bernoulli(xs.clamp_(0.0, 1.0), generator=g)
-        elif dynamic:
-            xs.clamp_(0.0, 1.0)
-        if noise == "fixed":  # one fixed uniform draw for evaluation splits (stored as float32)
-            xs.add_(torch.rand(xs.shape, generator=torch.Generator().manual_seed(DEQUANT_SEED + seed)))
-        elif compact:  # 0/1 draws of 8-bit data: stored as uint8, served as the same float32 0/1
-            xs = xs.to(torch.uint8)
+            for start in range(0, len(r), PREP_BLOCK):
+                block = r[start:start + PREP_BLOCK]
+                xs[start:start + len(block)] = _prepare(x, block, a, b, mode, threshold, fixed_draw, dynamic, g)
+        else:
+            xs = _prepare(x, r, a, b, mode, threshold, fixed_draw, dynamic, torch.Generator().manual_seed(seed))
+            if noise == "fixed":  # one fixed uniform draw for evaluation splits (stored as float32)
+                xs.add_(torch.rand(xs.shape, generator=torch.Generator().manual_seed(DEQUANT_SEED + seed)))
         return Split(xs, ys, dynamic=dynamic, dequantize="fresh" if noise == "fresh" else "none", c=cs)
 
     return DataBundle(make("train", 0), make("val", 1), make("test", 2), binary=prep["input_binary"],
