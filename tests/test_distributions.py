@@ -180,3 +180,20 @@ def test_bernoulli_summed_form_equals_torchs_elementwise_log_prob(logits_shape, 
         g_ref, = torch.autograd.grad(ref.sum(), logits)
         g_ours, = torch.autograd.grad(ours.sum(), logits)
         torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=2.1e-9)
+
+
+def test_bernoulli_log_prob_of_bf16_logits_is_summed_in_float32() -> None:
+    """Under bf16 autocast (train.precision bf16) the decoder's logits are bf16: the log-likelihood of 784 pixels
+    is still summed in float32, as torch's autocast does for its binary cross-entropy."""
+    from torch.distributions import Bernoulli, Independent
+
+    from vaekit.distributions import bernoulli
+
+    g = torch.Generator().manual_seed(5)
+    logits = (torch.randn(4, 6, 784, generator=g) * 4).to(torch.bfloat16)
+    x = (torch.rand(6, 784, generator=g) < 0.4).float()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ours = bernoulli(logits, 1).log_prob(x)
+    ref = Independent(Bernoulli(logits=logits.double(), validate_args=False), 1).log_prob(x.double())
+    assert ours.dtype == torch.float32
+    torch.testing.assert_close(ours.double(), ref, rtol=0, atol=1e-3)

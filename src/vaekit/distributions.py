@@ -57,15 +57,17 @@ class BernoulliLogits(Independent):
     def log_prob(self, value: Tensor) -> Tensor:
         logits = self.base_dist.logits
         nd = self.reinterpreted_batch_ndims
-        flat_l = logits.flatten(-nd) if nd else logits.unsqueeze(-1)
-        flat_x = (value.flatten(-nd) if nd else value.unsqueeze(-1)).to(flat_l.dtype)
-        lead = flat_l.dim() - flat_x.dim()
-        if lead > 0 and flat_x.shape[:-1] == flat_l.shape[lead:-1]:  # x shared by the leading (sample) axes
-            xl = torch.einsum("...bd,bd->...b", flat_l.reshape(-1, *flat_l.shape[lead:]),
-                              flat_x.reshape(-1, flat_x.shape[-1])).reshape(flat_l.shape[:-1])
-        else:
-            xl = (flat_l * flat_x).sum(-1)
-        return xl - F.softplus(flat_l).sum(-1)
+        dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits are summed in float32
+        with torch.autocast(logits.device.type, enabled=False):  # as autocast runs torch's BCE: in float32
+            flat_l = (logits.flatten(-nd) if nd else logits.unsqueeze(-1)).to(dtype)
+            flat_x = (value.flatten(-nd) if nd else value.unsqueeze(-1)).to(dtype)
+            lead = flat_l.dim() - flat_x.dim()
+            if lead > 0 and flat_x.shape[:-1] == flat_l.shape[lead:-1]:  # x shared by the leading (sample) axes
+                xl = torch.einsum("...bd,bd->...b", flat_l.reshape(-1, *flat_l.shape[lead:]),
+                                  flat_x.reshape(-1, flat_x.shape[-1])).reshape(flat_l.shape[:-1])
+            else:
+                xl = (flat_l * flat_x).sum(-1)
+            return xl - F.softplus(flat_l).sum(-1)
 
 
 def bernoulli(logits: Tensor, event_ndims: int) -> Independent:
