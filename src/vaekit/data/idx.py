@@ -19,8 +19,8 @@ IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
 
 
-def read_idx_bytes(data: bytes, where: str, expected_magic: int) -> np.ndarray:
-    """Parse IDX ``data`` into a uint8 array of the declared shape (images (n, rows, cols), labels (n,))."""
+def _parse_header(data: bytes, where: str, expected_magic: int) -> tuple[tuple[int, ...], int]:
+    """The declared shape and the header's length in bytes of IDX ``data`` (the header, or the whole file)."""
     if len(data) < 4:
         raise VaekitError(f"{where}: file is truncated ({len(data)} bytes, no IDX header); "
                           "delete it and download it again")
@@ -34,16 +34,25 @@ def read_idx_bytes(data: bytes, where: str, expected_magic: int) -> np.ndarray:
     if len(data) < header:
         raise VaekitError(f"{where}: file is truncated inside the IDX header; "
                           "delete it and download it again")
-    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    return tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)), header
+
+
+def _check_payload(where: str, dims: tuple[int, ...], got: int, extra: str = "") -> None:
+    """One-line errors for a payload of ``got`` bytes (``extra``: how many follow beyond it, as text) where the
+    header declares ``dims``."""
     expected = int(np.prod(dims, dtype=np.int64))
-    got = len(data) - header
     if got < expected:
         raise VaekitError(f"{where}: file is truncated: header declares shape {dims} = {expected} bytes "
                           f"but only {got} follow; delete it and download it again")
-    if got > expected:
-        raise VaekitError(f"{where}: {got - expected} unexpected bytes after the IDX payload of shape "
-                          f"{dims}; "
-                          "the file is corrupted, replace it with the original")
+    if got > expected or extra:
+        raise VaekitError(f"{where}: {extra or got - expected} unexpected bytes after the IDX payload of shape "
+                          f"{dims}; the file is corrupted, replace it with the original")
+
+
+def read_idx_bytes(data: bytes, where: str, expected_magic: int) -> np.ndarray:
+    """Parse IDX ``data`` into a uint8 array of the declared shape (images (n, rows, cols), labels (n,))."""
+    dims, header = _parse_header(data, where, expected_magic)
+    _check_payload(where, dims, len(data) - header)
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
 
 
@@ -58,12 +67,7 @@ def _read_header(f: Any, where: str, expected_magic: int) -> tuple[int, ...]:
     head = f.read(4)
     if len(head) == 4:
         head += f.read(4 * head[3])
-    try:
-        read_idx_bytes(head, where, expected_magic)  # its errors for a short or foreign header
-    except VaekitError as err:
-        if "bytes but only 0 follow" not in str(err):  # the payload is read separately
-            raise
-    return tuple(int.from_bytes(head[4 + 4 * i: 8 + 4 * i], "big") for i in range(head[3]))
+    return _parse_header(head, where, expected_magic)[0]
 
 
 def idx_shape(path: Path, expected_magic: int) -> tuple[int, ...]:
@@ -100,10 +104,5 @@ def read_idx(path: Path, expected_magic: int, out: np.ndarray | None = None) -> 
     except (OSError, EOFError, zlib.error) as err:
         raise VaekitError(f"{path}: cannot read the IDX file ({err}); "
                           "delete it and download it again") from None
-    if got < out.size:
-        raise VaekitError(f"{where}: file is truncated: header declares shape {dims} = {out.size} bytes "
-                          f"but only {got} follow; delete it and download it again")
-    if extra:
-        raise VaekitError(f"{where}: {extra}{'+' if extra == 1 << 16 else ''} unexpected bytes after the IDX "
-                          f"payload of shape {dims}; the file is corrupted, replace it with the original")
+    _check_payload(where, dims, got, f"{extra}{'+' if extra == 1 << 16 else ''}" if extra else "")
     return out
