@@ -52,7 +52,7 @@ import torch
 from vaekit.config import Config, ModelConfig, TrainConfig
 from vaekit.data import DataConfig, load_data
 from vaekit.evaluate import log_likelihood, standard_error
-from vaekit.train import Callback, Trainer, fit
+from vaekit.train import Callback, Trainer, fit, resume
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: The papers' test NLL (nats); None where the figure still has to be copied from the paper (TODO above).
@@ -82,15 +82,17 @@ class Marks(Callback):
     """Keeps a copy of the weights at the first epoch end past each wall-clock mark (seconds) and the learning
     curve; stops training after the last mark."""
 
-    def __init__(self, marks_s: list[float]) -> None:
-        self.marks, self.kept, self.curve = sorted(marks_s), [], []  # type: ignore[var-annotated]
+    def __init__(self, marks_s: list[float], trained_s: float = 0.0) -> None:
+        self.marks = sorted(m for m in marks_s if m > trained_s)  # marks already passed were taken by that run
+        self.kept, self.curve = [], []  # type: ignore[var-annotated]
+        self.trained_s = trained_s  # wall-clock trained before a resume (the resumed run's clock starts there)
         self.t0 = time.perf_counter()
 
     def on_train_start(self, trainer: Trainer) -> None:
         self.t0 = time.perf_counter()
 
     def on_epoch_end(self, trainer: Trainer, metrics: dict) -> None:
-        elapsed = time.perf_counter() - self.t0
+        elapsed = self.trained_s + time.perf_counter() - self.t0
         self.curve.append({"seconds": round(elapsed, 1), "epoch": metrics["epoch"],
                            "train_loss": metrics["train_loss"], "val_elbo": metrics.get("val_elbo")})
         while self.marks and elapsed >= self.marks[0]:
@@ -129,6 +131,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-points", type=int, default=0, help="test images scored (0: all 10,000)")
     p.add_argument("--data-dir", default=str(SHARED))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resume", type=Path, default=None,
+                   help="continue this run directory (exact resume) of the single --settings entry; with --trained-min")
+    p.add_argument("--trained-min", type=float, default=0.0,
+                   help="minutes the resumed run had trained (its last curve point); marks up to it are skipped")
     p.add_argument("--out", type=Path, default=Path(__file__).with_name("REPRODUCE_RESULTS.jsonl"))
     args = p.parse_args(argv)
     marks_s = [float(m) * 60 for m in args.marks.split(",") if float(m) <= args.minutes + 1e-9]
@@ -143,9 +149,12 @@ def main(argv: list[str] | None = None) -> int:
         model_cfg, train_cfg = setting(name, args, max(1, -(-n_train // (20 if split == "iwae" else 100))))
         config = Config(name=f"repro-{name}-{time.strftime('%Y%m%d-%H%M%S')}", data=data, model=model_cfg,
                         train=train_cfg)
-        marks = Marks(marks_s)
-        runs = Path(tempfile.mkdtemp(prefix="vaekit-repro-"))
-        _, trainer = fit(config, runs, callbacks=[marks])
+        marks = Marks(marks_s, args.trained_min * 60)
+        if args.resume is not None:  # the same run continued from its last checkpoint, bit-exact at the same threads
+            trainer = resume(args.resume, callbacks=[marks])
+        else:
+            runs = Path(tempfile.mkdtemp(prefix="vaekit-repro-"))
+            _, trainer = fit(config, runs, callbacks=[marks])
         x = test_images(probe, args.eval_points, args.seed)
         rows = []
         for mark, elapsed, epoch, state in marks.kept:
@@ -155,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {name} | {mark / 60:g} | {elapsed / 60:.1f} | {epoch} | {len(x)} | {args.eval_k} | "
                   f"{nll:.2f} ± {se:.2f} | {PAPER_NLL[name]} | {args.device}, {platform.node()} |", flush=True)
         record = {"date": time.strftime("%Y-%m-%d %H:%M"), "setting": name, "command": command,
+                  "resumed_from_min": args.trained_min if args.resume is not None else None,
                   "machine": f"{args.device}, {platform.node()}", "test_points": len(x), "eval_k": args.eval_k,
                   "paper_nll": PAPER_NLL[name], "marks": rows, "curve": marks.curve}
         with open(args.out, "a") as f:
