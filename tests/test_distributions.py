@@ -157,6 +157,7 @@ def test_point_mass_has_no_density():
 @pytest.mark.parametrize(("logits_shape", "x_shape", "event_ndims"), [
     ((50, 8, 784), (8, 784), 1),          # importance sampling: k draws share each example's x
     ((1, 8, 784), (8, 784), 1),           # training, one draw
+    ((130, 3, 784), (3, 784), 1),         # at least SHARED_DRAWS_MIN draws: a batched product
     ((3, 4, 28, 28), (3, 4, 28, 28), 2),  # image event, no broadcast
     ((6, 5), (6, 5), 0),                  # no event axes
 ])

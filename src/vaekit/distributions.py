@@ -46,12 +46,19 @@ def standard_normal(d: int, device: torch.device | str = "cpu", dtype: torch.dty
     return diag_normal(torch.zeros(d, device=device, dtype=dtype), torch.ones(d, device=device, dtype=dtype))
 
 
+#: Draws per example from which x . l is one batched matrix product per example (importance sampling: k draws
+#: share each x) instead of a broadcast product and sum. torch runs a batched product as a loop over the examples,
+#: so with few draws (training: one) that loop costs more than the whole step's matrix products at batch 512.
+SHARED_DRAWS_MIN = 128
+
+
 class BernoulliLogits(Independent):
     """Independent Bernoulli elements with logits l (the last ``event_ndims`` axes are the event), whose
-    ``log_prob`` is the summed form  sum_i x_i l_i - softplus(l_i): one softplus pass over the logits and a
-    batched dot product with x (no broadcast copy of x over the samples), instead of torch's elementwise
-    binary cross-entropy (several passes and temporaries). Same value for any x (0/1 data, or grey levels
-    in [0, 1]) up to float32 rounding; checked against ``torch.distributions.Bernoulli``. On the
+    ``log_prob`` is the summed form  sum_i x_i l_i - softplus(l_i): one softplus pass over the logits and one
+    dot product with x, instead of torch's elementwise binary cross-entropy (several passes and temporaries).
+    The dot product is a batched matrix product when at least ``SHARED_DRAWS_MIN`` draws share each x (no
+    broadcast copy of x over the samples), a product and sum otherwise. Same value for any x (0/1 data, or
+    grey levels in [0, 1]) up to float32 rounding; checked against ``torch.distributions.Bernoulli``. On the
     importance-sampling path the logits are (k, n, *event) and x (n, *event)."""
 
     def log_prob(self, value: Tensor) -> Tensor:
@@ -62,7 +69,8 @@ class BernoulliLogits(Independent):
             flat_l = (logits.flatten(-nd) if nd else logits.unsqueeze(-1)).to(dtype)
             flat_x = (value.flatten(-nd) if nd else value.unsqueeze(-1)).to(dtype)
             lead = flat_l.dim() - flat_x.dim()
-            if lead > 0 and flat_x.shape[:-1] == flat_l.shape[lead:-1]:  # x shared by the leading (sample) axes
+            draws = math.prod(flat_l.shape[:lead]) if lead > 0 else 0
+            if draws >= SHARED_DRAWS_MIN and flat_x.shape[:-1] == flat_l.shape[lead:-1]:  # many draws share x
                 xl = torch.einsum("...bd,bd->...b", flat_l.reshape(-1, *flat_l.shape[lead:]),
                                   flat_x.reshape(-1, flat_x.shape[-1])).reshape(flat_l.shape[:-1])
             else:

@@ -19,12 +19,18 @@ SKIPPED_FRACTION_LIMIT = 0.9
 FIX_DIVERGENCE = "lower --train.lr or set --train.grad_clip, and check the data for NaN/inf"
 
 
+#: What a skipped step adds to an epoch's sums (loss, reconstruction, KL, skipped steps).
+_SKIPPED = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
+
+
 def count_step(position: EpochPosition, bad: Tensor, batch_size: int, terms: Tensor) -> None:
-    """Add one step to ``position`` on the device: its ``terms`` (float64 (3,): summed loss,
-    reconstruction and KL, nats) when the step was good, else one skipped step and a longer streak."""
-    position.sums += torch.cat([torch.where(bad, torch.zeros_like(terms), terms), bad.double()[None]])
-    position.run = torch.where(bad, position.run + 1, torch.zeros_like(position.run))
-    position.worst_run = torch.maximum(position.worst_run, position.run)
+    """Add one step to ``position`` on the device: its ``terms`` (float64 (4,): summed loss,
+    reconstruction and KL, nats, then 0) when the step was good, else one skipped step and a longer
+    streak. ``bad``: 0-d bool. A few small ops, no host read (this runs every step)."""
+    skipped = _SKIPPED if _SKIPPED.device == terms.device else _SKIPPED.to(terms.device)
+    position.sums += torch.where(bad, skipped, terms)
+    position.run.add_(1).mul_(bad)  # the streak: one longer, or back to 0
+    torch.maximum(position.worst_run, position.run, out=position.worst_run)
     position.seen += batch_size
 
 

@@ -78,7 +78,10 @@ class Trainer:
         # the loss is the forward of the (DDP-wrapped, with several processes) objective: gradients all-reduced
         self.objective = self.group.wrap(Objective.of(self.model, tc))
         self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
-        self.optimizer = FusedAdam(self.model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+        self.params = list(self.model.parameters())  # fixed for the run (a restore loads into these tensors)
+        self.optimizer = FusedAdam(self.params, lr=tc.lr, weight_decay=tc.weight_decay)
+        self._grads_bad = torch.zeros((), device=self.device)  # the non-finite check's flag, reused every step
+        self._unit = torch.ones((), device=self.device)
         self.steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
         self.total_steps = self.steps_per_epoch * tc.epochs
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -201,7 +204,8 @@ class Trainer:
             batch = split.batch_of(rows, self.binarize_rng).to(self.device, non_blocking=True)
             out, bad = self.step(batch, share)
             m = len(batch)
-            terms = torch.stack([out.loss.detach() * m, out.recon.detach().sum(), out.kl.detach().sum()]).double()
+            terms = torch.stack([out.loss.detach() * m, out.recon.detach().sum(), out.kl.detach().sum(),
+                                 self._grads_bad.new_zeros(())]).double()
             faults.count_step(pos, bad, len(idx), terms)
             pos.batch = b + 1
             log_due = pos.batch % LOG_EVERY == 0 or pos.batch == self.steps_per_epoch
@@ -236,11 +240,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         (out.loss if share == 1.0 else out.loss * share).backward()
         if tc.grad_clip > 0:
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip, foreach=True)
-        else:  # clipping off: only the norm for the non-finite check, no pass multiplying every gradient by 1
-            grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-            grad_norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-        bad = self.group.agree_bad(~(torch.isfinite(out.loss) & torch.isfinite(grad_norm)))  # skipped everywhere
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip, foreach=True)
+            grads_bad = ~torch.isfinite(grad_norm)
+        else:  # clipping off: one pass flags any non-finite gradient element (its scaling by exactly 1 leaves
+            # the gradients bit for bit as they were)
+            grads = [p.grad for p in self.params if p.grad is not None]
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, self._grads_bad.zero_(), self._unit)
+            grads_bad = self._grads_bad > 0
+        bad = self.group.agree_bad(grads_bad | ~torch.isfinite(out.loss))  # skipped on every process
         self.optimizer.found_inf = bad.float()  # fused Adam leaves weights and moments untouched when it is 1
         self.optimizer.step()
         self.state.step += 1
