@@ -21,7 +21,7 @@ import numpy as np
 
 from vaekit.data.download import fetch, sha256_file
 from vaekit.data.idx import IMAGES_MAGIC, LABELS_MAGIC, idx_shape, read_idx
-from vaekit.data.raw import RawData
+from vaekit.data.raw import RawData, scratch_array
 from vaekit.errors import VaekitError
 
 
@@ -279,14 +279,14 @@ def load_named(name: str, data_dir: str = "", download: bool = True, timeout: fl
             raise VaekitError(f"{files['test-images']}: images of shape {shapes[1][1:]} beside training images "
                               f"of shape {shapes[0][1:]}; the files do not belong together, replace them")
         n_tr = shapes[0][0]
-        x = np.empty((n_tr + shapes[1][0], *shapes[0][1:]), dtype=np.uint8)  # both parts decoded into it
+        x = scratch_array((n_tr + shapes[1][0], *shapes[0][1:]))  # both parts decoded into it; build reuses it
         ytr = _read_idx_pair(files, "train", x[:n_tr])
         yte = _read_idx_pair(files, "test", x[n_tr:])
         prov = _provenance(files, spec, {}, verify)
         return RawData(x, np.concatenate([ytr, yte]).astype(np.int64),
                        value_range=(0.0, 255.0),
                        fixed={"pool": np.arange(n_tr), "test": np.arange(n_tr, len(x))},
-                       info={"name": name, **prov})
+                       info={"name": name, **prov}, scratch=True)
     if name == "frey-faces":
         files = locate(name, data_dir, download, timeout, readers={"ff": read_frey})
         x = read_frey(files["ff"])
