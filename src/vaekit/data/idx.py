@@ -17,6 +17,7 @@ from vaekit.errors import VaekitError
 
 IMAGES_MAGIC = 2051
 LABELS_MAGIC = 2049
+READ_BLOCK = 1 << 20  # bytes decompressed per read (the only temporary the reader holds)
 
 
 def _parse_header(data: bytes, where: str, expected_magic: int) -> tuple[tuple[int, ...], int]:
@@ -83,7 +84,8 @@ def read_idx(path: Path, expected_magic: int, out: np.ndarray | None = None) -> 
     """Read an IDX file (``.gz`` is decompressed) into a uint8 array; errors name the file and the fix.
 
     The payload is decompressed straight into the array (or into ``out``, a C-contiguous uint8 array of
-    the declared shape, e.g. a slice of a larger one): no second copy of the data is ever held."""
+    the declared shape, e.g. a slice of a larger one), :data:`READ_BLOCK` bytes at a time: no second copy of
+    the data is ever held."""
     where = str(path)
     try:
         with _open(path) as f:
@@ -95,8 +97,8 @@ def read_idx(path: Path, expected_magic: int, out: np.ndarray | None = None) -> 
                                   f"{out.shape}; the files do not belong together, replace them")
             view = memoryview(out.reshape(-1)).cast("B")  # type: ignore[arg-type]
             got = 0
-            while got < len(view):
-                n = f.readinto(view[got:])
+            while got < len(view):  # a bounded slice: gzip's readinto reads the whole request into a temporary
+                n = f.readinto(view[got:got + READ_BLOCK])
                 if not n:
                     break
                 got += n

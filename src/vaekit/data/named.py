@@ -21,7 +21,7 @@ import numpy as np
 
 from vaekit.data.download import fetch, sha256_file
 from vaekit.data.idx import IMAGES_MAGIC, LABELS_MAGIC, idx_shape, read_idx
-from vaekit.data.raw import RawData
+from vaekit.data.raw import RawData, scratch_array
 from vaekit.errors import VaekitError
 
 
@@ -114,7 +114,7 @@ def _mirrors(spec: DatasetSpec) -> list[str]:
 
 def content_sha256(arr: np.ndarray) -> str:
     """Hex sha256 of a parsed dataset array as uint8 bytes in C order (:attr:`FileSpec.content_sha256`)."""
-    return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.uint8).tobytes()).hexdigest()
+    return hashlib.sha256(np.ascontiguousarray(arr, dtype=np.uint8).reshape(-1).data).hexdigest()  # no bytes copy
 
 
 def _content_check(f: FileSpec, reader: Callable[[Path], np.ndarray]) -> Callable[[Path], None] | None:
@@ -279,14 +279,14 @@ def load_named(name: str, data_dir: str = "", download: bool = True, timeout: fl
             raise VaekitError(f"{files['test-images']}: images of shape {shapes[1][1:]} beside training images "
                               f"of shape {shapes[0][1:]}; the files do not belong together, replace them")
         n_tr = shapes[0][0]
-        x = np.empty((n_tr + shapes[1][0], *shapes[0][1:]), dtype=np.uint8)  # both parts decoded into it
+        x = scratch_array((n_tr + shapes[1][0], *shapes[0][1:]))  # both parts decoded into it; build reuses it
         ytr = _read_idx_pair(files, "train", x[:n_tr])
         yte = _read_idx_pair(files, "test", x[n_tr:])
         prov = _provenance(files, spec, {}, verify)
         return RawData(x, np.concatenate([ytr, yte]).astype(np.int64),
                        value_range=(0.0, 255.0),
                        fixed={"pool": np.arange(n_tr), "test": np.arange(n_tr, len(x))},
-                       info={"name": name, **prov})
+                       info={"name": name, **prov}, scratch=True)
     if name == "frey-faces":
         files = locate(name, data_dir, download, timeout, readers={"ff": read_frey})
         x = read_frey(files["ff"])
@@ -295,14 +295,16 @@ def load_named(name: str, data_dir: str = "", download: bool = True, timeout: fl
     if name == "binarized-mnist":
         readers: dict[str, Callable[[Path], np.ndarray]] = dict.fromkeys(spec.files, read_binarized)
         files = locate(name, data_dir, download, timeout, readers=readers)
-        arrays = {k: read_binarized(files[k]) for k in ("train", "valid", "test")}
-        parts = list(arrays.values())
+        keys = ("train", "valid", "test")
+        parts = [read_binarized(files[k]) for k in keys]
         sizes = np.cumsum([0] + [len(p) for p in parts])
-        x = np.concatenate(parts).reshape(-1, 28, 28)
-        return RawData(x, None, value_range=(0.0, 1.0),
+        flat = np.concatenate(parts, out=scratch_array((int(sizes[-1]), 784)))  # build reuses it
+        del parts  # the files' own arrays: from here on only their rows in the scratch buffer
+        arrays = {k: flat[sizes[i]:sizes[i + 1]] for i, k in enumerate(keys)}
+        return RawData(flat.reshape(-1, 28, 28), None, value_range=(0.0, 1.0),
                        fixed={"train": np.arange(sizes[0], sizes[1]), "val": np.arange(sizes[1], sizes[2]),
                               "test": np.arange(sizes[2], sizes[3])},
-                       info={"name": name, **_provenance(files, spec, arrays, verify)})
+                       info={"name": name, **_provenance(files, spec, arrays, verify)}, scratch=True)
     raise VaekitError(f"unknown dataset '{name}'; use one of {', '.join(NAMES)} or --data.path FILE")
 
 

@@ -28,7 +28,10 @@ training, one fixed draw for val/test); ``auto`` picks it for a Gaussian on inte
 Storage: in-memory 8-bit data (uint8 image folders and arrays, MNIST-family IDX files) stay uint8; the
 scaling, clamping and fresh draws are applied per batch (:meth:`Split.batch`), the served float32
 values equal to the bit those of a float32 store. Statically binarised 8-bit splits store their 0/1
-draws as uint8; evaluation splits with a fixed dequantisation draw are stored as float32.
+draws as uint8; evaluation splits with a fixed dequantisation draw are stored as float32. A loader's
+scratch buffer (``RawData.scratch``: the MNIST-family files) is reused: the validation and test splits are
+made from it first, then the training split is stored in its front rows and the rest of it is given back to
+the OS, so the decoded file and a copy of the training split are never held at once.
 
 Covariates (``RawData.c``, from ``data.condition_columns``) are standardised with the training split's
 per-column mean and std (std 0 -> 1), recorded as ``prep["covariates"]`` = {columns, loc, scale} and
@@ -47,7 +50,7 @@ from torch import Tensor
 
 from vaekit.data.bundle import DEQUANT_SEED, DataBundle, Split, release_pages
 from vaekit.data.config import DataConfig
-from vaekit.data.raw import RawData
+from vaekit.data.raw import RawData, can_release, release_after
 from vaekit.errors import VaekitError
 
 CHUNK_ROWS = 8192
@@ -98,10 +101,12 @@ def validate(raw: RawData, where: str) -> RawData:
 
 def is_binary(x: np.ndarray) -> bool:
     """True if every value of ``x`` is 0 or 1 (stops at the first chunk that is not)."""
+    if x.dtype.kind in "biu":  # whole numbers: binary iff within [0, 1] (no temporary arrays)
+        return all(b.size == 0 or (int(b.min()) >= 0 and int(b.max()) <= 1) for _, b in _chunks(x))
     return all(((b == 0) | (b == 1)).all() for _, b in _chunks(x))
 
 
-PREP_BLOCK = 4096  # rows preprocessed at a time for compact (uint8) splits
+PREP_BLOCK = 1024  # rows preprocessed at a time for compact (uint8) splits (their float32 temporaries: 3 MB)
 
 
 def _prepare(x: np.ndarray, rows: np.ndarray, a: float, b: float, mode: str, threshold: float, fixed_draw: bool,
@@ -118,6 +123,17 @@ def _prepare(x: np.ndarray, rows: np.ndarray, a: float, b: float, mode: str, thr
     if dynamic:
         xs.clamp_(0.0, 1.0)
     return xs
+
+
+def _rows_to_front(x: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Move rows ``r`` (strictly increasing) of ``x`` to ``x[:len(r)]`` in place, a block of rows at a time, and
+    return that view. Safe because row ``r[i] >= i``: a block's rows are copied out before it is written, and
+    rows of later blocks lie past it."""
+    for start in range(0, len(r), PREP_BLOCK):
+        block = r[start:start + PREP_BLOCK]
+        if block[0] != start or block[-1] != start + len(block) - 1:  # else the block is already in place
+            x[start:start + len(block)] = x[block]
+    return x[:len(r)]
 
 
 def split_rows(raw: RawData, cfg: DataConfig) -> tuple[dict[str, np.ndarray], str]:
@@ -313,8 +329,15 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
         info["threshold"] = threshold
     y = None if raw.y is None else np.asarray(raw.y, dtype=np.int64)
 
+    # a loader's scratch buffer of 8-bit rows: the training split is stored in x's own memory (moved to its front
+    # after the other splits are made from it) and the rest of x is given back, so the whole file and a copy of
+    # the training split are never held at once
+    in_place = (raw.scratch and not mmap and x.dtype == np.uint8 and can_release(x)
+                and bool(np.all(np.diff(rows["train"]) > 0)))
+
     def make(part: str, offset: int) -> Split:
         r = rows[part]
+        own = in_place and part == "train"
         ys = None if y is None else torch.from_numpy(y[r])
         cs = None if cov is None else torch.from_numpy(cov[r])
         dynamic = mode == "dynamic" and part == "train"
@@ -327,12 +350,14 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
                          threshold=threshold, noise_seed=seed, dequantize=noise, c=cs)
         compact = x.dtype == np.uint8  # 8-bit images stay 8-bit in memory (Split.batch converts per batch)
         if compact and not fixed_draw and mode != "threshold" and noise != "fixed":
-            return Split(torch.from_numpy(np.ascontiguousarray(x[r])), ys, dynamic=dynamic, affine=(a, b),
+            stored = _rows_to_front(x, r) if own else np.ascontiguousarray(x[r])
+            return Split(torch.from_numpy(stored), ys, dynamic=dynamic, affine=(a, b),
                          dequantize="fresh" if noise == "fresh" else "none", clip=dynamic, c=cs)
         if compact and noise != "fixed":  # 0/1 draws of 8-bit data, made a block of rows at a time and stored as
             # uint8 (served as the same float32 0/1): no float32 copy of the whole split is ever held; the
-            # generator's draws run on across blocks, so they are those of one call on the whole split
-            xs = torch.empty((len(r), *x.shape[1:]), dtype=torch.uint8)
+            # generator's draws run on across blocks, so they are those of one call on the whole split; in x's
+            # own memory, a block's rows are read before it is written (as in _rows_to_front)
+            xs = torch.from_numpy(x[:len(r)]) if own else torch.empty((len(r), *x.shape[1:]), dtype=torch.uint8)
             g = torch.Generator().manual_seed(seed)
             for start in range(0, len(r), PREP_BLOCK):
                 block = r[start:start + PREP_BLOCK]
@@ -343,5 +368,8 @@ def build(raw: RawData, cfg: DataConfig, likelihood: str, where: str,
                 xs.add_(torch.rand(xs.shape, generator=torch.Generator().manual_seed(DEQUANT_SEED + seed)))
         return Split(xs, ys, dynamic=dynamic, dequantize="fresh" if noise == "fresh" else "none", c=cs)
 
-    return DataBundle(make("train", 0), make("val", 1), make("test", 2), binary=prep["input_binary"],
-                      loc=loc, scale=scale, info=info)
+    val, test = make("val", 1), make("test", 2)  # before train: in place, the training split overwrites x
+    train = make("train", 0)
+    if in_place:
+        release_after(x, int(train.x.nbytes))
+    return DataBundle(train, val, test, binary=prep["input_binary"], loc=loc, scale=scale, info=info)
