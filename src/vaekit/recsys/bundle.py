@@ -26,10 +26,9 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, final
+from typing import TYPE_CHECKING, Any, final
 
 import numpy as np
-from scipy import sparse
 
 from vaekit.data.bundle import DataBundle
 from vaekit.data.config import DataConfig
@@ -38,7 +37,11 @@ from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.recsys.interactions import implicit, read_interactions
 from vaekit.recsys.movielens import load_movielens
-from vaekit.recsys.split import RecData, split_users
+
+if TYPE_CHECKING:  # SciPy's sparse module (8 MB, 0.1 s) is imported only when interaction data are loaded
+    from scipy import sparse
+
+    from vaekit.recsys.split import RecData
 
 #: File names read as interactions by ``data.format auto`` (MovieLens' own rating files).
 INTERACTION_FILES = ("u.data", "ratings.dat", "ratings.csv")
@@ -167,6 +170,8 @@ def load_interactions(cfg: DataConfig, likelihood: str = "auto", prep: dict[str,
         info.update(name=cfg.name, files=dataset.get("files") or {})
         where = cfg.name
     kept = implicit(inter, cfg.min_rating, cfg.min_user_items)
+    from vaekit.recsys.split import split_users
+
     rec = split_users(kept, cfg.heldout_users, cfg.holdout_fraction, cfg.seed)
     n_items, digest = rec.n_items, items_digest(rec.items)
     if prep is not None and (prep.get("n_items"), prep.get("items_sha256")) != (n_items, digest):
