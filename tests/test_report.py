@@ -108,6 +108,23 @@ def test_compare_of_three_runs_has_every_panel_and_the_rate_distortion_plot(runs
     assert len(decoded_images(html)) == 5
 
 
+def test_compare_names_each_runs_learned_prior(runs):
+    """Beside a learned-prior run the compare report no longer says every sample comes from N(0, I): the sample
+    and latent sections name each run's own prior, and the learned one is drawn from its own draws."""
+    from vaekit.config import Config, apply_overrides
+    from vaekit.report import write_comparison
+    from vaekit.train import fit
+
+    cfg = apply_overrides(Config(), {"model.latent_dim": "3", "model.hidden": "32", "data.limit": "400",
+                                     "train.epochs": "2", "model.prior": "mog", "model.prior_components": "3",
+                                     "name": "mog"})
+    fit(cfg, runs_root=runs)
+    html = write_comparison([runs / "vae", runs / "mog"], out=runs / "cmp-prior.html", k=5).read_text()
+    assert "Each run draws from its own prior: vae: N(0, I); mog: p(z) (learned: mog)." in html
+    assert "Contours instead of circles for a learned prior" in html and "mog: p(z) (learned: mog)" in html
+    assert "Samples from N(0, I)" not in html
+
+
 def test_compare_default_output_sits_next_to_the_runs(runs):
     from vaekit.report import write_comparison
 

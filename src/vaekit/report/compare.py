@@ -24,7 +24,15 @@ from vaekit.report import html as H
 from vaekit.report import latent as L
 from vaekit.report import plots as P
 from vaekit.report.runinfo import RunInfo, load_run_info
-from vaekit.report.single import _np, _test_condition, _test_x, latent_panels_for, shown_range, split_stats
+from vaekit.report.single import (
+    _np,
+    _prior_name,
+    _test_condition,
+    _test_x,
+    latent_panels_for,
+    shown_range,
+    split_stats,
+)
 from vaekit.runload import example_condition
 
 COMPARE_SECTION_IDS = ("metrics", "reconstructions", "latent", "samples", "curves")
@@ -154,12 +162,19 @@ def reconstructions_section(infos: list[RunInfo], names: list[str], seed: int) -
 
 def latent_section(infos: list[RunInfo], names: list[str], results: list[dict[str, Any]]) -> H.Section:
     panels = [latent_panels_for(r["enc"], name=n, tsne=False)[0] for n, r in zip(names, results, strict=True)]
-    for p, r in zip(panels, results, strict=True):
+    learned = []
+    for p, r, i, n in zip(panels, results, infos, names, strict=True):
         p["y"] = r["enc"].y
+        if i.model.posterior.has_density and not L.is_standard_prior(i.model) and p.get("prior_centre") is not None:
+            p.update(prior_centre=None, prior_points=L.prior_points_2d(i.model, r["enc"].z))  # its own density
+            learned.append(f"{n}: {_prior_name(i.model)}")
     png = P.latent_panels(panels, width=max(12.0, 4.2 * len(panels)))
     note = ("Posterior means (AE: codes) of the same test inputs; d = 2 shown directly, larger d by PCA. "
             "Circles: the prior N(0, I) at 1, 2, 3 sd. An AE's codes need not sit under the prior, so sampling "
             "N(0, I) decodes poorly.")
+    if learned:
+        note += (f" Contours instead of circles for a learned prior, from {L.PRIOR_DRAWS} of its draws ("
+                 + "; ".join(learned) + ").")
     return H.Section("latent", "Latent spaces", H.para(note) + H.image(png, "latent spaces"))
 
 
@@ -170,9 +185,10 @@ def samples_section(infos: list[RunInfo], names: list[str], seed: int) -> H.Sect
         for i in infos:
             y, c = example_condition(i.model, i.data, 12)
             rows.append(_np(i.model.sample(12, generator=torch.Generator().manual_seed(seed), y=y, c=c)))
-        png = P.image_table(np.stack(rows), names, "z ~ N(0, I) decoded by each run (same draws when d agrees)",
+        png = P.image_table(np.stack(rows), names, f"z ~ {_priors_said(infos)} decoded by each run",
                             shown_range(infos[0]))
-        return H.Section("samples", "Samples from N(0, I)", H.image(png, "samples"))
+        return H.Section("samples", "Samples from the priors", H.para(_priors_note(infos, names))
+                         + H.image(png, "samples"))
     x_data = _np(_test_x(infos[0], 2000, seed)).reshape(-1, infos[0].model.data_dim)
     feats = list(range(min(4, x_data.shape[1])))
     figs = []
@@ -180,8 +196,23 @@ def samples_section(infos: list[RunInfo], names: list[str], seed: int) -> H.Sect
         y, c = example_condition(i.model, i.data, 2000)
         xs = _np(i.model.sample(2000, mean=False, generator=torch.Generator().manual_seed(seed), y=y, c=c))
         figs.append(H.image(P.sample_histograms(x_data, xs.reshape(len(xs), -1), feats), f"samples {n}", caption=n))
-    return H.Section("samples", "Samples from N(0, I)", H.para("Histograms of decoded prior draws against the "
-                                                                "test data, per feature.") + H.row(*figs))
+    return H.Section("samples", "Samples from the priors", H.para("Histograms of decoded prior draws against the "
+                                                                   "test data, per feature. "
+                                                                   + _priors_note(infos, names)) + H.row(*figs))
+
+
+def _priors_said(infos: list[RunInfo]) -> str:
+    """The prior the sample grid's title names: N(0, I) when every run has it, else each run's own p(z)."""
+    return "N(0, I)" if all(L.is_standard_prior(i.model) for i in infos) else "each run's own prior p(z)"
+
+
+def _priors_note(infos: list[RunInfo], names: list[str]) -> str:
+    """Which prior each run's samples come from, and whether the runs share their draws."""
+    priors = [_prior_name(i.model) for i in infos]
+    if all(L.is_standard_prior(i.model) for i in infos):
+        return "Every run draws z ~ N(0, I) (the same draws where the latent sizes agree)."
+    each = "; ".join(f"{n}: {p}" for n, p in zip(names, priors, strict=True))
+    return f"Each run draws from its own prior: {each}."
 
 
 def rate_distortion_section(infos: list[RunInfo], names: list[str],
