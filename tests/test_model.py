@@ -119,12 +119,12 @@ def tiny(name: str, **train) -> Config:
 def test_save_load_round_trip_reproduces_outputs_exactly(tmp_path):
     run_dir, trainer = fit(tiny("roundtrip"), runs_root=tmp_path)
     last = read_pointer(run_dir / "checkpoints", "last")
-    model, config, meta = load_model(last)
+    model, config, meta = load_model(last, device=trainer.device)  # the trainer's data live there (a GPU's)
     assert config == trainer.config and meta["event_shape"] == [8, 8]
     trainer.model.eval()
     x = trainer.data.test.all()
     torch.testing.assert_close(model.encode(x).mean, trainer.model.encode(x).mean, rtol=0, atol=0)
-    z = torch.randn(5, 2)
+    z = torch.randn(5, 2, device=trainer.device)
     torch.testing.assert_close(model.decode(z).mean, trainer.model.decode(z).mean, rtol=0, atol=0)
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(model.state_dict()[key], value), key

@@ -12,6 +12,7 @@ from vaekit.batch import Batch
 from vaekit.checkpoint import load_model
 from vaekit.data import DataBundle
 from vaekit.data.rundata import display_range
+from vaekit.devices import to_device
 from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run as evaluate_run  # re-export: the library call behind `vaekit eval`
 from vaekit.fileio import atomic_write_bytes, check_writable
@@ -107,6 +108,7 @@ def reconstruct(path: str | Path, out: str | Path, n: int = 32, data: DataBundle
         model, _, meta, data = load_run(path)
     else:
         model, _, meta = load_model(path)
+    data = to_device(data, torch.device("cpu"))  # the model is loaded on the CPU; a GPU run's data are on the GPU
     split = data.test if len(data.test) else data.val
     rng = display_range(meta)
     batch = split.batch_of(torch.arange(min(n, len(split))))
@@ -154,6 +156,7 @@ def write_artifacts(run_dir: Path, model: VAE, data: DataBundle, seed: int = 0) 
     label-conditional model's grid has one column per class; a covariate-conditional model's samples take
     the held-out split's first covariate rows (:func:`vaekit.runload.example_condition`)."""
     model = model.cpu().eval()
+    data = to_device(data, torch.device("cpu"))  # a GPU run's trainer holds its data on the GPU
     written = []
     ext = ".png" if is_image_shape(model.event_shape) else ".npy"
     n, ncol = 64, None
@@ -176,5 +179,6 @@ def collapse_warning(path: str | Path, data: DataBundle) -> str | None:
     from vaekit.probes import split_stats
 
     model, config, _ = load_model(path)
+    data = to_device(data, torch.device("cpu"))  # the model is loaded on the CPU; a GPU run's data are on the GPU
     split = "val" if len(data.val) else "train"
     return split_stats(model, data, split, probe=False).warning(config.model.likelihood, data.info.get("prep"))

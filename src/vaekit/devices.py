@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import torch
 
@@ -11,12 +12,31 @@ from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 
 
+def local_processes() -> int:
+    """How many training processes share this machine: torchrun's LOCAL_WORLD_SIZE, 1 outside torchrun."""
+    try:
+        return max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        return 1
+
+
+def gpu_per_process() -> bool:
+    """Whether every training process on this machine can have a CUDA device of its own."""
+    return torch.cuda.is_available() and torch.cuda.device_count() >= local_processes()
+
+
 def pick_device(name: str) -> torch.device:
-    """'auto' -> cuda when available, else cpu. Asking for cuda without one is an error."""
+    """'auto' -> cuda when every training process of this machine gets a GPU of its own, else cpu. Asking for
+    cuda without one (or with fewer GPUs than processes) is a one-line error."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return torch.device("cuda" if gpu_per_process() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError("train.device is 'cuda' but no CUDA device is available; use --train.device cpu")
+    if name.startswith("cuda") and not gpu_per_process():
+        n = torch.cuda.device_count()
+        raise VaekitError(f"train.device is 'cuda' but this machine runs {local_processes()} training processes "
+                          f"and has {n} GPU{'s' if n != 1 else ''}, one per process is needed; use "
+                          f"--train.nproc {n} or --train.device cpu")
     return torch.device(name)
 
 

@@ -20,6 +20,7 @@ ones; a rank waits at most ``VAEKIT_DIST_TIMEOUT`` seconds (default 300) for the
 
 from __future__ import annotations
 
+import inspect
 import os
 import re
 import signal
@@ -36,6 +37,7 @@ from torch import Tensor, nn
 
 from vaekit.data import Split
 from vaekit.data.sparse import SparseSplit
+from vaekit.devices import gpu_per_process
 from vaekit.errors import VaekitError
 from vaekit.model import VAE
 from vaekit.scoring import evaluate_split, split_totals, totals_dict
@@ -214,7 +216,12 @@ class ProcessGroup(Group):
         device = next(objective.parameters()).device
         ids = [device.index] if device.type == "cuda" else None
         # the model's buffers are constants (data scaling, index tables): no broadcast before every forward
-        return nn.parallel.DistributedDataParallel(objective, device_ids=ids, forward_sync_buffers=False)
+        # (torch >= 2.13 names it forward_sync_buffers and deprecates broadcast_buffers; older torch has only that)
+        ddp = nn.parallel.DistributedDataParallel
+        name = "forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters \
+            else "broadcast_buffers"
+        no_sync: dict[str, Any] = {name: False}
+        return ddp(objective, device_ids=ids, **no_sync)
 
     def shard(self, idx: Tensor) -> tuple[Tensor, float]:
         return shard_rows(idx, self.rank, self.world_size)
@@ -295,7 +302,7 @@ def join() -> Group:
             raise VaekitError(f"{TIMEOUT_ENV}={os.environ[TIMEOUT_ENV]!r} is not a number of seconds; set e.g. "
                               f"{TIMEOUT_ENV}=300") from None
         backend = "gloo"
-        if torch.cuda.is_available():
+        if gpu_per_process():  # fewer GPUs than processes: the run computes on the CPU (pick_device)
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
             backend = "cpu:gloo,cuda:nccl"
         tdist.init_process_group(backend, init_method="env://", timeout=timedelta(seconds=seconds))
