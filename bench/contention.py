@@ -7,8 +7,9 @@ training"). The epoch time is the trainer's own clock (metrics.jsonl ``epoch_tim
 c of the n cores leaves vaekit a share (n - c) / n of the machine at best, so "proportional" means at most
 n / (n - c) times the quiet time of the best setting.
 
-Settings: torch's defaults (``VAEKIT_OMP_POLICY=keep``), a passive OpenMP wait, vaekit's default (torch's thread
-count, libgomp's spin bounded: :mod:`vaekit.threads`), one thread, and ``--train.threads -1`` (the cores other
+Settings: torch's defaults (``VAEKIT_OMP_POLICY=keep``, ``--train.threads 0``), a passive OpenMP wait, torch's
+thread count with libgomp's spin bounded as vaekit bounds it (:mod:`vaekit.threads`; vaekit's default before
+issue #15 chose the free cores), one thread, and vaekit's default ``--train.threads -1`` (the cores other
 processes left free); ``--spincounts 100,300,3000`` adds torch's thread count with those spin bounds (the sweep
 behind vaekit's choice of 1000).
 
@@ -33,11 +34,11 @@ HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
 SETTINGS = {
-    "torch's defaults (2 threads, long spin)": ([], {"VAEKIT_OMP_POLICY": "keep"}),
-    "passive wait (OMP_WAIT_POLICY=PASSIVE)": ([], {"OMP_WAIT_POLICY": "PASSIVE"}),
-    "vaekit default (2 threads, GOMP_SPINCOUNT=1000)": ([], {}),
+    "torch's defaults (2 threads, long spin)": (["--train.threads", "0"], {"VAEKIT_OMP_POLICY": "keep"}),
+    "passive wait (OMP_WAIT_POLICY=PASSIVE)": (["--train.threads", "0"], {"OMP_WAIT_POLICY": "PASSIVE"}),
+    "torch's thread count, GOMP_SPINCOUNT=1000": (["--train.threads", "0"], {}),
     "--train.threads 1": (["--train.threads", "1"], {}),
-    "--train.threads -1 (the free cores)": (["--train.threads", "-1"], {}),
+    "vaekit default (--train.threads -1: the free cores)": ([], {}),
 }
 
 
@@ -58,8 +59,8 @@ def start_competitor(kind: str, n: int, data_dir: str, tmp: str) -> list[subproc
         return [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(n)]
     return [subprocess.Popen([sys.executable, "-m", "vaekit", "train", "--data.name", "mnist", "--train.epochs", "50",
                               "--runs", tmp, "--name", f"load{i}", "--no-progress",
-                              "--no-report", "--no-artifacts"], env=env, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL) for i in range(n)]
+                              "--train.threads", "0", "--no-report", "--no-artifacts"],
+                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for i in range(n)]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -73,7 +74,8 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     settings = dict(SETTINGS)
     for count in filter(None, args.spincounts.split(",")):
-        settings[f"2 threads, GOMP_SPINCOUNT={int(count)}"] = ([], {"GOMP_SPINCOUNT": str(int(count))})
+        settings[f"2 threads, GOMP_SPINCOUNT={int(count)}"] = (["--train.threads", "0"],
+                                                                {"GOMP_SPINCOUNT": str(int(count))})
     sys.path.insert(0, str(HERE))
     from machine import cpu_name
 

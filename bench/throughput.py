@@ -100,7 +100,7 @@ def load_mnist(data_dir: str, limit: int) -> DataBundle:
 
 def make_trainer(data: DataBundle, batch: int, precision: str, device: str) -> Trainer:
     cfg = Config(name="bench", model=MODEL, train=TrainConfig(batch_size=batch, lr=1e-3, seed=0, device=device,
-                                                              precision=precision))
+                                                              precision=precision, threads=0))  # --threads
     return Trainer(cfg, Path(tempfile.mkdtemp(prefix="vaekit-bench-")), data)
 
 

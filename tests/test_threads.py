@@ -89,3 +89,83 @@ def test_resume_may_change_threads_only_as_a_launch_option(tmp_path: Path) -> No
     assert [r["epoch"] for r in rows] == [1, 2]
     proc = run_vaekit("train", "--resume", str(run), "--train.lr", "0.1", cwd=tmp_path)
     assert proc.returncode == 2 and "--train.device, --train.nproc and --train.threads may be given" in proc.stderr
+
+
+def test_the_free_core_count_is_the_default_and_saved_as_the_number_chosen(tmp_path: Path) -> None:
+    """train.threads = -1 by default; the run's config.toml and its checkpoints record the count it trained
+    with (not -1), so its resume continues with that count."""
+    from vaekit.checkpoint import read_meta, resolve_checkpoint
+    from vaekit.config import TrainConfig, load_config
+    from vaekit.train.runs import continued_config
+
+    assert TrainConfig().threads == -1
+    run_vaekit("train", "--name", "t", "--train.epochs", "1", "--model.hidden", "8", "--data.limit", "200",
+               "--no-progress", "--no-report", "--no-artifacts", cwd=tmp_path, check=True)
+    run = tmp_path / "runs" / "t"
+    saved = load_config(run / "config.toml").train.threads
+    assert 1 <= saved <= len(os.sched_getaffinity(0))
+    assert read_meta(resolve_checkpoint(run))["config"]["train"]["threads"] == saved
+    assert continued_config(run).train.threads == saved
+
+
+def test_the_free_core_count_is_decided_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first -1 of a process decides; a later run in it (a notebook, a grid search) trains with the same
+    count even when the load changed in between."""
+    import torch
+
+    from vaekit import threads
+
+    monkeypatch.setattr(threads, "_AUTO", None)
+    load = iter([1.2, 0.0])
+    monkeypatch.setattr(threads, "busy_elsewhere", lambda: next(load))
+    first = threads.choose_threads(-1)
+    assert first == max(1, min(torch.get_num_threads(), round(len(os.sched_getaffinity(0)) - 1.2)))
+    assert threads.choose_threads(-1) == first
+    assert threads.choose_threads(0) == torch.get_num_threads() and threads.choose_threads(3) == 3
+
+
+def test_a_stale_start_window_is_measured_afresh(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that imported vaekit minutes ago (idle then) measures the load of now: a busy loop started
+    since counts as about one core, where the old window would have averaged it away."""
+    from vaekit import threads
+
+    busy_now, total_now = threads._cpu_jiffies() or (0, 0)
+    idle_past = total_now - 100 * 600 * (os.cpu_count() or 1)  # ten idle minutes of jiffies before now
+    monkeypatch.setattr(threads, "_START", (time.monotonic() - 600, (busy_now, idle_past), threads._own_cpu(),
+                                            threads._background_cpu()))
+    loop = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
+    busy = subprocess.Popen([sys.executable, "-c", loop])
+    try:
+        time.sleep(0.5)
+        others = threads.busy_elsewhere()
+    finally:
+        busy.kill()
+        busy.wait()
+    assert others is not None and others >= 0.8
+
+
+def test_vaekits_own_background_report_is_not_counted_as_load() -> None:
+    """A busy loop registered as vaekit background work (as the report `vaekit train` leaves running registers)
+    beside a fresh Python that imports vaekit and waits: its CPU is not counted as taken, so the next run keeps
+    every core; a killed one's mark is cleared by the next reader."""
+    from vaekit import threads
+
+    loop = ("from vaekit.threads import register_background; register_background(); import time\n"
+            "end = time.time() + 30\nwhile time.time() < end: pass")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    busy = subprocess.Popen([sys.executable, "-c", loop], env=env)
+    mark = threads.background_dir() / str(busy.pid)
+    try:
+        for _ in range(100):  # registered once its imports are done
+            if mark.exists():
+                break
+            time.sleep(0.1)
+        assert mark.exists()
+        code = "import time; from vaekit import threads; time.sleep(1.5); print(round(threads.busy_elsewhere(), 2))"
+        others = float(_policy({}, code))
+    finally:
+        busy.kill()
+        busy.wait()
+    assert others < 0.6  # the loop's core (about 1.0 unregistered, test above) is left out
+    threads._background_cpu()
+    assert not mark.exists()

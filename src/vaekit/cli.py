@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import traceback
 import warnings
@@ -169,6 +170,10 @@ def _reattach_values(extra: Sequence[str], runs: list[str]) -> tuple[list[str], 
 
 def _report(args: argparse.Namespace) -> int:
     from vaekit.report import write_report
+    from vaekit.threads import ENV_BACKGROUND, register_background
+
+    if os.environ.get(ENV_BACKGROUND) == "1":  # left running by `vaekit train`: give way to the user's next run
+        register_background()
 
     print(f"wrote {write_report(args.run, out=args.out, seed=args.seed)}")
     return 0
@@ -220,7 +225,6 @@ def _split_overrides(extra: Sequence[str]) -> dict[str, str]:
 
 
 def _train(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    import os
     import time
 
     from vaekit.api import write_artifacts
@@ -317,9 +321,12 @@ def _report_in_background(run_dir: Path, seed: int) -> int:
     written while they read the training summary."""
     import subprocess
 
+    from vaekit.threads import ENV_BACKGROUND
+
+    env = {**os.environ, ENV_BACKGROUND: "1"}  # it registers as background work (vaekit.threads)
     with open(run_dir / "report.log", "wb") as log:
         proc = subprocess.Popen([sys.executable, "-m", "vaekit", "report", str(run_dir), "--seed", str(seed)],
-                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True, env=env)
     _BACKGROUND.append(proc)
     return int(proc.pid)
 
@@ -487,8 +494,6 @@ def run() -> None:
     output is flushed (tearing down torch's and matplotlib's modules takes 0.3-0.6 s of every command on a
     2-core CPU, and nothing of vaekit's is left to finish: files are written and closed by then). A bug's
     exception still propagates with its traceback."""
-    import os
-
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

@@ -177,9 +177,10 @@ class TrainConfig:
     ``iwae_k`` is the number k of importance samples of ``objective = 'iwae'`` (0: ``n_samples``, the older
     spelling); IWAE trains the plain k-sample bound, so ``beta``, warm-up, the cyclical schedule and free bits
     are refused with it.
-    ``threads``: torch's intra-op threads per process; 0 = torch's own count (one per core), -1 = the cores
-    other processes left free when training starts (:mod:`vaekit.threads`, which also bounds OpenMP's
-    spinning so that a busy machine slows a run down instead of collapsing it)."""
+    ``threads``: torch's intra-op threads per process; -1 (default) = the cores other processes left free
+    when training starts, decided once per process and saved in the run's config as the number chosen (so a
+    resume keeps it); 0 = torch's own count (one per core); N fixes it (:mod:`vaekit.threads`, which also
+    bounds OpenMP's spinning so that a busy machine slows a run down instead of collapsing it)."""
 
     epochs: int = 100
     batch_size: int = 128
@@ -205,7 +206,7 @@ class TrainConfig:
     kl_schedule: str = "linear"
     kl_cycles: int = 4
     kl_ratio: float = 0.5
-    threads: int = 0
+    threads: int = -1
 
     def __post_init__(self) -> None:
         check_fields(self, "train")  # types first: one-line errors naming the key

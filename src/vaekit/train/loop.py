@@ -11,6 +11,7 @@ share of each batch and for the agreements between processes, which one process 
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 import time
@@ -64,6 +65,9 @@ class Trainer:
             raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
         self.threads = use_threads(tc.threads)  # intra-op threads of this process (vaekit.threads)
+        if tc.threads < 0:  # the count chosen for the free cores is what the run saves: its resume keeps it
+            tc = dataclasses.replace(tc, threads=self.threads)
+            self.config = config = config.replace(train=tc)
         self.group = dist.current()
         dist.check_batches(len(data.train), tc.batch_size, self.group.world_size)
         self.device = self.group.device(pick_device(tc.device))

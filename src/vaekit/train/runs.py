@@ -84,7 +84,7 @@ def fit(config: Config, runs_root: str | Path | None = "runs", callbacks: list[C
         try:
             trainer = Trainer(config, run_dir, data, callbacks)  # checks the config against the data first
             if group.is_main:
-                atomic_write_text(run_dir / "config.toml", config_to_toml(config))
+                atomic_write_text(run_dir / "config.toml", config_to_toml(trainer.config))  # threads chosen
         except VaekitError:
             if group.is_main:
                 shutil.rmtree(run_dir, ignore_errors=True)  # nothing was trained: leave no half-made run behind
