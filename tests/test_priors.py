@@ -49,6 +49,48 @@ def test_mog_log_prob_is_the_explicit_weighted_mixture():
     torch.testing.assert_close(prior().log_prob(z), by_hand, rtol=1e-5, atol=1e-5)
 
 
+def _wide_mixture(dtype: torch.dtype = torch.float64):
+    """K = 500 diagonal components in d = 40 with scales from 0.018 to 2 (a = 1 / s^2 up to 3,000: where the
+    expanded square cancels) and points both far from and drawn from the components."""
+    g = torch.Generator().manual_seed(0)
+    k, d = 500, 40
+    loc = 2 * torch.randn(k, d, generator=g, dtype=torch.float64)
+    scale = torch.exp(torch.empty(k, d, dtype=torch.float64).uniform_(-4, 0.7, generator=g))
+    logits = torch.randn(k, generator=g, dtype=torch.float64)
+    z = 3 * torch.randn(50, 4, d, generator=g, dtype=torch.float64)
+    z[:20] = (loc[:80] + scale[:80] * torch.randn(80, d, generator=g, dtype=torch.float64)).reshape(20, 4, d)
+    return [t.to(dtype) for t in (logits, loc, scale, z)]
+
+
+def test_diag_gaussian_mixture_log_prob_and_gradients_are_torchs_mixture():
+    """The two-matrix-product log p(z) of a diagonal mixture (VampPrior, MoG) against torch.distributions'
+    MixtureSameFamily: equal to 1e-9 in float64 with equal gradients; from float32 inputs within float32's own
+    rounding of the float64 truth; the same under bf16 autocast (computed outside it)."""
+    from torch.distributions import Categorical, MixtureSameFamily
+
+    logits, loc, scale, z = (t.requires_grad_() for t in _wide_mixture())
+    fast = D.mixture(logits, D.diag_normal(loc, scale))
+    assert isinstance(fast, D.DiagGaussianMixture)
+    ref = MixtureSameFamily(Categorical(logits=logits), D.diag_normal(loc, scale))
+    a, b = fast.log_prob(z), ref.log_prob(z)
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-9)
+    grads_a = torch.autograd.grad(a.sum(), (logits, loc, scale, z))
+    grads_b = torch.autograd.grad(b.sum(), (logits, loc, scale, z))
+    for ga, gb in zip(grads_a, grads_b, strict=True):
+        torch.testing.assert_close(ga, gb, rtol=1e-9, atol=1e-9)
+    truth = b.detach()
+    l32, m32, s32, z32 = (t.detach().float() for t in (logits, loc, scale, z))
+    fast32 = D.mixture(l32, D.diag_normal(m32, s32))
+    got = fast32.log_prob(z32)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), truth, rtol=1e-6, atol=1e-4)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = fast32.log_prob(z32)
+    torch.testing.assert_close(under_autocast, got, rtol=0, atol=0)
+    expanded = fast32.expand((3,))  # an expanded mixture (the naive estimator's p(z) per point) is torch's own
+    torch.testing.assert_close(expanded.log_prob(z32[:, :3]), got[:, :3], rtol=1e-5, atol=1e-3)
+
+
 @pytest.mark.parametrize("posterior", ["diag", "full"])
 def test_vamp_log_prob_is_the_mean_of_the_posteriors_at_the_pseudo_inputs(posterior):
     model, _ = tiny("vamp", k=3, posterior=posterior)
@@ -63,7 +105,9 @@ def test_vamp_log_prob_is_the_mean_of_the_posteriors_at_the_pseudo_inputs(poster
             ref = torch.distributions.MultivariateNormal(q_j.mean[0], scale_tril=q_j.scale_tril[0])
         parts.append(ref.log_prob(z))
     by_hand = torch.logsumexp(torch.stack(parts), 0) - math.log(3)
-    torch.testing.assert_close(model.prior().log_prob(z), by_hand, rtol=1e-5, atol=1e-5)
+    p_z = model.prior()
+    assert isinstance(p_z, D.DiagGaussianMixture) == (posterior == "diag")  # the matrix-product form for diag
+    torch.testing.assert_close(p_z.log_prob(z), by_hand, rtol=1e-5, atol=1e-5)
 
 
 def test_vamp_gradient_reaches_the_pseudo_inputs_and_samples_are_reproducible():

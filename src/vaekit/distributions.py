@@ -21,8 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.distributions import (
     Bernoulli,
+    Categorical,
     Distribution,
     Independent,
+    MixtureSameFamily,
     MultivariateNormal,
     Normal,
     constraints,
@@ -190,6 +192,40 @@ def reparameterise(q: Distribution, eps: Tensor) -> Tensor:
     if callable(own):
         return own(eps)
     raise TypeError(f"cannot reparameterise a {type(q).__name__} from standard-normal noise")
+
+
+class DiagGaussianMixture(MixtureSameFamily):
+    """sum_k w_k N(loc_k, diag scale_k^2): a ``MixtureSameFamily`` of diagonal Gaussians (components of batch
+    (K,), event (d,)) whose ``log_prob`` is two matrix products instead of a (..., K, d) tensor:
+
+    log N(z | m_k, diag s_k^2) = -1/2 [z^2 . a_k - 2 z . (m_k a_k) + m_k^2 . a_k] - sum_d log s_kd - d/2 log 2 pi,
+    a_k = 1 / s_k^2, for every z (..., d) and k at once: (..., K), computed in float64 whatever the input's
+    dtype and never under autocast (the expanded square cancels: float32 lost 0.02 nats, bf16 would lose whole
+    nats), returned in the input's dtype (float32 at least). A VampPrior of K = 500 pseudo-inputs at k = 5000
+    importance samples costs two (m, d) x (d, K) products per block instead of passes over an (m, K, d) tensor.
+    An expanded mixture (batch shape not ()) and sampling are ``MixtureSameFamily``'s own."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if self.batch_shape != torch.Size(()):
+            return super().log_prob(value)
+        base = self.component_distribution.base_dist  # type: ignore[attr-defined]
+        out = torch.promote_types(value.dtype, torch.float32)
+        with torch.autocast(value.device.type, enabled=False):  # float64 inside: the expanded square cancels
+            z = value.double()
+            loc, scale = base.loc.double(), base.scale.double()
+            precision = scale.pow(-2)  # (K, d)
+            scaled_loc = loc * precision
+            quad = (z * z) @ precision.T - 2 * (z @ scaled_loc.T) + (loc * scaled_loc).sum(-1)  # (..., K)
+            log_norm = scale.log().sum(-1) + 0.5 * loc.shape[-1] * LOG_2PI  # (K,)
+            log_weights = torch.log_softmax(self.mixture_distribution.logits.double(), -1)
+            return torch.logsumexp(log_weights - log_norm - 0.5 * quad, -1).to(out)
+
+
+def mixture(logits: Tensor, components: Distribution) -> MixtureSameFamily:
+    """sum_j softmax(logits)_j components_j: batch (), event (d,) for ``components`` of batch (K,); a
+    :class:`DiagGaussianMixture` when the components are diagonal Gaussians."""
+    kind = DiagGaussianMixture if _is_diag(components) else MixtureSameFamily
+    return kind(Categorical(logits=logits, validate_args=False), components, validate_args=False)
 
 
 def draw(q: Distribution, sample_shape: tuple[int, ...], generator: torch.Generator | None = None) -> Tensor:

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Categorical, Distribution, MixtureSameFamily
+from torch.distributions import Distribution
 
 from vaekit import distributions as D
 from vaekit.registry import Registry
@@ -92,7 +92,7 @@ class StandardNormal(Prior):
 
 def _mixture(logits: Tensor, components: Distribution) -> Distribution:
     """sum_j softmax(logits)_j components_j: batch (), event (d,) for ``components`` of batch (K,)."""
-    return MixtureSameFamily(Categorical(logits=logits, validate_args=False), components, validate_args=False)
+    return D.mixture(logits, components)
 
 
 @PRIORS.register("mog")
