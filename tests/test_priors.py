@@ -259,6 +259,7 @@ def test_explorer_serves_draws_from_the_learned_prior(tmp_path: Path):
                                     "model.prior_components": "3"}), tmp_path)
     run = ExploredRun(run_dir)
     model, _, _ = load_model(run_dir)
+    assert run.info()["prior"] == "learned mog"  # the page's heading of its "draw from p(z)" control
     body = json.dumps({"n": 4, "seed": 7}).encode()
     environ = {"PATH_INFO": "/api/runs/0/prior", "REQUEST_METHOD": "POST", "CONTENT_LENGTH": str(len(body)),
                "wsgi.input": io.BytesIO(body)}

@@ -3,7 +3,8 @@
 Routes (``<i>``: the run's position on the command line, 0 or 1; ``<j>``: a map point):
 
 * ``GET /`` and ``GET /static/explorer.js`` / ``explorer.css``: the page (package files, a fixed list);
-* ``GET /api/runs``: each run's description (latent size, dimensions ordered by KL, map methods, view);
+* ``GET /api/runs``: each run's description (latent size, dimensions ordered by KL, map methods, view, and
+  ``prior``: the name of the prior the page draws from, null for a plain AE);
 * ``GET /api/runs/<i>/map?method=M``: map points (n, 2) and labels;
 * ``GET /api/runs/<i>/points/<j>``: point j's code, label, input and reconstruction;
 * ``POST /api/runs/<i>/decode`` ``{"z": [d numbers]}`` or ``{"map": [u, v], "method": M}``, optional

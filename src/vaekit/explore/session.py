@@ -87,7 +87,20 @@ class ExploredRun:
                 "latent_dim": self.latent_dim, "split": self.split_name, "n_points": self.n_points,
                 "condition": schema.condition, "n_classes": n_classes,
                 "class_names": self.class_names[:n_classes] if len(self.class_names) >= n_classes else [],
-                "methods": available_methods(self.latent_dim), "dims": dims, "view": self.view.describe()}
+                "methods": available_methods(self.latent_dim), "dims": dims, "view": self.view.describe(),
+                "prior": self.prior_name()}
+
+    def prior_name(self) -> str | None:
+        """How the page names the run's prior p(z): 'N(0, I)', the learned prior's config name (with the
+        level it sits on for the two-level model), or None for a plain AE, which has none to draw from."""
+        if not self.model.posterior.has_density:
+            return None
+        two_level = getattr(self.model, "level_dim", None) is not None
+        if self.model.config.prior == "standard-normal" and not two_level:
+            return "N(0, I)"
+        if two_level:  # p(z2) p(z1 | z2): the top level's prior, and a learned conditional below it
+            return f"two-level p(z2) p(z1 | z2) with p(z2) {self.model.config.prior}"
+        return f"learned {self.model.config.prior}"
 
     def projection(self, method: str) -> Projection:
         """The map of this run's codes by ``method`` (computed once, then cached)."""

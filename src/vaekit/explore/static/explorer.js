@@ -129,6 +129,7 @@ class Panel {
     go.addEventListener("click", () => this.interpolate());
     this.root.appendChild(el("div", {class: "interp"}, [setA, setB, document.createTextNode("steps "), this.steps, go]));
     this.root.appendChild(this.strip);
+    if (info.prior) this.buildPrior(info.prior);
     this.error = el("p", {class: "error"});
     this.root.appendChild(this.error);
 
@@ -136,6 +137,39 @@ class Panel {
     this.canvas.addEventListener("mousemove", (e) => this.dragging ? this.press(e, false) : this.hover(e));
     window.addEventListener("mouseup", () => { this.dragging = false; });
     this.canvas.addEventListener("mouseleave", () => { this.dragging = false; });
+  }
+
+  buildPrior(name) {
+    // Draws z ~ p(z) from the run's own prior (a learned one's, not N(0, I)), decoded by the server; each
+    // press draws new ones (the next seed); a click on a draw loads its code into the sliders.
+    this.priorSeed = 0;
+    this.priorCount = el("input", {type: "number", min: "1", max: "32", value: "8", class: "prior-n",
+                                   "aria-label": "draws"});
+    const draw = el("button", {class: "draw-prior", text: "draw from p(z)"});
+    draw.addEventListener("click", () => this.drawPrior());
+    this.priorStrip = el("div", {class: "strip prior-strip"});
+    this.root.appendChild(el("h3", {text: `samples from the prior: ${name}`}));
+    this.root.appendChild(el("div", {class: "interp"}, [document.createTextNode("draws "), this.priorCount, draw]));
+    this.root.appendChild(this.priorStrip);
+  }
+
+  async drawPrior() {
+    const seed = this.priorSeed++;
+    try {
+      const data = await api(`${this.base}/prior`, {n: Number(this.priorCount.value), seed: seed,
+                                                    ...this.condition()});
+      this.priorCodes = data.z;
+      this.priorStrip.replaceChildren(...data.outputs.map((output, i) => {
+        const shown = renderOutput(output);
+        shown.classList.add("prior-draw");
+        shown.title = "z = [" + data.z[i].map((v) => v.toFixed(2)).join(", ") + "]: click to explore it";
+        shown.addEventListener("click", () => { this.marker = null; this.decodeCode(data.z[i].slice()); });
+        return shown;
+      }));
+      this.root.dataset.priorSeed = String(seed);
+      this.root.dataset.priorDraws = String(data.outputs.length);
+      this.error.textContent = "";
+    } catch (err) { this.fail(err); }
   }
 
   condition() {
