@@ -30,6 +30,7 @@ from vaekit.report.single import (
     _test_condition,
     _test_x,
     latent_panels_for,
+    show_learned_prior,
     shown_range,
     split_stats,
 )
@@ -165,8 +166,7 @@ def latent_section(infos: list[RunInfo], names: list[str], results: list[dict[st
     learned = []
     for p, r, i, n in zip(panels, results, infos, names, strict=True):
         p["y"] = r["enc"].y
-        if i.model.posterior.has_density and not L.is_standard_prior(i.model) and p.get("prior_centre") is not None:
-            p.update(prior_centre=None, prior_points=L.prior_points_2d(i.model, r["enc"].z))  # its own density
+        if show_learned_prior([p], i.model, r["enc"].z):  # its own density instead of N(0, I)'s circles
             learned.append(f"{n}: {_prior_name(i.model)}")
     png = P.latent_panels(panels, width=max(12.0, 4.2 * len(panels)))
     note = ("Posterior means (AE: codes) of the same test inputs; d = 2 shown directly, larger d by PCA. "

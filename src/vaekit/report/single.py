@@ -200,6 +200,20 @@ def latent_panels_for(enc: L.Encoded, name: str = "", tsne: bool = True) -> list
     return panels
 
 
+def show_learned_prior(panels: list[dict[str, Any]], model: Any, codes: np.ndarray) -> bool:
+    """Swap the N(0, I) circles of ``panels`` (those drawn in the codes' own coordinates) for the density of
+    ``model``'s learned prior, drawn from its samples projected like ``codes`` (n, d); True where it did. A
+    standard-normal prior or a plain AE keeps its panels as they are."""
+    if not model.posterior.has_density or L.is_standard_prior(model):
+        return False
+    shown = [panel for panel in panels if panel.get("prior_centre") is not None]
+    if shown:
+        points = L.prior_points_2d(model, codes)
+        for panel in shown:
+            panel.update(prior_centre=None, prior_points=points)
+    return bool(shown)
+
+
 def latent_section(info: RunInfo, enc: L.Encoded, what: str = "") -> H.Section:
     d = info.model.latent_dim
     kind = "codes (posterior means)" if info.model.posterior.has_density else "deterministic codes"
@@ -209,11 +223,7 @@ def latent_section(info: RunInfo, enc: L.Encoded, what: str = "") -> H.Section:
     label = "coloured by label" if enc.y is not None else "no labels in this data set"
     note = f"{len(enc.z)} test {kind}, {label}; d = {d}, {how}." + (f" {what}" if what else "")
     panels = latent_panels_for(enc)
-    if info.model.posterior.has_density and not L.is_standard_prior(info.model):  # a learned prior's own density
-        prior_pts = L.prior_points_2d(info.model, enc.z)
-        for panel in panels:
-            if panel.get("prior_centre") is not None:
-                panel.update(prior_centre=None, prior_points=prior_pts)
+    if show_learned_prior(panels, info.model, enc.z):
         note += f" Contours: the learned prior {_prior_name(info.model)}, from {L.PRIOR_DRAWS} of its draws."
     png = P.latent_panels(panels)
     return H.Section("latent", "Latent space", H.para(note) + H.image(png, "latent space"))
