@@ -67,8 +67,9 @@ def register_background() -> None:
     """Mark this process as vaekit's own background work (the report ``vaekit train`` leaves to a detached
     process): it yields the CPU to everything else, and a training that starts meanwhile does not count its CPU
     as taken (:func:`busy_elsewhere`). The mark is removed when the process exits."""
-    with contextlib.suppress(OSError):
-        Path("/proc/self/autogroup").write_text("19")  # its own session's group: the lowest share
+    with contextlib.suppress(OSError, AttributeError):
+        if os.getsid(0) == os.getpid():  # a session of its own (the detached report): its scheduling group is
+            Path("/proc/self/autogroup").write_text("19")  # its alone, so the group's share may be the lowest
     with contextlib.suppress(OSError):
         os.nice(19)
     folder = background_dir()
@@ -122,12 +123,11 @@ _AUTO: int | None = None
 STALE_S = 60.0
 
 
-def busy_elsewhere(min_window: float = 0.3) -> float | None:
-    """Cores' worth of CPU that other processes used since vaekit was imported (all CPUs' busy time minus this
-    process's own and that of vaekit's registered background processes), or None when the window is shorter
-    than ``min_window`` seconds or /proc/stat is missing.
-    A process that imported vaekit more than :data:`STALE_S` seconds ago waits ``min_window`` seconds and
-    measures that window instead."""
+def cpu_window(min_window: float = 0.3) -> tuple[float, float, float] | None:
+    """CPU used since vaekit was imported, in cores (CPU seconds per second): (all processes, this process,
+    vaekit's registered background processes), or None when the window is shorter than ``min_window`` seconds
+    or /proc/stat is missing. A process that imported vaekit more than :data:`STALE_S` seconds ago waits
+    ``min_window`` seconds and measures that window instead."""
     t0, j0, own0, bg0 = _START
     if time.monotonic() - t0 > STALE_S:
         t0, j0, own0, bg0 = time.monotonic(), _cpu_jiffies(), _own_cpu(), _background_cpu()
@@ -138,8 +138,17 @@ def busy_elsewhere(min_window: float = 0.3) -> float | None:
         return None
     cores = os.cpu_count() or 1
     busy_cores = (j1[0] - j0[0]) / (j1[1] - j0[1]) * cores  # all processes, in cores
-    mine = (_own_cpu() - own0 + max(0.0, _background_cpu() - bg0)) / wall  # this process and vaekit's background
-    return max(0.0, busy_cores - mine)
+    return busy_cores, (_own_cpu() - own0) / wall, max(0.0, _background_cpu() - bg0) / wall
+
+
+def busy_elsewhere(min_window: float = 0.3) -> float | None:
+    """Cores' worth of CPU that other processes used since vaekit was imported (:func:`cpu_window`: all
+    processes' less this process's own and vaekit's registered background processes'), or None."""
+    window = cpu_window(min_window)
+    if window is None:
+        return None
+    everyone, mine, background = window
+    return max(0.0, everyone - mine - background)
 
 
 def choose_threads(requested: int) -> int:
