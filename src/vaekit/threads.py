@@ -12,8 +12,8 @@ through hundreds of barriers per training step: on 2 cores beside one busy proce
   there); busy machine: 3.3 s instead of 40 s for that epoch.
 * **threads for the CPU that is free**, by default (``train.threads = -1``): the CPU time other processes used
   while vaekit started (imports, data loading; :func:`busy_elsewhere`) says how many cores are taken; training
-  then uses the others (at least one). Beside one busy process on 2 cores: one thread, 1.49x the quiet epoch
-  time, within the 2x a half share of the machine allows, where torch's own count took 2.72x. The count is
+  then uses the others (at least one). Beside one busy process on 2 cores: one thread, 1.38x the best quiet
+  epoch time, within the 2x a half share of the machine allows, where torch's own count took 2.57x. The count is
   decided once per process (every later run in it uses the same) and written into the run's saved config, so a
   resume continues with the count the run started with and reproduces an uninterrupted run bit for bit. Float
   sums split over a different number of threads can round differently (a conv VAE's weights did; the MLP
