@@ -20,7 +20,7 @@ from vaekit.errors import VaekitError
 from vaekit.explore.projections import MAP_DECIMALS, Projection, available_methods, project
 from vaekit.explore.views import OutputView, view_for
 from vaekit.probes import split_stats
-from vaekit.report.latent import subsample_index
+from vaekit.report.latent import is_standard_prior, subsample_index
 from vaekit.runload import load_run
 
 #: Test points drawn on the map (a seeded subsample when the split is larger).
@@ -95,10 +95,9 @@ class ExploredRun:
         level it sits on for the two-level model), or None for a plain AE, which has none to draw from."""
         if not self.model.posterior.has_density:
             return None
-        two_level = getattr(self.model, "level_dim", None) is not None
-        if self.model.config.prior == "standard-normal" and not two_level:
+        if is_standard_prior(self.model):
             return "N(0, I)"
-        if two_level:  # p(z2) p(z1 | z2): the top level's prior, and a learned conditional below it
+        if getattr(self.model, "level_dim", None) is not None:  # p(z2) p(z1 | z2): a learned conditional under z2
             return f"two-level p(z2) p(z1 | z2) with p(z2) {self.model.config.prior}"
         return f"learned {self.model.config.prior}"
 
