@@ -89,3 +89,13 @@ def test_more_processes_than_gpus_is_a_one_line_error_for_cuda(tmp_path):
                       cwd=tmp_path)
     assert proc.returncode != 0
     assert "one per process is needed" in proc.stderr and "--train.nproc 1" in proc.stderr, proc.stderr
+
+
+def test_a_gpu_index_the_machine_lacks_is_a_one_line_error():
+    from vaekit.devices import pick_device
+    from vaekit.errors import VaekitError
+
+    n = torch.cuda.device_count()
+    assert pick_device(f"cuda:{n - 1}") == torch.device("cuda", n - 1)
+    with pytest.raises(VaekitError, match=f"names a GPU this machine lacks: it has {n}"):
+        pick_device(f"cuda:{n}")

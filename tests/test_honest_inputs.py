@@ -240,6 +240,23 @@ def test_config_dataclasses_check_their_types_in_python(make, key, expected):
     assert "\n" not in str(err.value)
 
 
+@pytest.mark.parametrize("bad", ["cuda:x", "cuda:", "gpu", "cuda:0:1"])
+def test_a_device_name_torch_cannot_use_is_refused_by_the_config(bad):
+    with pytest.raises(VaekitError, match="train.device") as err:
+        TrainConfig(device=bad)
+    assert "cuda:N" in str(err.value) and "\n" not in str(err.value)
+    assert TrainConfig(device="cuda:1").device == "cuda:1"  # an index is a valid name; pick_device checks it
+
+
+@pytest.mark.parametrize(("name", "says"), [("mps", "not one vaekit computes on"), ("xla", "not one vaekit")])
+def test_pick_device_refuses_devices_vaekit_does_not_compute_on(name, says):
+    from vaekit.devices import pick_device
+
+    with pytest.raises(VaekitError, match=says):
+        pick_device(name)
+    assert pick_device("cpu") == torch.device("cpu")
+
+
 def test_config_accepts_lists_and_widens_numbers_like_the_toml_parser():
     m = ModelConfig(hidden=[16, 8])
     assert m.hidden == (16, 8) and isinstance(m.hidden, tuple)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import tomllib
 import typing
 from dataclasses import dataclass, field, fields
@@ -221,8 +222,8 @@ class TrainConfig:
         _check(self.n_samples >= 1, "train.n_samples", f"must be >= 1, got {self.n_samples}")
         _check(self.objective in ("elbo", "iwae"), "train.objective", "use 'elbo' or 'iwae'")
         _check(self.patience >= 0, "train.patience", "must be >= 0 (0 disables early stopping)")
-        _check(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "train.device",
-               "use 'auto', 'cpu' or 'cuda'")
+        _check(self.device in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", self.device) is not None,
+               "train.device", "use 'auto', 'cpu', 'cuda' or 'cuda:N' (N a GPU index)")
         _check(self.precision in ("fp32", "bf16"), "train.precision", "use 'fp32' or 'bf16'")
         _check(self.grad_clip >= 0, "train.grad_clip", "must be >= 0 (0 disables clipping)")
         _check(self.keep_last >= 1, "train.keep_last", "must be >= 1")

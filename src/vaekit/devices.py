@@ -27,9 +27,12 @@ def gpu_per_process() -> bool:
 
 def pick_device(name: str) -> torch.device:
     """'auto' -> cuda when every training process of this machine gets a GPU of its own, else cpu. Asking for
-    cuda without one (or with fewer GPUs than processes) is a one-line error."""
+    cuda without one (or with fewer GPUs than processes), for a GPU index the machine lacks, or for a device
+    torch does not know is a one-line error."""
     if name == "auto":
         return torch.device("cuda" if gpu_per_process() else "cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise VaekitError(f"device {name!r} is not one vaekit computes on; use auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise VaekitError("train.device is 'cuda' but no CUDA device is available; use --train.device cpu")
     if name.startswith("cuda") and not gpu_per_process():
@@ -37,7 +40,15 @@ def pick_device(name: str) -> torch.device:
         raise VaekitError(f"train.device is 'cuda' but this machine runs {local_processes()} training processes "
                           f"and has {n} GPU{'s' if n != 1 else ''}, one per process is needed; use "
                           f"--train.nproc {n} or --train.device cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise VaekitError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        n = torch.cuda.device_count()
+        raise VaekitError(f"device {name!r} names a GPU this machine lacks: it has {n} (cuda:0 to cuda:{n - 1}); "
+                          f"use one of those or cuda")
+    return device
 
 
 def to_device(data: DataBundle, device: torch.device) -> DataBundle:
