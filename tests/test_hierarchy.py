@@ -123,3 +123,16 @@ def test_cli_trains_evaluates_and_samples_a_hierarchical_vamp_run(tmp_path: Path
     assert result["latent_dim"] == 4 and result["log_likelihood_nats"] < 0
     run_vaekit("sample", "runs/h", "-n", "6", "--out", "s.npy", cwd=tmp_path, check=True)
     assert np.load(tmp_path / "s.npy").shape == (6, 8, 8)
+
+
+@pytest.mark.parametrize(("prior", "name"), [("standard-normal", "two-level p(z2) p(z1 | z2), p(z2) N(0, I)"),
+                                             ("vamp", "two-level p(z2) p(z1 | z2), p(z2) learned vamp")])
+def test_report_and_explorer_name_the_two_level_prior_alike(prior, name):
+    from vaekit.report.latent import is_standard_prior, prior_name
+
+    config = ModelConfig(levels=2, prior=prior, prior_components=3, latent_dim=2, hidden=(8,), likelihood="bernoulli")
+    model = build_model(config, DataSchema.for_shape((6,)))
+    assert not is_standard_prior(model)  # p(z1 | z2) is learned even under an N(0, I) top
+    assert prior_name(model) == name
+    flat = build_model(ModelConfig(latent_dim=2, hidden=(8,)), DataSchema.for_shape((6,)))
+    assert prior_name(flat) == "N(0, I)"

@@ -120,8 +120,8 @@ def test_compare_names_each_runs_learned_prior(runs):
                                      "name": "mog"})
     fit(cfg, runs_root=runs)
     html = write_comparison([runs / "vae", runs / "mog"], out=runs / "cmp-prior.html", k=5).read_text()
-    assert "Each run draws from its own prior: vae: N(0, I); mog: p(z) (learned: mog)." in html
-    assert "Contours instead of circles for a learned prior" in html and "mog: p(z) (learned: mog)" in html
+    assert "Each run draws from its own prior: vae: N(0, I); mog: learned mog." in html
+    assert "Contours instead of circles for a learned prior" in html and "mog: learned mog" in html
     assert "Samples from N(0, I)" not in html
 
 

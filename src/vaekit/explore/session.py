@@ -20,7 +20,7 @@ from vaekit.errors import VaekitError
 from vaekit.explore.projections import MAP_DECIMALS, Projection, available_methods, project
 from vaekit.explore.views import OutputView, view_for
 from vaekit.probes import split_stats
-from vaekit.report.latent import is_standard_prior, subsample_index
+from vaekit.report.latent import prior_name, subsample_index
 from vaekit.runload import load_run
 
 #: Test points drawn on the map (a seeded subsample when the split is larger).
@@ -91,15 +91,11 @@ class ExploredRun:
                 "prior": self.prior_name()}
 
     def prior_name(self) -> str | None:
-        """How the page names the run's prior p(z): 'N(0, I)', the learned prior's config name (with the
-        level it sits on for the two-level model), or None for a plain AE, which has none to draw from."""
+        """How the page names the run's prior p(z) (:func:`vaekit.report.latent.prior_name`, as the report
+        does), or None for a plain AE, which has none to draw from."""
         if not self.model.posterior.has_density:
             return None
-        if is_standard_prior(self.model):
-            return "N(0, I)"
-        if getattr(self.model, "level_dim", None) is not None:  # p(z2) p(z1 | z2): a learned conditional under z2
-            return f"two-level p(z2) p(z1 | z2) with p(z2) {self.model.config.prior}"
-        return f"learned {self.model.config.prior}"
+        return prior_name(self.model)
 
     def projection(self, method: str) -> Projection:
         """The map of this run's codes by ``method`` (computed once, then cached)."""

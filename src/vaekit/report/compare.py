@@ -26,7 +26,6 @@ from vaekit.report import plots as P
 from vaekit.report.runinfo import RunInfo, load_run_info
 from vaekit.report.single import (
     _np,
-    _prior_name,
     _test_condition,
     _test_x,
     latent_panels_for,
@@ -167,7 +166,7 @@ def latent_section(infos: list[RunInfo], names: list[str], results: list[dict[st
     for p, r, i, n in zip(panels, results, infos, names, strict=True):
         p["y"] = r["enc"].y
         if show_learned_prior([p], i.model, r["enc"].z):  # its own density instead of N(0, I)'s circles
-            learned.append(f"{n}: {_prior_name(i.model)}")
+            learned.append(f"{n}: {L.prior_name(i.model)}")
     png = P.latent_panels(panels, width=max(12.0, 4.2 * len(panels)))
     note = ("Posterior means (AE: codes) of the same test inputs; d = 2 shown directly, larger d by PCA. "
             "Circles: the prior N(0, I) at 1, 2, 3 sd. An AE's codes need not sit under the prior, so sampling "
@@ -208,7 +207,7 @@ def _priors_said(infos: list[RunInfo]) -> str:
 
 def _priors_note(infos: list[RunInfo], names: list[str]) -> str:
     """Which prior each run's samples come from, and whether the runs share their draws."""
-    priors = [_prior_name(i.model) for i in infos]
+    priors = [L.prior_name(i.model) for i in infos]
     if all(L.is_standard_prior(i.model) for i in infos):
         return "Every run draws z ~ N(0, I) (the same draws where the latent sizes agree)."
     each = "; ".join(f"{n}: {p}" for n, p in zip(names, priors, strict=True))

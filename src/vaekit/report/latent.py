@@ -75,6 +75,18 @@ def is_standard_prior(model: Any) -> bool:
     return model.config.prior == "standard-normal" and getattr(model, "level_dim", None) is None
 
 
+def prior_name(model: Any) -> str:
+    """How every page (report and explorer) names the model's prior p(z): 'N(0, I)', 'learned mog' (the
+    config's name of a learned prior), or 'two-level p(z2) p(z1 | z2), p(z2) ...' for the hierarchy."""
+    if is_standard_prior(model):
+        return "N(0, I)"
+    prior = model.config.prior
+    if getattr(model, "level_dim", None) is not None:
+        top = "N(0, I)" if prior == "standard-normal" else f"learned {prior}"
+        return f"two-level p(z2) p(z1 | z2), p(z2) {top}"
+    return f"learned {prior}"
+
+
 def prior_points_2d(model: Any, z: np.ndarray, seed: int = 0, n: int = PRIOR_DRAWS) -> np.ndarray:
     """``n`` draws z ~ p(z) of the model's own (learned) prior in the coordinates of the latent panel of the
     codes ``z`` (n_codes, d): the codes themselves for d = 2, the first two for fewer than 3 codes, else the

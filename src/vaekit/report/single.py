@@ -107,14 +107,6 @@ def reconstructions_section(info: RunInfo, seed: int) -> H.Section:
     return H.Section("reconstructions", "Reconstructions", H.para(note) + H.image(png, "reconstruction scatter"))
 
 
-def _prior_name(model: Any) -> str:
-    """How the report names the model's prior: N(0, I), or the learned prior p(z) by its config name."""
-    if L.is_standard_prior(model):
-        return "N(0, I)"
-    what = model.config.prior + (" on z2 of the two-level model" if getattr(model, "level_dim", None) else "")
-    return f"p(z) (learned: {what})"
-
-
 def samples_section(info: RunInfo, seed: int) -> H.Section:
     model, shape = info.model, info.model.event_shape
     g = torch.Generator().manual_seed(seed)
@@ -123,14 +115,14 @@ def samples_section(info: RunInfo, seed: int) -> H.Section:
         y, c = example_condition(model, info.data, n_side * n_side)
         x = _np(model.sample(n_side * n_side, generator=g, y=y, c=c))
         imgs = x.reshape(n_side, n_side, *shape)
-        png = P.image_table(imgs, [""] * n_side, f"decoder means p(x|z) for z ~ {_prior_name(model)}",
+        png = P.image_table(imgs, [""] * n_side, f"decoder means p(x|z) for z ~ {L.prior_name(model)}",
                             shown_range(info))
         return H.Section("samples", "Samples from the prior", H.image(png, "samples from the prior"))
     x_data = _np(_test_x(info, 2000, seed)).reshape(-1, model.data_dim)
     y, c = example_condition(model, info.data, 2000)
     x_s = _np(model.sample(2000, mean=False, generator=g, y=y, c=c)).reshape(-1, model.data_dim)
     png = P.sample_histograms(x_data, x_s, _features(model.data_dim))
-    note = (f"Histograms of draws x ~ p(x|z), z ~ {_prior_name(model)} (decoder noise included) against the test "
+    note = (f"Histograms of draws x ~ p(x|z), z ~ {L.prior_name(model)} (decoder noise included) against the test "
             "data, per feature (first features shown).")
     return H.Section("samples", "Samples from the prior", H.para(note) + H.image(png, "sample histograms"))
 
@@ -224,7 +216,7 @@ def latent_section(info: RunInfo, enc: L.Encoded, what: str = "") -> H.Section:
     note = f"{len(enc.z)} test {kind}, {label}; d = {d}, {how}." + (f" {what}" if what else "")
     panels = latent_panels_for(enc)
     if show_learned_prior(panels, info.model, enc.z):
-        note += f" Contours: the learned prior {_prior_name(info.model)}, from {L.PRIOR_DRAWS} of its draws."
+        note += f" Contours: the prior {L.prior_name(info.model)}, from {L.PRIOR_DRAWS} of its draws."
     png = P.latent_panels(panels)
     return H.Section("latent", "Latent space", H.para(note) + H.image(png, "latent space"))
 
