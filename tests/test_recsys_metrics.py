@@ -20,6 +20,7 @@ from vaekit.recsys.baselines import EASE, Popularity, select_ease
 from vaekit.recsys.metrics import (
     DEFAULT_KS,
     exclude_seen,
+    mean_se_text,
     ndcg_at_k,
     rank_metrics,
     recall_at_k,
@@ -186,6 +187,22 @@ def test_summarise_mean_and_standard_error():
     assert got["ndcg@100"]["se"] == pytest.approx(float(scipy.stats.sem(values)), rel=1e-12)
     assert got["ndcg@100"]["n"] == 37
     assert got["recall@20"]["n"] == 1 and math.isnan(got["recall@20"]["se"])
+    assert mean_se_text(got["recall@20"]) == f"{values[0]:.4f} ± n/a"
+    assert mean_se_text(got["ndcg@100"]) == f"{np.mean(values):.4f} ± {scipy.stats.sem(values):.4f}"
+
+
+def test_one_user_table_stays_strict_json_and_prints_without_nan():
+    import json
+
+    from vaekit.recsys.harness import format_table, json_table
+
+    rows = summarise({"ndcg@100": np.array([0.25])})
+    table = {"ks": {"ndcg@100": 100}, "rows": {"EASE": rows}, "per_user": {}, "n_users": 1, "split": "test"}
+    stored = json.loads(json.dumps(json_table(table), allow_nan=False))  # raises on a NaN token
+    assert stored["rows"]["EASE"]["ndcg@100"] == {"mean": 0.25, "se": None, "n": 1}
+    assert "per_user" not in stored
+    lines = format_table(stored)
+    assert "0.2500 ± n/a" in lines[1] and "nan" not in " ".join(lines).lower()
 
 
 @pytest.mark.parametrize("problem, match", [

@@ -9,6 +9,7 @@ users with its standard error.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ import numpy as np
 
 from vaekit.errors import VaekitError
 from vaekit.recsys.baselines import Popularity, select_ease
-from vaekit.recsys.metrics import DEFAULT_KS, rank_metrics, summarise
+from vaekit.recsys.metrics import DEFAULT_KS, mean_se_text, rank_metrics, summarise
 from vaekit.recsys.split import RecData
 
 #: L2 weights tried for EASE on the validation users (Steck 2019 reports 200-1000 for ML-20M-sized data).
@@ -65,8 +66,7 @@ def format_table(table: dict[str, Any]) -> list[str]:
     head = "".join(f"{k:>21}" for k in table["ks"])  # cells: 12 + " ± " + 6 characters
     lines = [f"{'':<{width}}{head}"]
     for name in names:
-        cells = "".join(f"{table['rows'][name][k]['mean']:>12.4f} ± {table['rows'][name][k]['se']:.4f}"
-                        for k in table["ks"])
+        cells = "".join(f"{mean_se_text(table['rows'][name][k]):>21}" for k in table["ks"])
         lines.append(f"{name:<{width}}{cells}")
     lines.append(f"({table['n_users']} {table['split']} users; fold-in items are not ranked; ± = standard error "
                  "over users)")
@@ -74,8 +74,12 @@ def format_table(table: dict[str, Any]) -> list[str]:
 
 
 def json_table(table: dict[str, Any]) -> dict[str, Any]:
-    """The table without per-user arrays (what eval.json stores)."""
-    return {k: v for k, v in table.items() if k != "per_user"}
+    """The table without per-user arrays (what eval.json stores); an undefined standard error (one user) is
+    None, so the file stays strict JSON (no NaN token)."""
+    out = {k: v for k, v in table.items() if k not in ("per_user", "rows")}
+    out["rows"] = {name: {k: {**stat, "se": None if math.isnan(stat["se"]) else stat["se"]}
+                          for k, stat in row.items()} for name, row in table["rows"].items()}
+    return out
 
 
 def model_label(model: Any) -> str:

@@ -265,3 +265,11 @@ def summarise(per_user: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]
         se = float(arr.std(ddof=1) / math.sqrt(n)) if n > 1 else math.nan
         out[name] = {"mean": float(arr.mean()), "se": se, "n": n}
     return out
+
+
+def mean_se_text(stat: Mapping[str, float | None]) -> str:
+    """One :func:`summarise` cell as text: '0.4123 ± 0.0051', or '0.4123 ± n/a' when the standard error is
+    undefined (a single user: NaN here, null in eval.json)."""
+    se = stat["se"]
+    spread = "n/a" if se is None or math.isnan(se) else f"{se:.4f}"
+    return f"{stat['mean']:.4f} ± {spread}"

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.recsys.harness import heldout_of, model_label, ranking_table
+from vaekit.recsys.metrics import mean_se_text
 from vaekit.recsys.recommend import RunRecommender
 from vaekit.report import html as H
 from vaekit.report import plots as P
@@ -35,7 +36,7 @@ def ranking_section(info: RunInfo) -> H.Section:
 
     table = ranking_table({model_label(model): lambda rows: recommendation_scores(model, rows)}, rec.data, split)
     ks = list(table["ks"])
-    rows = [[name, *(f"{v[k]['mean']:.4f} ± {v[k]['se']:.4f}" for k in ks)] for name, v in table["rows"].items()]
+    rows = [[name, *(mean_se_text(v[k]) for k in ks)] for name, v in table["rows"].items()]
     grid = ", ".join(f"{l2:g}: {v:.4f}" for l2, v in table.get("ease_validation", {}).items())
     note = (f"{table['n_users']} {split} users never seen in training; each user's fold-in items are the input and "
             "their held-out (to-predict) items the target; fold-in items are never ranked. Mean over users ± "
