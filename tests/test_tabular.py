@@ -230,3 +230,35 @@ def test_table_options_that_do_not_apply_are_refused(tmp_path):
                                                   "data.column_types": "n=real"}).data)
     assert bundle.info["likelihood"] == "mixed" and bundle.train.mask is not None  # column types imply a table
     assert len(bundle.train) + len(bundle.val) + len(bundle.test) == 20
+
+
+def test_mixed_table_split_files_are_used_whole_named_and_fingerprinted(tmp_path):
+    """data.val_path / data.test_path with a mixed-type table: each file's rows form its split, the split's
+    description names each file (not the training file three times), and a changed test file is refused at
+    evaluation like an array run's."""
+    from vaekit.data import load_data
+    from vaekit.evaluate import evaluate_run
+
+    paths = {}
+    for role, n, seed in (("train", 120, 0), ("val", 30, 1), ("test", 40, 2)):
+        paths[role] = tmp_path / f"{role}.csv"
+        mixed_table(n, seed=seed).to_csv(paths[role], index=False)
+    cfg = apply_overrides(Config(), {
+        "data.path": str(paths["train"]), "data.val_path": str(paths["val"]), "data.test_path": str(paths["test"]),
+        "model.likelihood": "mixed", "model.latent_dim": "2", "model.hidden": "16", "train.epochs": "1",
+        "train.batch_size": "40", "train.device": "cpu", "name": "tab"})
+    bundle = load_data(cfg.data, "mixed")
+    assert (len(bundle.train), len(bundle.val), len(bundle.test)) == (120, 30, 40)
+    detail = bundle.info["split_detail"]
+    assert f"test = every row of {paths['test'].resolve()}" in detail
+    assert f"val = every row of {paths['val'].resolve()}" in detail
+    assert f"train = every row of {paths['train'].resolve()}" in detail
+    files = bundle.info["split_files"]
+    assert {r: files[r]["n_rows"] for r in files} == {"train": 120, "val": 30, "test": 40}
+    assert len({files[r]["fingerprint"]["sha256"] for r in files}) == 3
+
+    run_dir, _ = fit(cfg, runs_root=tmp_path / "runs")
+    assert math.isfinite(evaluate_run(run_dir, k=5, write=False)["log_likelihood_nats"])
+    mixed_table(41, seed=3).to_csv(paths["test"], index=False)  # the test file changed since training
+    with pytest.raises(VaekitError, match=f"the content of {paths['test'].resolve()} differs"):
+        evaluate_run(run_dir, k=5, write=False)

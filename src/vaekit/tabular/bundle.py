@@ -102,10 +102,11 @@ def load_table_data(cfg: Any, prep: Mapping[str, Any] | None = None) -> DataBund
     if path.is_dir() or path.suffix.lower() not in (".csv", ".tsv", ".tab", ".txt"):
         raise VaekitError(f"{path}: a mixed-type table is a .csv or .tsv file with a header; convert it, or use "
                           "another model.likelihood for arrays and images")
-    parts = {"train": read_table(path)}
+    paths = {"train": path}
     for role, key in (("val", "val_path"), ("test", "test_path")):
         if getattr(cfg, key):
-            parts[role] = read_table(Path(getattr(cfg, key)).expanduser().resolve())
+            paths[role] = Path(getattr(cfg, key)).expanduser().resolve()
+    parts = {role: read_table(p) for role, p in paths.items()}
     if prep is None:
         schema = infer_schema(parts["train"], cfg.column_types, unknown=cfg.unknown_categories)
         notes = [f"{path.name}: {line}" for line in schema.describe()]
@@ -123,9 +124,13 @@ def load_table_data(cfg: Any, prep: Mapping[str, Any] | None = None) -> DataBund
         at += size
     if fixed:
         fixed["pool"] = np.arange(n)
+    # each split file as the array loader records it (vaekit.data.splitfiles): its own path, fingerprint and rows,
+    # so the split's description names the right file and an evaluation notices a changed one
+    files = {role: {"path": str(p), "fingerprint": fingerprint(p), "n_rows": size}
+             for (role, p), size in zip(paths.items(), sizes, strict=True)}
     raw = RawData(np.empty((at, 0), dtype=np.float32), None, fixed=fixed or None,
-                  info={"split_files": {r: {"path": str(path)} for r in parts}} if fixed else {})
+                  info={"split_files": files} if fixed else {})
     rows, how = split_rows(raw, cfg)
-    info = {"name": path.name, "path": str(path), "fingerprint": fingerprint(path), "split": cfg.split,
-            "split_detail": how, "seed": cfg.seed, "notes": notes, "warnings": []}
+    info = {"name": path.name, "path": str(path), "fingerprint": files["train"]["fingerprint"], "split": cfg.split,
+            "split_detail": how, "seed": cfg.seed, "notes": notes, "warnings": [], "split_files": files}
     return bundle_of(encode_table(schema, joined), schema, rows, info)
