@@ -174,6 +174,38 @@ def test_vaekits_own_background_report_is_not_counted_as_load() -> None:
     assert not mark.exists()
 
 
+def test_a_background_report_that_ends_within_the_window_still_counts() -> None:
+    """A registered report that exits between two readings leaves its final CPU seconds in its mark: the CPU it
+    used after the first reading (0.5 s here) is still counted as background, not as another user's load; an
+    old final mark is removed by the next reader."""
+    from vaekit import threads
+
+    code = ("import sys, time; from vaekit.threads import register_background; register_background()\n"
+            "print('ready', flush=True); sys.stdin.readline()\n"
+            "end = time.process_time() + 0.5\nwhile time.process_time() < end: pass\n")
+    with subprocess.Popen([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": SRC}, text=True,
+                          stdin=subprocess.PIPE, stdout=subprocess.PIPE) as report:
+        pid = str(report.pid)
+        mark = threads.background_dir() / pid
+        try:
+            assert report.stdout is not None and report.stdout.readline().strip() == "ready"
+            before = threads._background_cpu()
+            assert pid in before and mark.read_text() == ""  # alive: read from /proc
+            assert report.stdin is not None
+            report.stdin.write("go\n")
+            report.stdin.close()
+            assert report.wait(timeout=60) == 0
+            after = threads._background_cpu()
+            assert float(mark.read_text()) == after[pid]  # exited: its final figure
+            assert threads._background_delta(before, after) >= 0.45
+            old = time.time() - threads.FINAL_MARK_TTL_S - 1
+            os.utime(mark, (old, old))
+            assert pid not in threads._background_cpu() and not mark.exists()
+        finally:
+            report.kill()
+            mark.unlink(missing_ok=True)
+
+
 def test_registered_background_work_takes_the_lowest_priority() -> None:
     """The registered process itself is niced; the scheduling group of a session it shares with others (here,
     the test run's) is left alone: only a session leader (the detached report) lowers its group's share."""

@@ -66,7 +66,8 @@ def background_dir() -> Path:
 def register_background() -> None:
     """Mark this process as vaekit's own background work (the report ``vaekit train`` leaves to a detached
     process): it yields the CPU to everything else, and a training that starts meanwhile does not count its CPU
-    as taken (:func:`busy_elsewhere`). The mark is removed when the process exits."""
+    as taken (:func:`busy_elsewhere`). At exit the mark keeps the process's final CPU seconds, so a report that
+    ends while a training measures its start-up window is still counted as background."""
     with contextlib.suppress(OSError, AttributeError):
         if os.getsid(0) == os.getpid():  # a session of its own (the detached report): its scheduling group is
             Path("/proc/self/autogroup").write_text("19")  # its alone, so the group's share may be the lowest
@@ -76,31 +77,62 @@ def register_background() -> None:
     mark = folder / str(os.getpid())
     try:
         folder.mkdir(mode=0o700, exist_ok=True)
-        mark.touch()
+        mark.write_text("")  # empty: alive (a pid reused from an exited mark starts afresh)
     except OSError:
         return
-    atexit.register(lambda: mark.unlink(missing_ok=True))
+    atexit.register(_write_final, mark)
 
 
-def _background_cpu() -> float:
-    """CPU seconds used so far by the live registered background processes (0 when there are none)."""
+def _write_final(mark: Path) -> None:
+    """Replace this process's (empty) background ``mark`` by its CPU seconds so far, atomically."""
+    t = os.times()
+    tmp = mark.with_name(mark.name + ".tmp")
+    with contextlib.suppress(OSError):
+        tmp.write_text(repr(t.user + t.system))
+        os.replace(tmp, mark)
+
+
+#: A final mark (an exited background process's CPU seconds) older than this is removed by the next reader:
+#: no start-up window is that long (:data:`STALE_S`).
+FINAL_MARK_TTL_S = 600.0
+
+
+def _background_cpu() -> dict[str, float]:
+    """CPU seconds used so far by each registered background process, by pid: a live one's from /proc, an exited
+    one's from the final figure its mark holds (a window's share is the difference of two readings,
+    :func:`cpu_window`). Marks of processes killed before they wrote one, and old final marks, are removed."""
     folder = background_dir()
     try:
-        names = os.listdir(folder)
+        names = [n for n in os.listdir(folder) if n.isdigit()]
     except OSError:
-        return 0.0
-    ticks = 0
+        return {}
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
     for name in names:
+        mark = folder / name
         try:
+            final = mark.read_text().strip()
+            if final:  # the process has exited: its last CPU figure, until the mark is old
+                if time.time() - mark.stat().st_mtime > FINAL_MARK_TTL_S:
+                    mark.unlink(missing_ok=True)
+                else:
+                    out[name] = float(final)
+                continue
             if b"vaekit" not in Path(f"/proc/{name}/cmdline").read_bytes():  # a reused pid: not ours
                 raise FileNotFoundError(name)
             fields = Path(f"/proc/{name}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+            out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
         except FileNotFoundError:
-            (folder / name).unlink(missing_ok=True)  # its process is gone (killed before its atexit ran)
+            mark.unlink(missing_ok=True)  # its process is gone (killed before its atexit ran)
         except (OSError, ValueError, IndexError):
             continue
-    return ticks / os.sysconf("SC_CLK_TCK") if ticks else 0.0
+    return out
+
+
+def _background_delta(before: dict[str, float], after: dict[str, float]) -> float:
+    """CPU seconds the registered background processes used between two :func:`_background_cpu` readings (a
+    process registered in between counts whole; one whose mark was removed in between counts nothing)."""
+    return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
 _START = (time.monotonic(), _cpu_jiffies(), _own_cpu(), _background_cpu())
@@ -138,7 +170,7 @@ def cpu_window(min_window: float = 0.3) -> tuple[float, float, float] | None:
         return None
     cores = os.cpu_count() or 1
     busy_cores = (j1[0] - j0[0]) / (j1[1] - j0[1]) * cores  # all processes, in cores
-    return busy_cores, (_own_cpu() - own0) / wall, max(0.0, _background_cpu() - bg0) / wall
+    return busy_cores, (_own_cpu() - own0) / wall, _background_delta(bg0, _background_cpu()) / wall
 
 
 def busy_elsewhere(min_window: float = 0.3) -> float | None:
