@@ -258,7 +258,9 @@ def test_mixed_table_split_files_are_used_whole_named_and_fingerprinted(tmp_path
     assert len({files[r]["fingerprint"]["sha256"] for r in files}) == 3
 
     run_dir, _ = fit(cfg, runs_root=tmp_path / "runs")
-    assert math.isfinite(evaluate_run(run_dir, k=5, write=False)["log_likelihood_nats"])
+    result = evaluate_run(run_dir, k=5, write=False)
+    assert math.isfinite(result["log_likelihood_nats"])
+    assert result["data"] == str(paths["test"].resolve()) and result["n_examples"] == 40  # the scored file
     mixed_table(41, seed=3).to_csv(paths["test"], index=False)  # the test file changed since training
     with pytest.raises(VaekitError, match=f"the content of {paths['test'].resolve()} differs"):
         evaluate_run(run_dir, k=5, write=False)
