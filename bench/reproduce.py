@@ -21,9 +21,12 @@ Settings (``--settings``, comma-separated):
 * ``hvae-vamp``: the two-level HVAE (z1, z2 of 40 each) with the VampPrior (K = 500) on z2.
 
 VampPrior paper (Tomczak & Welling, AISTATS 2018, MNIST with dynamic binarisation, test log-likelihood with
-5,000 importance samples): TODO(lead): copy the figures for "VAE (L = 1) standard", "VAE + VampPrior" and
-"HVAE (L = 2) + VampPrior" from the paper's own table (arXiv 1705.07120, table of MNIST results); this session
-could not read the table from the stored copies, and the recalled values (88.56, 85.57, 83.19) are NOT verified.
+5,000 importance samples): "VAE + VampPrior" (K = 500) is **85.57** nats, as pythae's published reproduction
+quotes the paper's table 1 (huggingface.co/clementchadebec/reproduced_vamp: reference value 85.57, pythae's own
+85.79; the card names the data "Binary MNIST"). TODO(lead): "VAE (L = 1) standard" and "HVAE (L = 2) +
+VampPrior" still have to be copied from the paper's own table (arXiv 1705.07120); no stored copy showed it, and
+the recalled values (88.56, 83.19) are NOT verified, so the table prints None for them.
+
 The paper's networks use gated dense layers (GatedDense, 300 units); vaekit's MLP uses plain layers
 (``--activation``, default relu), a difference the results table must state. With tanh the two-level model
 collapsed at the start (KL 0.4 nats at epoch 2, validation ELBO -119.8 after 29 epochs, 2026-11-25); with relu
@@ -72,7 +75,7 @@ from vaekit.train import Callback, Trainer, fit, resume
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 #: The papers' test NLL (nats); None where the figure still has to be copied from the paper (TODO above).
 PAPER_NLL: dict[str, float | None] = {"iwae-vae": 86.76, "iwae-k50": 84.78, "vamp-standard": None,
-                                      "vamp-k500": None, "hvae-vamp": None}
+                                      "vamp-k500": 85.57, "hvae-vamp": None}
 
 
 def setting(name: str, args: argparse.Namespace, steps_per_epoch: int) -> tuple[ModelConfig, TrainConfig]:
