@@ -92,9 +92,13 @@ def _write_final(mark: Path) -> None:
         os.replace(tmp, mark)
 
 
-#: A final mark (an exited background process's CPU seconds) older than this is removed by the next reader:
-#: no start-up window is that long (:data:`STALE_S`).
-FINAL_MARK_TTL_S = 600.0
+#: A start-up window older than this (seconds) no longer says what the machine does now (a notebook, a test
+#: session): :func:`busy_elsewhere` then samples the load afresh for ``min_window`` seconds.
+STALE_S = 60.0
+#: A final mark (an exited background process's CPU seconds) older than this is removed by the next reader: a
+#: window reaching further back is never measured (it is stale after :data:`STALE_S`), so the mark can no longer
+#: be part of one.
+FINAL_MARK_TTL_S = 2 * STALE_S
 
 
 def _background_cpu() -> dict[str, float]:
@@ -150,9 +154,6 @@ def bound_spinning() -> bool:
 
 #: The free-core count of ``train.threads = -1``, decided by the first run of this process (:func:`choose_threads`).
 _AUTO: int | None = None
-#: A start-up window older than this (seconds) no longer says what the machine does now (a notebook, a test
-#: session): :func:`busy_elsewhere` then samples the load afresh for ``min_window`` seconds.
-STALE_S = 60.0
 
 
 def cpu_window(min_window: float = 0.3) -> tuple[float, float, float] | None:
