@@ -143,11 +143,12 @@ class Split:
         rows = torch.arange(len(self)) if idx is None else idx
         return dataclasses.replace(self, dynamic=False, dequantize="none").batch(rows)
 
-    def batch_of(self, idx: Tensor, generator: torch.Generator | None = None) -> Batch:
+    def batch_of(self, idx: Tensor, generator: torch.Generator | None = None, labels: bool = True) -> Batch:
         """Rows ``idx`` as a :class:`~vaekit.batch.Batch`: x as :meth:`batch` serves it, with the rows' labels
-        ``y`` and covariates ``c`` (when the split has them) on x's device."""
+        ``y`` (when the split has them and ``labels``) and covariates ``c`` (when the split has them) on x's
+        device."""
         x = self.batch(idx, generator)
-        y = None if self.y is None else self.y.index_select(0, idx.to(self.y.device)).to(x.device)
+        y = None if self.y is None or not labels else self.y.index_select(0, idx.to(self.y.device)).to(x.device)
         c = None if self.c is None else self.c.index_select(0, idx.to(self.c.device)).to(x.device)
         mask = None if self.mask is None else self.mask.index_select(0, idx.to(self.mask.device)).to(x.device)
         return Batch(x, y=y, c=c, mask=mask)

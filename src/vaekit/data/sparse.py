@@ -81,8 +81,8 @@ class SparseSplit:
         """As :meth:`batch` (no binarisation or noise to leave out); all rows when ``idx`` is None."""
         return self.batch(torch.arange(len(self)) if idx is None else idx)
 
-    def batch_of(self, idx: Tensor, generator: torch.Generator | None = None) -> Batch:
-        """Rows ``idx`` as a :class:`~vaekit.batch.Batch` of x alone."""
+    def batch_of(self, idx: Tensor, generator: torch.Generator | None = None, labels: bool = True) -> Batch:
+        """Rows ``idx`` as a :class:`~vaekit.batch.Batch` of x alone (interaction data have no labels)."""
         return Batch(self.batch(idx, generator))
 
     def all_of(self, generator: torch.Generator | None = None) -> Batch:

@@ -128,7 +128,8 @@ class Group(ABC):
 
     @abstractmethod
     def agree_bad(self, bad: Tensor) -> Tensor:
-        """A step's non-finite flag (0-d bool, on the device), true on every rank if true on one."""
+        """A step's non-finite flag (0-d float32 on the device, 1.0 for non-finite), 1.0 on every rank if 1.0
+        on one (the flag may be reduced in place)."""
 
     @abstractmethod
     def reduce_sums(self, sums: Tensor) -> Tensor:
@@ -230,9 +231,8 @@ class ProcessGroup(Group):
         self._steps += 1
         if self._steps == self._kill_at:  # the test hook of a rank dying mid-run
             os.kill(os.getpid(), signal.SIGKILL)
-        flag = bad.float()
-        tdist.all_reduce(flag, op=tdist.ReduceOp.MAX)
-        return flag > 0
+        tdist.all_reduce(bad, op=tdist.ReduceOp.MAX)
+        return bad
 
     def reduce_sums(self, sums: Tensor) -> Tensor:
         head = sums[:3].clone()

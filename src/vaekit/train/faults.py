@@ -19,25 +19,44 @@ SKIPPED_FRACTION_LIMIT = 0.9
 FIX_DIVERGENCE = "lower --train.lr or set --train.grad_clip, and check the data for NaN/inf"
 
 
-#: What a skipped step adds to an epoch's sums (loss, reconstruction, KL, skipped steps).
-_SKIPPED = torch.tensor([0.0, 0.0, 0.0, 1.0], dtype=torch.float64)
-
-
-def count_step(position: EpochPosition, bad: Tensor, batch_size: int, terms: Tensor) -> None:
-    """Add one step to ``position`` on the device: its ``terms`` (float64 (4,): summed loss,
-    reconstruction and KL, nats, then 0) when the step was good, else one skipped step and a longer
-    streak. ``bad``: 0-d bool. A few small ops, no host read (this runs every step)."""
-    skipped = _SKIPPED if _SKIPPED.device == terms.device else _SKIPPED.to(terms.device)
-    position.sums += torch.where(bad, skipped, terms)
-    position.run.add_(1).mul_(bad)  # the streak: one longer, or back to 0
-    torch.maximum(position.worst_run, position.run, out=position.worst_run)
+def count_step(position: EpochPosition, loss: Tensor, recon: Tensor, kl: Tensor, skipped: Tensor,
+               rows: int, batch_size: int) -> None:
+    """Queue one step on ``position``: its mean ``loss`` (0-d) over this process's ``rows`` examples, their
+    summed ``recon`` and ``kl`` (0-d, nats) and its ``skipped`` flag (0-d float, 1.0 for a skipped step),
+    all left on the device: no op, no host read (this runs every step). ``batch_size``: the rows of the
+    whole (global) batch, counted in ``seen``. :func:`settle` folds the step in."""
+    position.pending.append((loss, recon, kl, skipped, rows))
     position.seen += batch_size
+
+
+def settle(position: EpochPosition) -> None:
+    """Fold the queued steps into ``position`` with one host read: a good step adds its loss (times this
+    process's rows), reconstruction and KL to the sums and ends the streak; a skipped step adds nothing but
+    one skipped step and makes the streak one longer. The sums are float64, added in step order."""
+    if not position.pending:
+        return
+    with torch.no_grad():
+        flat = torch.stack([t.detach().float() for *terms, _ in position.pending for t in terms]).view(-1, 4)
+        records = flat.tolist()
+    sums, run, worst = position.sums, position.run, position.worst_run
+    for (loss, recon, kl, skipped), (*_, m) in zip(records, position.pending, strict=True):
+        if skipped:
+            sums[3] += 1.0
+            run += 1
+            worst = max(worst, run)
+        else:
+            sums[0] += loss * m
+            sums[1] += recon
+            sums[2] += kl
+            run = 0
+    position.run, position.worst_run, position.pending = run, worst, []
 
 
 def diverged(position: EpochPosition, max_bad_steps: int) -> bool:
     """Whether the epoch saw a streak of ``max_bad_steps`` skipped steps: the one rollback guard (it
-    reads the device once)."""
-    return int(position.worst_run.item()) >= max_bad_steps
+    settles the position: one read of the device)."""
+    settle(position)
+    return position.worst_run >= max_bad_steps
 
 
 def check_rollback(state: TrainState, reason: str, checkpoint: str | None) -> None:

@@ -11,6 +11,7 @@ share of each batch and for the agreements between processes, which one process 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -84,8 +85,12 @@ class Trainer:
         self.model.input_spec = spec_from_meta({"data": data.info}, config.model.likelihood)  # as when loaded
         self.params = list(self.model.parameters())  # fixed for the run (a restore loads into these tensors)
         self.optimizer = FusedAdam(self.params, lr=tc.lr, weight_decay=tc.weight_decay)
-        self._grads_bad = torch.zeros((), device=self.device)  # the non-finite check's flag, reused every step
-        self._unit = torch.ones((), device=self.device)
+        self._unit = torch.ones((), device=self.device)  # the non-finite check's scale: gradients kept as they are
+        # bf16 steps run under autocast; float32 steps enter no context at all (it costs a step a few ops)
+        self._autocast = functools.partial(torch.autocast, self.device.type, dtype=torch.bfloat16) \
+            if tc.precision == "bf16" else contextlib.nullcontext
+        # labels reach a step only for a model that reads them (a label-conditional VAE)
+        self._labels = self.model.schema.condition == "label"
         self.steps_per_epoch = math.ceil(len(data.train) / tc.batch_size)
         self.total_steps = self.steps_per_epoch * tc.epochs
         self.run_dir = None if run_dir is None else Path(run_dir)
@@ -197,7 +202,7 @@ class Trainer:
         tc, split = self.config.train, self.data.train
         pos, self.position = self.position, None  # a restored mid-epoch position, or the epoch's start
         if pos is None:
-            pos = EpochPosition.start(self.state.bad_streak, self.device)
+            pos = EpochPosition.start(self.state.bad_streak)
         self.epoch_shuffle_state = self.shuffle_rng.get_state()  # a restored position: rewound to its start
         perm = torch.randperm(len(split), generator=self.shuffle_rng).to(self.data_device)
         t0, seen0 = time.perf_counter(), pos.seen  # this process's clock covers the samples after seen0 only
@@ -205,54 +210,55 @@ class Trainer:
         for b in range(pos.batch, self.steps_per_epoch):
             idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
             rows, share = self.group.shard(idx)  # one process: all of them, share 1
-            batch = split.batch_of(rows, self.binarize_rng).to(self.device, non_blocking=True)
-            out, bad = self.step(batch, share)
-            m = len(batch)
-            terms = torch.stack([out.loss.detach() * m, out.recon.detach().sum(), out.kl.detach().sum(),
-                                 self._grads_bad.new_zeros(())]).double()
-            faults.count_step(pos, bad, len(idx), terms)
+            batch = split.batch_of(rows, self.binarize_rng, labels=self._labels).to(self.device, non_blocking=True)
+            out, skipped = self.step(batch, share)
+            with torch.no_grad():
+                faults.count_step(pos, out.loss.detach(), out.recon.sum(), out.kl.sum(), skipped, len(batch), len(idx))
             pos.batch = b + 1
             log_due = pos.batch % LOG_EVERY == 0 or pos.batch == self.steps_per_epoch
             save_due = bool(tc.checkpoint_every) and pos.batch % tc.checkpoint_every == 0 \
                 and pos.batch < self.steps_per_epoch
             if (log_due or save_due) and faults.diverged(pos, tc.max_bad_steps):
-                self.rollback(skipped=int(pos.sums[3].item()))
+                self.rollback(skipped=int(pos.sums[3]))
                 return None
             if log_due:
                 stats = self._stats(pos, pos.seen - seen0, time.perf_counter() - t0)
                 for cb in self.callbacks:
                     cb.on_log(self, stats)
-            if save_due and int(pos.run.item()) == 0:  # never checkpoint inside a run of non-finite steps
+            if save_due and pos.run == 0:  # never checkpoint inside a run of non-finite steps
                 self.save_checkpoint(best=False, position=pos, seconds=pos.seconds + time.perf_counter() - t0)
         stats = self._stats(pos, pos.seen - seen0, time.perf_counter() - t0)
         self.state.skipped_steps += int(stats.pop("skipped"))
-        self.state.bad_streak = int(pos.run.item())  # carried into the next epoch (and saved with the checkpoint)
+        self.state.bad_streak = pos.run  # carried into the next epoch (and saved with the checkpoint)
         return {"epoch": self.state.epoch + 1, "step": self.state.step, **stats,
                 "kl_weight": kl_weight_of(tc, self.state.step, self.total_steps),
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
 
     @own_rng
     def step(self, batch: Batch, share: float = 1.0) -> tuple[LossOutput, Tensor]:
-        """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag.
+        """One optimiser step on ``batch``; returns the loss record and the on-device 'skipped' flag (0-d
+        float32, 1.0 when the loss or a gradient was not finite: the update was skipped on every process).
         ``share``: the loss weight of this process's part of a distributed batch (:func:`dist.shard_rows`)."""
         tc = self.config.train
         weight = kl_weight_of(tc, self.state.step, self.total_steps)
         for group in self.optimizer.param_groups:
             group["lr"] = tc.lr * self.state.lr_scale * lr_factor(self.state.step, self.total_steps, tc.lr_schedule)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=tc.precision == "bf16"):
+        with self._autocast():
             out = self.objective(batch, weight)
         self.optimizer.zero_grad(set_to_none=True)
         (out.loss if share == 1.0 else out.loss * share).backward()
+        loss = out.loss.detach()
         if tc.grad_clip > 0:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.params, tc.grad_clip, foreach=True)
-            grads_bad = ~torch.isfinite(grad_norm)
-        else:  # clipping off: one pass flags any non-finite gradient element (its scaling by exactly 1 leaves
-            # the gradients bit for bit as they were)
-            grads = [p.grad for p in self.params if p.grad is not None]
-            torch._amp_foreach_non_finite_check_and_unscale_(grads, self._grads_bad.zero_(), self._unit)
-            grads_bad = self._grads_bad > 0
-        bad = self.group.agree_bad(grads_bad | ~torch.isfinite(out.loss))  # skipped on every process
-        self.optimizer.found_inf = bad.float()  # fused Adam leaves weights and moments untouched when it is 1
+            bad = (~torch.isfinite(grad_norm + loss)).float()
+        else:  # clipping off: one pass flags any non-finite gradient element or loss (its scaling by exactly 1
+            # leaves them bit for bit as they were)
+            bad = torch.zeros((), device=self.device)
+            checked = [p.grad for p in self.params if p.grad is not None]
+            checked.append(loss if loss.dtype == torch.float32 else loss.float())
+            torch._amp_foreach_non_finite_check_and_unscale_(checked, bad, self._unit)
+        bad = self.group.agree_bad(bad)  # skipped on every process
+        self.optimizer.found_inf = bad  # fused Adam leaves weights and moments untouched when it is 1
         self.optimizer.step()
         self.state.step += 1
         return out, bad
@@ -261,7 +267,8 @@ class Trainer:
         """The epoch's means so far (over every process of a distributed run). ``samples_per_s`` is the
         rate of this process's clock (``new`` samples of the global batches in ``seconds``); ``epoch_time_s``
         adds the seconds spent before a mid-epoch resume."""
-        loss, recon, kl, bad = self.group.reduce_sums(pos.sums).tolist()
+        faults.settle(pos)
+        loss, recon, kl, bad = self.group.reduce_sums(pos.sums_tensor(self.device)).tolist()
         good = max(pos.seen - bad * self.config.train.batch_size, 1)
         return {"train_loss": loss / good, "train_recon": recon / good, "train_kl": kl / good,
                 "samples_per_s": new / max(seconds, 1e-9), "epoch_time_s": pos.seconds + seconds, "skipped": bad}

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from vaekit import checkpoint as ckpt
 from vaekit.errors import VaekitError
-from vaekit.train import dist
+from vaekit.train import dist, faults
 from vaekit.train.rng import KEYS as RNG_KEYS
 from vaekit.train.rng import RngStreams
 from vaekit.train.state import POSITION_KEYS, EpochPosition, TrainState
@@ -34,7 +34,8 @@ def capture(trainer: Trainer, position: EpochPosition | None = None, seconds: fl
     state: dict[str, Any] = {**vars(trainer.state), "batch_in_epoch": position.batch if position else 0}
     tensors = trainer.group.all_rng(trainer.rng.state_tensors(trainer.epoch_shuffle_state if position else None))
     if position is not None:
-        tensors.update(position.to_tensors(seconds, trainer.group.reduce_sums(position.sums)))
+        faults.settle(position)
+        tensors.update(position.to_tensors(seconds, trainer.group.reduce_sums(position.sums_tensor(trainer.device))))
     tensors.update(ckpt.optimizer_tensors(trainer.model, trainer.optimizer))
     meta = {**ckpt.model_meta(trainer.model), "data": trainer.data.info, "step": trainer.state.step,
             "epoch": trainer.state.epoch}
@@ -90,8 +91,7 @@ def restore(trainer: Trainer, snapshot: Snapshot) -> None:
         trainer.resume_note = "\n".join(notes)
     state.world_size = group.world_size
     trainer.state = state
-    trainer.position = EpochPosition.from_tensors(state.batch_in_epoch, tensors, trainer.device) \
-        if state.batch_in_epoch else None
+    trainer.position = EpochPosition.from_tensors(state.batch_in_epoch, tensors) if state.batch_in_epoch else None
     if trainer.position is not None and not group.is_main:  # the saved sums are all processes': rank 0's share
-        trainer.position.sums[:3] = 0
+        trainer.position.sums[:3] = [0.0, 0.0, 0.0]
     trainer.metrics = trainer.store.truncate_metrics(state.epoch)

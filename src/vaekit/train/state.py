@@ -37,41 +37,51 @@ POSITION_KEYS = ("epoch.sums", "epoch.run", "epoch.worst_run", "epoch.seen")
 
 @dataclass
 class EpochPosition:
-    """Where an epoch stands. The tensors stay on the device, so a step never waits for the host.
+    """Where an epoch stands.
 
-    ``batch``: the next batch of the epoch's order; ``sums``: float64 (4,) = the summed loss, reconstruction
-    and KL (nats) over the epoch's good steps so far, and the number of skipped (non-finite) steps;
-    ``run`` / ``worst_run``: the current and the longest streak of skipped steps (0-d float tensors);
-    ``seen``: the samples served so far; ``seconds``: time spent on this epoch before this process
-    continued it (0 unless resumed mid-epoch). In a distributed run (:mod:`vaekit.train.dist`) the three
-    sums are this process's share (``group.reduce_sums`` adds them up; the skipped count and the streaks
-    are the same everywhere) and ``seen`` counts the rows of the global batches."""
+    ``batch``: the next batch of the epoch's order; ``sums``: the summed loss, reconstruction and KL (nats)
+    over the epoch's good steps so far, and the number of skipped (non-finite) steps; ``run`` /
+    ``worst_run``: the current and the longest streak of skipped steps; ``seen``: the samples served so
+    far; ``seconds``: time spent on this epoch before this process continued it (0 unless resumed
+    mid-epoch). ``pending``: the records of the steps since the host last read them, still on the device
+    (a step never waits for the host; :func:`vaekit.train.faults.settle` folds them into the numbers above).
+    In a distributed run (:mod:`vaekit.train.dist`) the three sums are this process's share
+    (``group.reduce_sums`` adds them up; the skipped count and the streaks are the same everywhere) and
+    ``seen`` counts the rows of the global batches."""
 
     batch: int
-    sums: Tensor
-    run: Tensor
-    worst_run: Tensor
+    sums: list[float]
+    run: int
+    worst_run: int
     seen: int
     seconds: float
+    pending: list[tuple[Tensor, Tensor, Tensor, Tensor, int]] = field(default_factory=list)
 
     @classmethod
-    def start(cls, bad_streak: int, device: torch.device) -> EpochPosition:
+    def start(cls, bad_streak: int) -> EpochPosition:
         """Batch 0 with zero sums; the streak the last epoch ended with goes on (a streak of skipped steps
         does not stop at an epoch boundary)."""
-        streak = torch.tensor(float(bad_streak), device=device)
-        return cls(0, torch.zeros(4, dtype=torch.float64, device=device), streak, streak.clone(), 0, 0.0)
+        return cls(0, [0.0, 0.0, 0.0, 0.0], bad_streak, bad_streak, 0, 0.0)
 
     @classmethod
-    def from_tensors(cls, batch: int, tensors: dict[str, Tensor], device: torch.device) -> EpochPosition:
+    def from_tensors(cls, batch: int, tensors: dict[str, Tensor]) -> EpochPosition:
         """A position saved by :meth:`to_tensors` (``batch`` is the trainer state's ``batch_in_epoch``)."""
         seconds = float(tensors["epoch.seconds"]) if "epoch.seconds" in tensors else 0.0  # older: unknown
-        return cls(batch, tensors["epoch.sums"].to(device), tensors["epoch.run"].to(device),
-                   tensors["epoch.worst_run"].to(device), int(tensors["epoch.seen"]), seconds)
+        sums = [float(v) for v in tensors["epoch.sums"].double().tolist()]
+        return cls(batch, sums, int(tensors["epoch.run"]), int(tensors["epoch.worst_run"]),
+                   int(tensors["epoch.seen"]), seconds)
+
+    def sums_tensor(self, device: torch.device | str = "cpu") -> Tensor:
+        """``sums`` as a float64 (4,) tensor on ``device`` (what ``group.reduce_sums`` and checkpoints take)."""
+        return torch.tensor(self.sums, dtype=torch.float64, device=device)
 
     def to_tensors(self, seconds: float, sums: Tensor | None = None) -> dict[str, Tensor]:
         """The ``epoch.*`` trainer tensors, ``seconds`` being the epoch's time so far; ``sums`` replaces
-        this process's (a distributed run saves the sums over all its processes)."""
-        sums = self.sums if sums is None else sums
-        return {"epoch.sums": sums.detach().cpu(), "epoch.run": self.run.detach().cpu(),
-                "epoch.worst_run": self.worst_run.detach().cpu(), "epoch.seen": torch.tensor(self.seen),
+        this process's (a distributed run saves the sums over all its processes). The position must be
+        settled (no pending step records)."""
+        if self.pending:
+            raise RuntimeError("EpochPosition.to_tensors with unsettled steps; call vaekit.train.faults.settle first")
+        sums = self.sums_tensor() if sums is None else sums
+        return {"epoch.sums": sums.detach().cpu(), "epoch.run": torch.tensor(float(self.run)),
+                "epoch.worst_run": torch.tensor(float(self.worst_run)), "epoch.seen": torch.tensor(self.seen),
                 "epoch.seconds": torch.tensor(seconds, dtype=torch.float64)}
