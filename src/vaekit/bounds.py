@@ -130,7 +130,7 @@ def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | 
     closed = model.latent_prior.analytic_kl(q_z) if model.posterior.has_density else None
     p_z = None if closed is not None or not model.posterior.has_density else model.prior()
     terms = log_terms(model, batch, z, q_z, p_z, densities=p_z is not None)  # log p(z), log q only for an MC KL
-    recon = terms.log_px_z[0] if n_samples == 1 else terms.log_px_z.mean(0)  # (n,); one draw: itself, no op
+    recon = terms.log_px_z.squeeze(0) if n_samples == 1 else terms.log_px_z.mean(0)  # (n,); one draw: a view
     kl, how = kl_term(model, q_z, terms, closed)
     kl_levels = None if terms.kl_levels is None else terms.kl_levels.mean(0)  # (n, L)
     bound = recon - kl if isinstance(beta, float) and beta == 1.0 else recon - beta * kl  # x * 1.0 is x

@@ -51,8 +51,8 @@ class DiagonalNormal(PosteriorHead):
         return 2 * self.latent_dim
 
     def forward(self, params: Tensor) -> Distribution:
-        d = self.latent_dim
-        return D.diag_normal(params[:, :d], torch.exp(0.5 * params[:, d:]))
+        loc, log_var = params.chunk(2, dim=-1)  # one split: its gradient is one cat, not two zero-filled slices
+        return D.diag_normal(loc, torch.exp(0.5 * log_var))
 
 
 @POSTERIORS.register("full")

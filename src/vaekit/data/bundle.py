@@ -103,9 +103,11 @@ class Split:
             if xb.dtype != torch.float32:  # compact 8-bit store: the build step's float32 maps, per batch
                 xb = xb.to(torch.float32)
                 a, b = self.affine
-                if (a, b) != (1.0, 0.0):
-                    xb.mul_(a).add_(b)
-                if self.clip:
+                if a != 1.0:
+                    xb.mul_(a)
+                if b != 0.0:
+                    xb.add_(b)
+                if self.clip and not self.dynamic:  # u < p gives the same draw for p and p clamped to [0, 1]
                     xb.clamp_(0.0, 1.0)
         else:  # memmap: read the rows in file order, preprocess, then restore the requested order
             pos = idx.cpu().numpy()

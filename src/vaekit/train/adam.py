@@ -75,15 +75,14 @@ class FusedAdam:
         for (device, _), idx in by_device.items():
             steps = [slots[i]["step"] for i in idx]
             found_inf = None if self.found_inf is None else self.found_inf.to(device, non_blocking=True)
-            torch._foreach_add_(steps, 1)
+            # a skipped step (found_inf 1) leaves the counters as they were: + (1 - found_inf), one pass
+            torch._foreach_add_(steps, 1 if found_inf is None else 1 - found_inf)
             torch._fused_adam_(
                 [params[i] for i in idx], [params[i].grad for i in idx],
                 [slots[i]["exp_avg"] for i in idx], [slots[i]["exp_avg_sq"] for i in idx], [], steps,
                 amsgrad=False, lr=float(group["lr"]), beta1=beta1, beta2=beta2,
                 weight_decay=group["weight_decay"], eps=group["eps"], maximize=False, grad_scale=None,
                 found_inf=found_inf)
-            if found_inf is not None:
-                torch._foreach_sub_(steps, [found_inf] * len(steps))
 
     def state_dict(self) -> dict[str, Any]:
         """``torch.optim.Adam.state_dict()``'s layout: ``state`` keyed by parameter position, and the group's
