@@ -28,7 +28,7 @@ from torch import Tensor
 
 from vaekit.batch import Batch, as_batch
 from vaekit.bounds import log_terms
-from vaekit.distributions import draw, is_gaussian, reparameterise
+from vaekit.distributions import autocast_off, draw, is_gaussian, reparameterise
 from vaekit.errors import VaekitError
 from vaekit.inputs import check_input, trusted
 
@@ -92,7 +92,7 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
                 acc: Tensor | None = None  # running logsumexp over chunks, in the model's dtype
                 for done in range(0, k, chunk):
                     m = min(chunk, k - done)
-                    with torch.autocast(device.type, enabled=False):  # draws and densities in float32
+                    with autocast_off(device.type):  # draws and densities in float32
                         if eps is not None:
                             z = reparameterise(q, eps[done:done + m, start:start + b].to(device))
                         elif is_gaussian(q):  # standard-normal noise, drawn as (chunk, batch, d) blocks
