@@ -19,7 +19,8 @@ Training (784-400-20 Bernoulli VAE, ReLU, Adam 1e-3, MNIST with dynamic binarisa
 
 with the order alternated between rounds, so load from other processes hits every contestant alike.
 Reported: median samples/s, min-max over rounds, the ratio to the reference (median of per-round ratios)
-and the fraction of the GEMM ceiling. After the rounds, the float32 and bf16 models (same seed, same
+and the fraction of the GEMM ceiling; vaekit's ratio to the tight reference also as the ratio of the two best
+epochs (on a noisy host the steadier of the two). After the rounds, the float32 and bf16 models (same seed, same
 epochs) are scored on the test split (ELBO, nats) to check that bf16 does not cost quality.
 
 Evaluation: importance-sampled log p(x) at k = 5000 with ``vaekit.evaluate.log_likelihood`` on
@@ -238,8 +239,12 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
             print(f"| {row['loop']} | {row['median']:,.0f} | {row['min']:,.0f}-{row['max']:,.0f} "
                   f"| {row['ratio_to_reference']:.2f} | {row['fraction_of_gemm_ceiling']:.0%} |")
         tight = statistics.median(v / t for v, t in zip(rates["vaekit fp32"], rates["tight reference"], strict=True))
+        # best epochs: load from other processes only slows an epoch, so on a noisy host the fastest epochs are
+        # the steadiest comparison of the two loops' own costs
+        best = max(rates["vaekit fp32"]) / max(rates["tight reference"])
         results["training"][str(batch)]["vaekit_over_tight"] = tight
-        print(f"vaekit fp32 / tight reference (median of per-round ratios): {tight:.3f}")
+        results["training"][str(batch)]["vaekit_over_tight_best"] = best
+        print(f"vaekit fp32 / tight reference (median of per-round ratios): {tight:.3f}; best epochs: {best:.3f}")
         if bf16:
             elbo = {name: evaluate_split(t.model, data.test, 512, seed=0)["elbo"] for name, t in trainers.items()}
             results["training"][str(batch)]["test_elbo_after_rounds"] = elbo
