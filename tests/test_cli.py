@@ -98,3 +98,19 @@ def test_help_and_module_entry_point(tmp_path):
     for command in ("train", "eval", "sample", "reconstruct", "encode"):
         assert command in proc.stdout
     assert "--train.lr" in vaekit("train", "--help", cwd=tmp_path).stdout
+
+
+def test_the_command_freezes_its_imports_and_the_library_does_not(tmp_path):
+    """The command line imports torch with the garbage collector off and freezes what the imports made (no later
+    collection rescans them); the collector is on again afterwards. Importing the library changes neither."""
+    import sys
+
+    code = ("import gc, sys, vaekit.cli as c; rc = c.main(['sample', sys.argv[1], '--out', 'x.png']); "
+            "print(rc, gc.isenabled(), gc.get_freeze_count())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "no-such-run")], capture_output=True,
+                         text=True, check=True).stdout.split()
+    assert out[:2] == ["2", "True"]  # the missing run's one-line error, after the imports
+    assert int(out[2]) > 100_000  # torch's module state, frozen
+    code = "import gc, vaekit.api; print(gc.isenabled(), gc.get_freeze_count())"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.split() == ["True", "0"]

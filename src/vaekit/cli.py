@@ -4,12 +4,14 @@ that ``vaekit --help`` answers at once."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
 import json
 import os
 import sys
 import traceback
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -447,8 +449,26 @@ def _user_error(err: Exception) -> str | None:
     return None
 
 
+@contextlib.contextmanager
+def _long_lived_imports() -> Iterator[None]:
+    """Import torch & co. with the cyclic garbage collector off, then freeze what they made (``gc.freeze``).
+    The imports leave about a million long-lived objects and no garbage; left in the collector's oldest
+    generation, each full collection later in the command rescans all of them (0.15-0.2 s of a one-epoch run
+    on 2 cores, issue #15). Frozen objects are never collected: right for module state that lives as long as
+    the process, which is why only the command line does this, never the library."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if was_enabled:
+            gc.enable()
+
+
 def _dispatch(args: argparse.Namespace, extra: Sequence[str]) -> int:
-    from vaekit import api
+    with _long_lived_imports():
+        from vaekit import api
 
     if args.command == "train":
         return _train(args, extra)
