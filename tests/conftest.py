@@ -18,6 +18,15 @@ from vaekit.data import DataBundle, load_data
 os.environ["VAEKIT_REPORT"] = "now"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _session_cache(tmp_path_factory: pytest.TempPathFactory):
+    """The user cache of this session (vaekit.data.decoded's entries, downloads), never the user's own; a test
+    that needs its own sets XDG_CACHE_HOME itself."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("user-cache")))
+        yield
+
+
 @pytest.fixture
 def float64():
     """Run a test with float64 as torch's default dtype (exact-likelihood checks), then restore it."""

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from vaekit.data import decoded
 from vaekit.data.download import fetch, sha256_file
 from vaekit.data.idx import IMAGES_MAGIC, LABELS_MAGIC, idx_shape, read_idx
 from vaekit.data.raw import RawData, scratch_array
@@ -222,31 +223,67 @@ def read_frey(path: Path) -> np.ndarray:
     return np.ascontiguousarray(ff.T.reshape(-1, 28, 20))
 
 
-def _read_idx_pair(files: dict[str, Path], part: str, x: np.ndarray) -> np.ndarray:
-    """Decode the ``part`` images into ``x`` (their declared shape); returns the labels."""
-    read_idx(files[f"{part}-images"], IMAGES_MAGIC, out=x)
+#: the names of the readers whose output :mod:`vaekit.data.decoded` keeps (a changed reader needs a new name)
+IDX_READER, BINARIZED_READER = "idx1", "binarized1"
+
+
+def _decode_cached(digest: str, reader: str, out: np.ndarray, decode: Callable[[], object]) -> str:
+    """Fill ``out`` with what the file of sha256 ``digest`` decodes to: from the decoded cache when it holds a
+    checked entry, else by ``decode()`` (then kept there). Returns the sha256 of ``out``'s bytes."""
+    cached = decoded.read_into(digest, reader, out)
+    if cached is not None:
+        return cached
+    decode()
+    return decoded.store(digest, reader, out)
+
+
+def _read_idx_pair(files: dict[str, Path], digests: dict[str, str], part: str, x: np.ndarray) -> np.ndarray:
+    """Decode the ``part`` images into ``x`` (their declared shape; cached); returns the labels."""
+    images = files[f"{part}-images"]
+    _decode_cached(digests[f"{part}-images"], IDX_READER, x, lambda: read_idx(images, IMAGES_MAGIC, out=x))
     y = read_idx(files[f"{part}-labels"], LABELS_MAGIC)
     if x.ndim != 3 or y.ndim != 1 or len(x) != len(y):
-        raise VaekitError(f"{files[f'{part}-images']}: {len(x)} images but {len(y)} labels in "
+        raise VaekitError(f"{images}: {len(x)} images but {len(y)} labels in "
                           f"{files[f'{part}-labels']}; the files do not belong together, replace them")
     return y
 
 
-def _provenance(files: dict[str, Path], spec: DatasetSpec, arrays: dict[str, np.ndarray],
+def _read_binarized_parts(files: dict[str, Path], digests: dict[str, str], keys: tuple[str, ...]
+                          ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Binarized MNIST's parts ``keys`` as one (n, 784) uint8 array in scratch memory, the parts' row offsets
+    (len(keys) + 1) and the sha256 of each part's bytes; from the decoded cache when it holds all of them."""
+    shapes = [decoded.shape_of(digests[k], BINARIZED_READER) for k in keys]
+    if all(s is not None and len(s) == 2 and s[1] == 784 for s in shapes):
+        sizes = np.cumsum([0] + [s[0] for s in shapes if s is not None])
+        flat = scratch_array((int(sizes[-1]), 784))
+        content = {k: decoded.read_into(digests[k], BINARIZED_READER, flat[sizes[i]:sizes[i + 1]])
+                   for i, k in enumerate(keys)}
+        if all(v is not None for v in content.values()):
+            return flat, sizes, {k: str(v) for k, v in content.items()}
+    parts = [read_binarized(files[k]) for k in keys]
+    sizes = np.cumsum([0] + [len(p) for p in parts])
+    flat = np.concatenate(parts, out=scratch_array((int(sizes[-1]), 784)))  # build reuses it
+    del parts  # the files' own arrays: from here on only their rows in the scratch buffer
+    return flat, sizes, {k: decoded.store(digests[k], BINARIZED_READER, flat[sizes[i]:sizes[i + 1]])
+                         for i, k in enumerate(keys)}
+
+
+def _provenance(files: dict[str, Path], spec: DatasetSpec, digests: dict[str, str], contents: dict[str, str],
                 verify: bool) -> dict[str, Any]:
-    """Per file: path, sha256 and whether it matches the published digest (of the bytes, or of the
-    parsed uint8 array where only that is known). A mismatch is an error unless ``verify`` is False;
-    then ``info["warnings"]`` says which files differ and ``info["verify"]`` is False."""
+    """Per file: path, sha256 (``digests``, of its bytes) and whether it matches the published digest (of the
+    bytes, or of the parsed uint8 array where only that is known: ``contents``, as :func:`content_sha256`). A
+    mismatch is an error unless ``verify`` is False; then ``info["warnings"]`` says which files differ and
+    ``info["verify"]`` is False."""
     out: dict[str, Any] = {}
     bad = []
     for key, p in files.items():
-        digest = sha256_file(p)
+        digest = digests[key]
         f = spec.files[key]
         entry: dict[str, Any] = {"path": str(p.resolve()), "sha256": digest, "size": p.stat().st_size}
         if f.sha256 is not None:
             entry["sha256_matches_published"] = ok = digest == f.sha256
-        elif f.content_sha256 is not None and key in arrays:
-            content = content_sha256(arrays[key])
+        elif f.content_sha256 is not None and key in contents:
+            content = contents[key]
             entry.update(content_sha256=content, content_sha256_matches_published=content == f.content_sha256)
             ok = content == f.content_sha256
         else:
@@ -279,10 +316,11 @@ def load_named(name: str, data_dir: str = "", download: bool = True, timeout: fl
             raise VaekitError(f"{files['test-images']}: images of shape {shapes[1][1:]} beside training images "
                               f"of shape {shapes[0][1:]}; the files do not belong together, replace them")
         n_tr = shapes[0][0]
+        digests = {k: sha256_file(p) for k, p in files.items()}
         x = scratch_array((n_tr + shapes[1][0], *shapes[0][1:]))  # both parts decoded into it; build reuses it
-        ytr = _read_idx_pair(files, "train", x[:n_tr])
-        yte = _read_idx_pair(files, "test", x[n_tr:])
-        prov = _provenance(files, spec, {}, verify)
+        ytr = _read_idx_pair(files, digests, "train", x[:n_tr])
+        yte = _read_idx_pair(files, digests, "test", x[n_tr:])
+        prov = _provenance(files, spec, digests, {}, verify)
         return RawData(x, np.concatenate([ytr, yte]).astype(np.int64),
                        value_range=(0.0, 255.0),
                        fixed={"pool": np.arange(n_tr), "test": np.arange(n_tr, len(x))},
@@ -291,20 +329,18 @@ def load_named(name: str, data_dir: str = "", download: bool = True, timeout: fl
         files = locate(name, data_dir, download, timeout, readers={"ff": read_frey})
         x = read_frey(files["ff"])
         return RawData(x, None, value_range=(0.0, 255.0),
-                       info={"name": name, **_provenance(files, spec, {"ff": x}, verify)})
+                       info={"name": name, **_provenance(files, spec, {k: sha256_file(p) for k, p in files.items()},
+                                                         {"ff": content_sha256(x)}, verify)})
     if name == "binarized-mnist":
         readers: dict[str, Callable[[Path], np.ndarray]] = dict.fromkeys(spec.files, read_binarized)
         files = locate(name, data_dir, download, timeout, readers=readers)
         keys = ("train", "valid", "test")
-        parts = [read_binarized(files[k]) for k in keys]
-        sizes = np.cumsum([0] + [len(p) for p in parts])
-        flat = np.concatenate(parts, out=scratch_array((int(sizes[-1]), 784)))  # build reuses it
-        del parts  # the files' own arrays: from here on only their rows in the scratch buffer
-        arrays = {k: flat[sizes[i]:sizes[i + 1]] for i, k in enumerate(keys)}
+        digests = {k: sha256_file(p) for k, p in files.items()}
+        flat, sizes, contents = _read_binarized_parts(files, digests, keys)
         return RawData(flat.reshape(-1, 28, 28), None, value_range=(0.0, 1.0),
                        fixed={"train": np.arange(sizes[0], sizes[1]), "val": np.arange(sizes[1], sizes[2]),
                               "test": np.arange(sizes[2], sizes[3])},
-                       info={"name": name, **_provenance(files, spec, arrays, verify)}, scratch=True)
+                       info={"name": name, **_provenance(files, spec, digests, contents, verify)}, scratch=True)
     raise VaekitError(f"unknown dataset '{name}'; use one of {', '.join(NAMES)} or --data.path FILE")
 
 
