@@ -35,9 +35,8 @@ def settle(position: EpochPosition) -> None:
     one skipped step and makes the streak one longer. The sums are float64, added in step order."""
     if not position.pending:
         return
-    with torch.no_grad():
-        flat = torch.stack([t.detach().float() for *terms, _ in position.pending for t in terms]).view(-1, 4)
-        records = flat.tolist()
+    with torch.no_grad():  # one stack and one cast for all of them (4 per step), then the one read
+        records = torch.stack([t for *terms, _ in position.pending for t in terms]).float().view(-1, 4).tolist()
     sums, run, worst = position.sums, position.run, position.worst_run
     for (loss, recon, kl, skipped), (*_, m) in zip(records, position.pending, strict=True):
         if skipped:
