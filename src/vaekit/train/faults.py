@@ -22,23 +22,34 @@ FIX_DIVERGENCE = "lower --train.lr or set --train.grad_clip, and check the data 
 def count_step(position: EpochPosition, loss: Tensor, recon: Tensor, kl: Tensor, skipped: Tensor,
                rows: int, batch_size: int) -> None:
     """Queue one step on ``position``: its mean ``loss`` (0-d) over this process's ``rows`` examples, their
-    summed ``recon`` and ``kl`` (0-d, nats) and its ``skipped`` flag (0-d float, 1.0 for a skipped step),
-    all left on the device: no op, no host read (this runs every step). ``batch_size``: the rows of the
-    whole (global) batch, counted in ``seen``. :func:`settle` folds the step in."""
-    position.pending.append((loss, recon, kl, skipped, rows))
+    ``recon`` and ``kl`` (n,) per example (nats) and its ``skipped`` flag (0-d float, 1.0 for a skipped step),
+    all detached and left on the device: no op, no host read (this runs every step). ``batch_size``: the rows
+    of the whole (global) batch, counted in ``seen``. :func:`settle` folds the step in."""
+    position.pending.append((loss.detach(), recon.detach(), kl.detach(), skipped, rows))
     position.seen += batch_size
+
+
+def _per_step_sums(terms: list[Tensor]) -> Tensor:
+    """The sums of per-example tensors (n_i,), one per step, as one tensor (steps,): two ops when the steps
+    had equal batches (all but an epoch's last, short one), one sum per step otherwise."""
+    if all(t.shape == terms[0].shape for t in terms):
+        return torch.stack(terms).sum(-1)
+    return torch.stack([t.sum() for t in terms])
 
 
 def settle(position: EpochPosition) -> None:
     """Fold the queued steps into ``position`` with one host read: a good step adds its loss (times this
     process's rows), reconstruction and KL to the sums and ends the streak; a skipped step adds nothing but
     one skipped step and makes the streak one longer. The sums are float64, added in step order."""
-    if not position.pending:
+    pending = position.pending
+    if not pending:
         return
-    with torch.no_grad():  # one stack and one cast for all of them (4 per step), then the one read
-        records = torch.stack([t for *terms, _ in position.pending for t in terms]).float().view(-1, 4).tolist()
+    with torch.no_grad():  # a handful of ops for all the queued steps, then the one read
+        columns = [torch.stack([p[0] for p in pending]), _per_step_sums([p[1] for p in pending]),
+                   _per_step_sums([p[2] for p in pending]), torch.stack([p[3] for p in pending])]
+        records = torch.stack([c.float() for c in columns], 1).tolist()
     sums, run, worst = position.sums, position.run, position.worst_run
-    for (loss, recon, kl, skipped), (*_, m) in zip(records, position.pending, strict=True):
+    for (loss, recon, kl, skipped), (*_, m) in zip(records, pending, strict=True):
         if skipped:
             sums[3] += 1.0
             run += 1

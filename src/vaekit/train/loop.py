@@ -212,8 +212,7 @@ class Trainer:
             rows, share = self.group.shard(idx)  # one process: all of them, share 1
             batch = split.batch_of(rows, self.binarize_rng, labels=self._labels).to(self.device, non_blocking=True)
             out, skipped = self.step(batch, share)
-            with torch.no_grad():
-                faults.count_step(pos, out.loss.detach(), out.recon.sum(), out.kl.sum(), skipped, len(batch), len(idx))
+            faults.count_step(pos, out.loss, out.recon, out.kl, skipped, len(batch), len(idx))
             pos.batch = b + 1
             log_due = pos.batch % LOG_EVERY == 0 or pos.batch == self.steps_per_epoch
             save_due = bool(tc.checkpoint_every) and pos.batch % tc.checkpoint_every == 0 \
