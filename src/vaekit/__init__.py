@@ -15,10 +15,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from vaekit.memory import reuse_large_blocks
 from vaekit.threads import bound_spinning
 
 __version__ = "0.1.0"
 bound_spinning()  # before torch loads OpenMP: see vaekit.threads
+reuse_large_blocks()  # large temporaries reused, not page-faulted afresh: see vaekit.memory
 
 _EXPORTS = {
     "load": "vaekit.api",
