@@ -261,3 +261,32 @@ def test_cli_resume_of_an_edited_model_is_one_error_line(tmp_path: Path, digits:
     done = run_vaekit("train", "--resume", str(run), "--no-progress", "--no-artifacts", "--no-report")
     assert done.returncode == 0, done.stderr
     assert ckpt.load_model(run)[1].model.hidden == (32,)
+
+
+@pytest.mark.parametrize("split_at", [25, 2, 4])  # one read for all, or reads at other points (a mid-epoch save)
+def test_settle_adds_the_queued_steps_exactly_wherever_it_reads(split_at: int) -> None:
+    """Queued per-example terms (full batches, a short last one, a skipped step) fold into the float64 sums
+    exactly as each step's own sum added in step order, however the reads split the queue."""
+    from vaekit.train import faults
+    from vaekit.train.state import EpochPosition
+
+    g = torch.Generator().manual_seed(0)
+    sizes, skipped = [8, 8, 8, 8, 3], [0.0, 0.0, 1.0, 0.0, 0.0]
+    steps = [(torch.randn((), generator=g), torch.randn(n, generator=g) * 100, torch.rand(n, generator=g) * 10,
+              torch.tensor(s)) for n, s in zip(sizes, skipped, strict=True)]
+    pos = EpochPosition.start(0)
+    for i, ((loss, recon, kl, bad), n) in enumerate(zip(steps, sizes, strict=True)):
+        faults.count_step(pos, loss, recon.requires_grad_(), kl, bad, n, n)
+        if (i + 1) % split_at == 0:
+            faults.settle(pos)
+    faults.settle(pos)
+    expected = [0.0, 0.0, 0.0, 0.0]
+    for (loss, recon, kl, bad), n in zip(steps, sizes, strict=True):
+        if bad:
+            expected[3] += 1.0
+        else:
+            expected[0] += float(loss) * n
+            expected[1] += float(recon.detach().sum())
+            expected[2] += float(kl.sum())
+    assert pos.sums == expected  # bit for bit
+    assert (pos.run, pos.worst_run, pos.seen, pos.pending) == (0, 1, sum(sizes), [])

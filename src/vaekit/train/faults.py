@@ -33,7 +33,7 @@ def _per_step_sums(terms: list[Tensor]) -> Tensor:
     """The sums of per-example tensors (n_i,), one per step, as one tensor (steps,): two ops when the steps
     had equal batches (all but an epoch's last, short one), one sum per step otherwise."""
     if all(t.shape == terms[0].shape for t in terms):
-        return torch.stack(terms).sum(-1)
+        return torch.stack(terms).reshape(len(terms), -1).sum(-1)
     return torch.stack([t.sum() for t in terms])
 
 
