@@ -452,7 +452,7 @@ def _user_error(err: Exception) -> str | None:
 @contextlib.contextmanager
 def _long_lived_imports() -> Iterator[None]:
     """Import torch & co. with the cyclic garbage collector off, then freeze what they made (``gc.freeze``).
-    The imports leave about a million long-lived objects and no garbage; left in the collector's oldest
+    The imports leave about 250,000 long-lived objects and no garbage; left in the collector's oldest
     generation, each full collection later in the command rescans all of them (0.15-0.2 s of a one-epoch run
     on 2 cores, issue #15). Frozen objects are never collected: right for module state that lives as long as
     the process, which is why only the command line does this, never the library."""
