@@ -17,7 +17,7 @@ import errno
 import os
 import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from vaekit.errors import VaekitError
@@ -96,8 +96,9 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: str | Path, data: bytes, fix: str | None = None) -> Path:
-    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename.
+def atomic_write_bytes(path: str | Path, data: bytes | Sequence[bytes | memoryview], fix: str | None = None) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync, then rename. ``data`` may be
+    pieces written one after the other (a header and a large array's buffer, without copying the array).
 
     The file gets :func:`file_mode`; on any failure the temporary file is removed, ``path`` keeps its old
     content, and an OSError becomes a one-line :class:`VaekitError` naming ``path`` (``fix`` overrides
@@ -110,7 +111,8 @@ def atomic_write_bytes(path: str | Path, data: bytes, fix: str | None = None) ->
         try:
             with os.fdopen(fd, "wb") as f:
                 os.fchmod(f.fileno(), mode)  # mkstemp makes 0600; give what open(path, "w") would
-                f.write(data)
+                for piece in [data] if isinstance(data, bytes) else data:
+                    f.write(piece)
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(tmp, path)

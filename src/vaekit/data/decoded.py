@@ -10,8 +10,8 @@ replaced or re-downloaded file names another entry; a reader whose output change
 header line (``vaekit-decoded 1``), one JSON line with the array's ``shape``, ``dtype`` (uint8) and the
 ``sha256`` of its payload, then the payload (C order). A reader checks the payload's sha256 while it reads: a torn,
 truncated or altered entry is never used; it is removed and the file decoded again. Entries are written under a
-temporary name and renamed into place, so no reader sees half of one; an entry that cannot be written (a
-read-only home, a full disk) is skipped and the run goes on with what it decoded.
+temporary name and renamed into place (:func:`vaekit.fileio.atomic_write_bytes`), so no reader sees half of one;
+an entry that cannot be written (a read-only home, a full disk) is skipped and the run goes on with what it decoded.
 """
 
 from __future__ import annotations
@@ -19,11 +19,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
+
+from vaekit.data.download import user_cache
+from vaekit.errors import VaekitError
+from vaekit.fileio import atomic_write_bytes
 
 MAGIC = b"vaekit-decoded 1\n"
 BLOCK = 4 << 20  # bytes read (and hashed) at a time
@@ -32,8 +35,7 @@ HEADER_MAX = 4096
 
 def cache_dir() -> Path:
     """``$XDG_CACHE_HOME/vaekit/decoded`` (default ``~/.cache/vaekit/decoded``)."""
-    root = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(root).expanduser() / "vaekit" / "decoded"
+    return user_cache() / "decoded"
 
 
 def entry_path(source_sha256: str, reader: str) -> Path:
@@ -97,20 +99,11 @@ def read_into(source_sha256: str, reader: str, out: np.ndarray) -> str | None:
 
 
 def store(source_sha256: str, reader: str, arr: np.ndarray) -> str:
-    """Keep ``arr`` (uint8) as the entry for its source, atomically; returns the sha256 of its bytes. A failed
-    write leaves no entry and raises nothing."""
+    """Keep ``arr`` (uint8) as the entry for its source (:func:`vaekit.fileio.atomic_write_bytes`); returns the
+    sha256 of its bytes. A failed write leaves no entry and raises nothing: the cache is skipped."""
     data = np.ascontiguousarray(arr, dtype=np.uint8).reshape(-1)
     digest = hashlib.sha256(data.data).hexdigest()
-    path = entry_path(source_sha256, reader)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     head = json.dumps({"shape": list(arr.shape), "dtype": "uint8", "sha256": digest}).encode() + b"\n"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tmp.open("wb") as f:
-            f.write(MAGIC + head)
-            f.write(data.data)
-        os.replace(tmp, path)
-    except OSError:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+    with contextlib.suppress(VaekitError):  # a read-only home, a full disk
+        atomic_write_bytes(entry_path(source_sha256, reader), [MAGIC + head, data.data])
     return digest

@@ -26,6 +26,11 @@ CHUNK = 1 << 20
 LOCAL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG})
 
 
+def user_cache() -> Path:
+    """vaekit's folder in the user cache: ``$XDG_CACHE_HOME/vaekit`` (default ``~/.cache/vaekit``)."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")).expanduser() / "vaekit"
+
+
 def sha256_file(path: Path) -> str:
     """Hex sha256 of the bytes of ``path``."""
     h = hashlib.sha256()

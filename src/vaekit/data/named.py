@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vaekit.data import decoded
-from vaekit.data.download import fetch, sha256_file
+from vaekit.data.download import fetch, sha256_file, user_cache
 from vaekit.data.idx import IMAGES_MAGIC, LABELS_MAGIC, idx_shape, read_idx
 from vaekit.data.raw import RawData, scratch_array
 from vaekit.errors import VaekitError
@@ -93,8 +93,7 @@ def data_roots(data_dir: str = "") -> list[Path]:
         roots.append(Path(data_dir).expanduser())
     if os.environ.get("VAEKIT_DATA"):
         roots.append(Path(os.environ["VAEKIT_DATA"]).expanduser())
-    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    roots.append(Path(cache).expanduser() / "vaekit")
+    roots.append(user_cache())
     return roots
 
 
