@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
     # compared per point
     for _ in range(args.tune_repeats):
         for chunk, batch in grid:
-            pts = batch * math.ceil(args.tune_points / batch)
+            pts = min(batch * math.ceil(args.tune_points / batch), len(x))  # no more points than the run has
             _, s = timed(lambda c=chunk, b=batch, n=pts: log_likelihood(model, x[:n], args.k, c, b, seed=0))
             best[(chunk, batch)] = min(best[(chunk, batch)], s / pts)
     tune = [(s, c, b) for (c, b), s in best.items()]
