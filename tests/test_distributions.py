@@ -198,3 +198,74 @@ def test_bernoulli_log_prob_of_bf16_logits_is_summed_in_float32() -> None:
     ref = Independent(Bernoulli(logits=logits.double(), validate_args=False), 1).log_prob(x.double())
     assert ours.dtype == torch.float32
     torch.testing.assert_close(ours.double(), ref, rtol=0, atol=1e-3)
+
+
+def test_diag_normal_is_torchs_independent_normal():
+    """The lean DiagNormal against torch's own Independent(Normal): densities, entropy, moments, draws from the
+    same seed, torch's KL registry, expand; loc and scale of other shapes fall back to torch's broadcasting."""
+    from torch.distributions import Independent
+
+    g = torch.Generator().manual_seed(8)
+    mu, sigma = torch.randn(6, 4, generator=g), torch.rand(6, 4, generator=g) + 0.2
+    ours, ref = D.diag_normal(mu, sigma), Independent(Normal(mu, sigma), 1)
+    assert isinstance(ours, D.DiagNormal) and isinstance(ours, Independent)
+    assert ours.batch_shape == ref.batch_shape and ours.event_shape == ref.event_shape
+    z = torch.randn(3, 6, 4, generator=g)
+    torch.testing.assert_close(ours.log_prob(z), ref.log_prob(z), rtol=0, atol=0)
+    torch.testing.assert_close(ours.entropy(), ref.entropy(), rtol=0, atol=0)
+    torch.testing.assert_close(ours.mean, ref.mean, rtol=0, atol=0)
+    torch.testing.assert_close(ours.stddev, ref.stddev, rtol=0, atol=0)
+    torch.manual_seed(2)
+    a = ours.rsample((5,))
+    torch.manual_seed(2)
+    torch.testing.assert_close(a, ref.rsample((5,)), rtol=0, atol=0)
+    other = Independent(Normal(mu.flip(0), sigma.flip(0)), 1)
+    torch.testing.assert_close(kl_divergence(ours, other), kl_divergence(ref, other), rtol=0, atol=0)
+    wide = ours.expand((2, 6))
+    assert wide.batch_shape == (2, 6) and wide.event_shape == (4,)
+    torch.testing.assert_close(wide.log_prob(z[:2]), ref.expand((2, 6)).log_prob(z[:2]), rtol=0, atol=0)
+    broadcast = D.diag_normal(torch.zeros(4), torch.tensor(2.0).expand(4).clone()[None].expand(3, 4))
+    assert broadcast.batch_shape == (3,)
+    assert not isinstance(D.diag_normal(torch.zeros(3, 4), torch.ones(4)), D.DiagNormal)
+    with pytest.raises(ValueError, match="one shape"):
+        D.DiagNormal(torch.zeros(3, 4), torch.ones(4))
+
+
+def test_kl_from_log_variance_equals_torch_and_stays_finite_where_sigma_underflows():
+    """A posterior head made from log sigma^2 keeps it; the closed-form KL reads it: the same value as torch's
+    KL, and finite (in float32) where exp(log_var / 2) underflows to 0 and log(sigma) would be -inf."""
+    from vaekit.posteriors import DiagonalNormal
+
+    g = torch.Generator().manual_seed(9)
+    params = torch.randn(5, 6, generator=g)
+    q = DiagonalNormal(3)(params)
+    assert q.log_var is not None
+    ref = kl_divergence(Normal(q.base_dist.loc, q.base_dist.scale), Normal(0.0, 1.0)).sum(-1)
+    torch.testing.assert_close(D.kl_standard_normal(q), ref)
+    log_var = torch.tensor([[-250.0, -1.0, 0.0]], dtype=torch.float32)
+    tiny = DiagonalNormal(3)(torch.cat([torch.zeros(1, 3, dtype=torch.float32), log_var], -1))
+    assert tiny.base_dist.scale[0, 0] == 0  # exp(-125) underflows in float32 ...
+    kl = D.kl_standard_normal(tiny)
+    expected = 0.5 * (log_var.double().exp() - 1 - log_var.double()).sum()  # ... the KL does not: 124.5... nats
+    assert torch.isfinite(kl).all()
+    torch.testing.assert_close(kl.double()[0], expected, rtol=1e-6, atol=0)
+
+
+def test_bernoulli_logits_expand_mean_and_sample_are_torchs():
+    from torch.distributions import Bernoulli, Independent
+
+    g = torch.Generator().manual_seed(10)
+    logits = torch.randn(3, 2, 5, generator=g)
+    ours, ref = D.bernoulli(logits, 2), Independent(Bernoulli(logits=logits), 2)
+    assert ours.batch_shape == ref.batch_shape == (3,) and ours.event_shape == ref.event_shape == (2, 5)
+    torch.testing.assert_close(ours.mean, ref.mean, rtol=0, atol=0)
+    torch.manual_seed(1)
+    a = ours.sample((4,))
+    torch.manual_seed(1)
+    torch.testing.assert_close(a, ref.sample((4,)), rtol=0, atol=0)
+    wide = ours.expand((7, 3))
+    assert isinstance(wide, D.BernoulliLogits) and wide.batch_shape == (7, 3)
+    x = (torch.rand(7, 3, 2, 5, generator=g) < 0.5).double()
+    torch.testing.assert_close(wide.log_prob(x), ref.expand((7, 3)).log_prob(x))
+    with pytest.raises(ValueError, match="event_ndims"):
+        D.bernoulli(logits, 4)

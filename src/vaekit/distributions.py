@@ -43,8 +43,38 @@ def autocast_off(device_type: str) -> contextlib.AbstractContextManager[None]:
     return contextlib.nullcontext()
 
 
-def diag_normal(loc: Tensor, scale: Tensor) -> Independent:
-    """N(loc, diag scale^2) over the last axis: batch = loc.shape[:-1], event = (d,)."""
+class DiagNormal(Independent):
+    """N(loc, diag scale^2) over the last axis: ``Independent(Normal(loc, scale), 1)`` (batch = loc.shape[:-1],
+    event = (d,)), which every ``torch.distributions`` function accepts as one, built without the generic
+    argument processing of torch's constructors (a training step builds one per minibatch; loc and scale share
+    one shape, so there is nothing to broadcast). ``log_var``: log scale^2 when the posterior head made scale
+    from it (scale = exp(log_var / 2)), so the closed-form KL reads it instead of taking log(scale) again (one
+    operation fewer per step, and finite where scale underflows to 0); None otherwise."""
+
+    base_dist: Normal
+
+    def __init__(self, loc: Tensor, scale: Tensor, log_var: Tensor | None = None) -> None:
+        if loc.dim() < 1 or loc.shape != scale.shape:
+            raise ValueError(f"DiagNormal needs loc and scale of one shape with at least one axis, got "
+                             f"{tuple(loc.shape)} and {tuple(scale.shape)}")
+        base = Normal.__new__(Normal)  # Normal(loc, scale) without broadcast_all: the shapes already agree
+        base.loc, base.scale = loc, scale
+        Distribution.__init__(base, loc.shape, validate_args=False)
+        self.base_dist, self.reinterpreted_batch_ndims, self.log_var = base, 1, log_var
+        Distribution.__init__(self, loc.shape[:-1], loc.shape[-1:], validate_args=False)
+
+    def expand(self, batch_shape: torch.Size | list[int] | tuple[int, ...],
+               _instance: Distribution | None = None) -> Independent:
+        shape = torch.Size(batch_shape)
+        return Independent(self.base_dist.expand(shape + self.event_shape), 1, validate_args=False)
+
+
+def diag_normal(loc: Tensor, scale: Tensor, log_var: Tensor | None = None) -> Independent:
+    """N(loc, diag scale^2) over the last axis: batch = loc.shape[:-1], event = (d,) (:class:`DiagNormal`
+    when loc and scale share one shape, else torch's broadcasting ``Independent(Normal)``). ``log_var``:
+    log scale^2, when scale was made from it."""
+    if loc.dim() >= 1 and loc.shape == scale.shape:
+        return DiagNormal(loc, scale, log_var)
     return Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False)
 
 
@@ -71,29 +101,49 @@ class BernoulliLogits(Independent):
     The dot product is a batched matrix product when at least ``SHARED_DRAWS_MIN`` draws share each x (no
     broadcast copy of x over the samples), a product and sum otherwise. Same value for any x (0/1 data, or
     grey levels in [0, 1]) up to float32 rounding; checked against ``torch.distributions.Bernoulli``. On the
-    importance-sampling path the logits are (k, n, *event) and x (n, *event)."""
+    importance-sampling path the logits are (k, n, *event) and x (n, *event). ``base_dist`` is torch's
+    ``Bernoulli(logits=logits)``, built without its constructor's argument processing (one per training step)."""
+
+    base_dist: Bernoulli
+
+    def __init__(self, logits: Tensor, event_ndims: int) -> None:
+        if not 0 <= event_ndims <= logits.dim():
+            raise ValueError(f"BernoulliLogits: event_ndims {event_ndims} for logits of shape {tuple(logits.shape)}")
+        base = Bernoulli.__new__(Bernoulli)  # Bernoulli(logits=logits): a lazy probs, nothing to broadcast
+        base.logits = base._param = logits
+        Distribution.__init__(base, logits.shape, validate_args=False)
+        self.base_dist, self.reinterpreted_batch_ndims = base, event_ndims
+        cut = logits.dim() - event_ndims
+        Distribution.__init__(self, logits.shape[:cut], logits.shape[cut:], validate_args=False)
+
+    def expand(self, batch_shape: torch.Size | list[int] | tuple[int, ...],
+               _instance: Distribution | None = None) -> BernoulliLogits:
+        shape = torch.Size(batch_shape) + self.event_shape
+        return BernoulliLogits(self.base_dist.logits.expand(shape), self.reinterpreted_batch_ndims)
 
     def log_prob(self, value: Tensor) -> Tensor:
         logits = self.base_dist.logits
         nd = self.reinterpreted_batch_ndims
         dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits are summed in float32
         with autocast_off(logits.device.type):  # as autocast runs torch's BCE: in float32
-            flat_l = (logits.flatten(-nd) if nd else logits.unsqueeze(-1)).to(dtype)
-            flat_x = (value.flatten(-nd) if nd else value.unsqueeze(-1)).to(dtype)
-            lead = flat_l.dim() - flat_x.dim()
-            draws = math.prod(flat_l.shape[:lead]) if lead > 0 else 0
-            if draws >= SHARED_DRAWS_MIN and flat_x.shape[:-1] == flat_l.shape[lead:-1]:  # many draws share x
+            logits, value = logits.to(dtype), value.to(dtype)
+            if nd == 0:
+                return value * logits - F.softplus(logits)
+            lead = logits.dim() - value.dim()
+            draws = math.prod(logits.shape[:lead]) if lead > 0 else 0
+            if draws >= SHARED_DRAWS_MIN and value.shape[:-nd] == logits.shape[lead:-nd]:  # many draws share x
+                flat_l, flat_x = logits.flatten(-nd), value.flatten(-nd)
                 xl = torch.einsum("...bd,bd->...b", flat_l.reshape(-1, *flat_l.shape[lead:]),
                                   flat_x.reshape(-1, flat_x.shape[-1])).reshape(flat_l.shape[:-1])
-            else:
-                xl = (flat_l * flat_x).sum(-1)
-            return xl - F.softplus(flat_l).sum(-1)
+                return xl - F.softplus(flat_l).sum(-1)
+            events = tuple(range(-nd, 0))  # summed in place: no flattened views in the training step's graph
+            return (logits * value).sum(events) - F.softplus(logits).sum(events)
 
 
-def bernoulli(logits: Tensor, event_ndims: int) -> Independent:
+def bernoulli(logits: Tensor, event_ndims: int) -> BernoulliLogits:
     """Bernoulli likelihood parameterised by logits; the last ``event_ndims`` axes are the event
     (:class:`BernoulliLogits`)."""
-    return BernoulliLogits(Bernoulli(logits=logits, validate_args=False), event_ndims, validate_args=False)
+    return BernoulliLogits(logits, event_ndims)
 
 
 def gaussian(loc: Tensor, scale: Tensor, event_ndims: int) -> Independent:
@@ -283,6 +333,9 @@ def kl_per_dim(q_z: Distribution) -> Tensor:
     posterior the per-dimension split uses the marginals N(mu_j, S_jj); their sum is <= the total KL."""
     if _is_diag(q_z):
         mu, sigma = q_z.base_dist.loc, q_z.base_dist.scale
+        log_var = getattr(q_z, "log_var", None)
+        if log_var is not None:  # made from log sigma^2: no log of sigma (finite where sigma underflowed to 0)
+            return 0.5 * (mu.square() + sigma.square() - 1.0 - log_var)
         return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)
     if isinstance(q_z, MultivariateNormal):
         var = q_z.scale_tril.square().sum(-1)
