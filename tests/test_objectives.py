@@ -11,6 +11,8 @@ import torch
 from model_helpers import only_linear
 from torch.distributions import MultivariateNormal
 
+from vaekit import distributions as D
+from vaekit.batch import Batch
 from vaekit.config import ModelConfig
 from vaekit.evaluate import log_likelihood
 from vaekit.model import VAE
@@ -129,3 +131,27 @@ def test_lr_schedules():
     assert lr_factor(0, 100, "cosine") == 1.0 and lr_factor(100, 100, "cosine") == pytest.approx(0.0)
     assert lr_factor(50, 100, "cosine") == pytest.approx(0.5)
     assert [lr_factor(s, 100, "step") for s in (0, 49, 50, 75)] == [1.0, 1.0, pytest.approx(0.1), pytest.approx(0.01)]
+
+
+@pytest.mark.parametrize("prior", ["standard-normal", "mog"])
+def test_one_draw_elbo_has_no_sample_axis_and_equals_its_parts(prior):
+    """One draw (the training default) carries no sample axis: z (n, d), every term (n,), equal to the parts
+    computed by hand from the same noise, for a closed-form KL and for a Monte-Carlo KL (a mixture prior)."""
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden=(7,), latent_dim=3, likelihood="bernoulli", prior=prior, prior_components=4),
+                (6,)).double()
+    x = (torch.rand(9, 6, dtype=torch.float64) < 0.5).double()
+    torch.manual_seed(11)
+    one = elbo_terms(model, x, n_samples=1)
+    assert one.recon.shape == one.kl.shape == one.bound.shape == (9,)
+    q = model.encode(x)
+    torch.manual_seed(11)
+    z = q.base_dist.loc + q.base_dist.scale * torch.randn(9, 3, dtype=torch.float64)
+    torch.testing.assert_close(one.recon, model.log_px(model.decode(z), Batch(x)))
+    if prior == "standard-normal":
+        torch.testing.assert_close(one.kl, D.kl_standard_normal(q))
+        assert one.kl_estimator == "analytic"
+    else:
+        torch.testing.assert_close(one.kl, q.log_prob(z) - model.prior().log_prob(z))
+        assert one.kl_estimator == "monte-carlo"
+    torch.testing.assert_close(one.loss, -(one.recon - one.kl).mean())

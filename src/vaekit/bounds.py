@@ -40,8 +40,8 @@ from vaekit.batch import Batch, as_batch
 
 @dataclass
 class LogTerms:
-    """Densities at k latent draws for n examples, each (k, n), nats. ``log_pz`` / ``log_qz`` are None
-    when they were not asked for, or for a point-mass code (no density)."""
+    """Densities at k latent draws for n examples, each (k, n), nats ((n,) for one draw made without a sample
+    axis). ``log_pz`` / ``log_qz`` are None when they were not asked for, or for a point-mass code (no density)."""
 
     log_px_z: Tensor
     log_pz: Tensor | None = None
@@ -60,7 +60,8 @@ class LogTerms:
 def log_terms(model: Any, batch: Batch, z: Tensor, q_z: Distribution, p_z: Distribution | None,
               densities: bool = True) -> LogTerms:
     """log p(x|z), log p(z) and log q(z|x) for draws ``z`` (k, n, d) of the examples of ``batch``:
-    (k, n) each, nats. ``p_z``: the model's prior, built once per batch (``model.prior()``).
+    (k, n) each, nats (one draw without a sample axis, z (n, d): (n,) each). ``p_z``: the model's prior, built
+    once per batch (``model.prior()``).
     ``densities=False`` skips log p(z) and log q(z|x) (the ELBO with a closed-form KL needs neither)."""
     log_px_z = model.log_px(model.decode(z, batch.c, y=batch.y), batch)
     if not densities or not model.posterior.has_density:
@@ -98,13 +99,15 @@ def kl_term(model: Any, q_z: Distribution, terms: LogTerms, closed: Tensor | Non
     """KL(q(z|x) || p(z)) per example (n,) and how it was computed: the prior's closed form
     ('analytic'; pass it as ``closed`` when already computed), else mean over the draws of log q - log p
     ('monte-carlo'); 0 for a point mass ('none')."""
+    drawn = terms.log_px_z.dim() > len(q_z.batch_shape)  # a sample axis in front (k draws), or one draw
     if not model.posterior.has_density:
-        return torch.zeros_like(terms.log_px_z[0]), "none"
+        return torch.zeros_like(terms.log_px_z[0] if drawn else terms.log_px_z), "none"
     kl = model.latent_prior.analytic_kl(q_z) if closed is None else closed
     if kl is not None:
         return kl, "analytic"
     assert terms.log_qz is not None and terms.log_pz is not None
-    return (terms.log_qz - terms.log_pz).mean(0), "monte-carlo"
+    diff = terms.log_qz - terms.log_pz
+    return diff.mean(0) if drawn else diff, "monte-carlo"
 
 
 def free_bits_kl(kl_groups: Tensor, group_dims: int, free_bits: float) -> Tensor:
@@ -126,13 +129,14 @@ def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | 
     """
     batch = as_batch(x)
     q_z = model.encode(batch)
-    z = q_z.rsample((n_samples,))  # (V, n, d)
+    single = n_samples == 1  # one draw: z (n, d) and every term (n,), no sample axis (no views in the step's graph)
+    z = q_z.rsample(() if single else (n_samples,))  # (n, d) or (V, n, d)
     closed = model.latent_prior.analytic_kl(q_z) if model.posterior.has_density else None
     p_z = None if closed is not None or not model.posterior.has_density else model.prior()
     terms = log_terms(model, batch, z, q_z, p_z, densities=p_z is not None)  # log p(z), log q only for an MC KL
-    recon = terms.log_px_z.squeeze(0) if n_samples == 1 else terms.log_px_z.mean(0)  # (n,); one draw: a view
+    recon = terms.log_px_z if single else terms.log_px_z.mean(0)  # (n,)
     kl, how = kl_term(model, q_z, terms, closed)
-    kl_levels = None if terms.kl_levels is None else terms.kl_levels.mean(0)  # (n, L)
+    kl_levels = terms.kl_levels if terms.kl_levels is None or single else terms.kl_levels.mean(0)  # (n, L)
     bound = recon - kl if isinstance(beta, float) and beta == 1.0 else recon - beta * kl  # x * 1.0 is x
     loss = -bound.mean()
     if free_bits > 0 and model.posterior.has_density:

@@ -174,7 +174,10 @@ class VAE(nn.Module):
     def encoder_params(self, h: Tensor, cond: Tensor | None = None) -> Tensor:
         """The encoder network's output (n, P) for inputs h (n, *event_shape) in the encoder's input units
         (after any standardisation), in the model's dtype."""
-        return self.encoder(self.input_transform(h), cond).to(self.data_loc.dtype)  # bf16 under autocast -> fp32
+        transform = self.input_transform  # called only when it changes something (a Mult-VAE's input)
+        if transform.norm != "none" or (transform.dropout > 0.0 and transform.training):
+            h = transform(h)
+        return self.encoder(h, cond).to(self.data_loc.dtype)  # bf16 under autocast -> fp32
 
     def encode_inputs(self, h: Tensor) -> Distribution:
         """q(z|h) for encoder inputs h (K, *event_shape) already in the encoder's units (a VampPrior's
@@ -187,12 +190,13 @@ class VAE(nn.Module):
         if not self.training and not self._inputs_trusted:
             check_codes(self, z, "decode's z")
         lead = z.shape[:-1]
-        zf = z.reshape(-1, z.shape[-1]) if z.dim() > 1 else z[None]
+        zf = z if z.dim() == 2 else z.reshape(-1, z.shape[-1]) if z.dim() > 2 else z[None]
         cond = self.condition(c, y)
         if cond is not None and len(lead) > 1:  # (n, k) for z (*sample, n, d): one copy per sample
             cond = cond.expand(*lead, cond.shape[-1]).reshape(-1, cond.shape[-1])
         params = self.decoder(zf, cond).to(self.data_loc.dtype)
-        params = params.reshape(*lead, *params.shape[1:])
+        if len(lead) != 1:  # (m, ...) back to (*lead, ...); a (n, d) z needs no view (one node fewer per step)
+            params = params.reshape(*lead, *params.shape[1:])
         return self.likelihood(params, self.data_loc, self.data_scale)
 
     def log_px(self, p_x: Distribution, batch: Batch) -> Tensor:
