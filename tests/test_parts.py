@@ -825,3 +825,25 @@ def test_naive_estimator_with_a_mixture_prior_draws_from_the_mixture():
     naive = log_likelihood(model, x, k=20000, chunk=5000, batch_size=6, seed=1, proposal="prior")
     is_est = log_likelihood(model, x, k=20000, chunk=5000, batch_size=6, seed=2)
     assert float((naive - is_est).abs().max()) < 0.2 and abs(float((naive - is_est).mean())) < 0.05
+
+
+def test_mlp_layers_run_their_hooks_and_the_input_transform_runs_when_it_changes_something():
+    """The MLP networks call each layer in turn (not the container): a hook on a layer still sees every call.
+    The encoder's input transform runs only when it changes x (l2 norm, dropout in training): same values."""
+    from vaekit.config import ModelConfig
+    from vaekit.model import VAE
+
+    torch.manual_seed(0)
+    model = VAE(ModelConfig(hidden=(8,), latent_dim=2, likelihood="bernoulli"), (5,))
+    seen: list[tuple[int, ...]] = []
+    for net in (model.encoder.net, model.decoder.net):
+        net[0].register_forward_hook(lambda m, i, o: seen.append(tuple(o.shape)))
+    model.eval()
+    x = (torch.rand(3, 5) < 0.5).float()
+    model.decode(model.encode(x).mean)
+    assert seen == [(3, 8), (3, 8)]
+    l2 = VAE(ModelConfig(hidden=(8,), latent_dim=2, likelihood="bernoulli", input_norm="l2"), (5,))
+    l2.load_state_dict(model.state_dict())
+    l2.eval()
+    h = torch.nn.functional.normalize(x, dim=1)
+    torch.testing.assert_close(l2.encode(x).mean, model.encode(h).mean)

@@ -38,7 +38,14 @@ class MLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x)
+        return run_layers(self.net, x)
+
+
+def run_layers(net: nn.Sequential, x: Tensor) -> Tensor:
+    """``net(x)``: each layer called in turn (its hooks run), without the container's own call."""
+    for layer in net:
+        x = layer(x)
+    return x
 
 
 
@@ -53,7 +60,7 @@ class MLPEncoder(EncoderNet):
         self.net = MLP(math.prod(event_shape) + cond_dim, config.hidden, out_features, config.activation).net
 
     def forward(self, x: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.net(with_condition(x.flatten(1), c))
+        return run_layers(self.net, with_condition(x.flatten(1), c))
 
 
 @DECODERS.register("mlp")
@@ -67,4 +74,4 @@ class MLPDecoder(DecoderNet):
                        config.activation).net
 
     def forward(self, z: Tensor, c: Tensor | None = None) -> Tensor:
-        return self.net(with_condition(z, c)).reshape(z.shape[0], *self.out_shape)
+        return run_layers(self.net, with_condition(z, c)).reshape(z.shape[0], *self.out_shape)
