@@ -7,16 +7,30 @@ epoch), the ratio of the best epochs and the median of the per-round ratios (tig
 fast as the tight loop)::
 
     .venv/bin/python bench/alternate.py --rows 3200 --rounds 41 --batches 128 512
+
+``--against SRC`` adds a third contestant: the vaekit of another source tree (``SRC/vaekit``, e.g. a checkout of
+the commit before a change), imported as a renamed copy (``vaekit_against``) so that both versions train in the
+same process and share its noise; printed: each version's median ratio to the tight loop and the median of the
+per-round differences (after minus before), the figure to trust for a change of a few percent on a shared host::
+
+    git worktree add /tmp/before HEAD~3
+    .venv/bin/python bench/alternate.py --rows 2560 --rounds 120 --batches 128 --against /tmp/before/src
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import math
+import re
+import shutil
 import statistics
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
@@ -28,6 +42,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--rounds", type=int, default=41)
     p.add_argument("--batches", type=int, nargs="+", default=[128, 512])
     p.add_argument("--dir", default=str(HERE.parents[1] / "shared" / "data"), help="data root holding mnist/")
+    p.add_argument("--against", type=Path, help="a source tree (holding vaekit/) to time in the same process")
     args = p.parse_args(argv)
     import torch
     from machine import cpu_name
@@ -39,26 +54,65 @@ def main(argv: list[str] | None = None) -> None:
     data = load_mnist(args.dir, args.rows)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, vaekit from {Path(vaekit.__file__).parent}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {args.rows} rows, {args.rounds} rounds")
+    against = None if args.against is None else renamed_copy(args.against)
     for batch in args.batches:
         trainer = make_trainer(data, batch, "fp32", "cpu")
         tight = TightLoop(data.train.x, batch, scale=data.train.affine[0])
-        trainer.train_epoch()
-        tight.train_epoch()
-        times: dict[str, list[float]] = {"vaekit": [], "tight": []}
-        ratios = []
-        for r in range(args.rounds):
-            order = [("vaekit", trainer.train_epoch), ("tight", tight.train_epoch)]
-            for name, epoch in order if r % 2 == 0 else order[::-1]:
+        contestants: list[tuple[str, Callable[[], Any]]] = [("vaekit", trainer.train_epoch),
+                                                            ("tight", tight.train_epoch)]
+        if against is not None:
+            contestants.append(("against", against_trainer(against, args.dir, args.rows, batch).train_epoch))
+        for _, epoch in contestants:
+            epoch()
+        times: dict[str, list[float]] = {name: [] for name, _ in contestants}
+        for r in range(args.rounds):  # each contestant first, middle and last in turn
+            for name, epoch in contestants[r % len(contestants):] + contestants[:r % len(contestants)]:
                 t0 = time.perf_counter()
                 epoch()
                 times[name].append(time.perf_counter() - t0)
-            ratios.append(times["tight"][-1] / times["vaekit"][-1])
+        ratios = {name: [t / x for t, x in zip(times["tight"], times[name], strict=True)] for name in times}
         steps = math.ceil(args.rows / batch)
         v, t = times["vaekit"], times["tight"]
         ms = {k: (min(x) / steps * 1e3, statistics.median(x) / steps * 1e3) for k, x in times.items()}
         print(f"batch {batch}: vaekit {ms['vaekit'][0]:.3f} ms/step (median {ms['vaekit'][1]:.3f}), tight "
               f"{ms['tight'][0]:.3f} (median {ms['tight'][1]:.3f}); ratio of the best epochs {min(t) / min(v):.3f}, "
-              f"median of per-round ratios {statistics.median(ratios):.3f}", flush=True)
+              f"median of per-round ratios {statistics.median(ratios['vaekit']):.3f}", flush=True)
+        if against is not None:
+            change = statistics.median(a - b for a, b in zip(ratios["vaekit"], ratios["against"], strict=True))
+            print(f"batch {batch}: median ratio to the tight loop: {args.against} "
+                  f"{statistics.median(ratios['against']):.3f}, this tree {statistics.median(ratios['vaekit']):.3f}; "
+                  f"median per-round change {change:+.3f}", flush=True)
+
+
+def renamed_copy(src: Path, name: str = "vaekit_against") -> str:
+    """``src/vaekit`` copied to a temporary directory as the package ``name`` (its own imports rewritten), that
+    directory put on ``sys.path``; returns ``name``."""
+    if not (src / "vaekit" / "__init__.py").is_file():
+        raise SystemExit(f"--against {src}: no vaekit/__init__.py there; give the src/ directory of a checkout")
+    dest = Path(tempfile.mkdtemp(prefix="vaekit-against-"))
+    shutil.copytree(src / "vaekit", dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for f in (dest / name).rglob("*.py"):
+        text = re.sub(r"\bfrom vaekit([. ])", rf"from {name}\1", f.read_text())
+        text = re.sub(r"\bimport vaekit\b", f"import {name}", text)
+        f.write_text(text.replace('"vaekit.', f'"{name}.'))
+    sys.path.insert(0, str(dest))
+    return name
+
+
+def against_trainer(name: str, data_dir: str, rows: int, batch: int) -> Any:
+    """A Trainer of the renamed package ``name`` on the first ``rows`` MNIST rows (its own data layer: its
+    batches are its own classes), configured as bench/throughput.py configures vaekit's."""
+    from dataclasses import replace
+
+    config = importlib.import_module(f"{name}.config")
+    data_mod = importlib.import_module(f"{name}.data")
+    train = importlib.import_module(f"{name}.train")
+    data = data_mod.load_data(data_mod.DataConfig(name="mnist", dir=data_dir, download=False), "bernoulli")
+    data = replace(data, train=replace(data.train, x=data.train.x[:rows]))
+    model = config.ModelConfig(hidden=(400,), latent_dim=20, likelihood="bernoulli", activation="relu")
+    cfg = config.Config(name="bench", model=model, train=config.TrainConfig(
+        batch_size=batch, lr=1e-3, seed=0, device="cpu", precision="fp32", threads=0))
+    return train.Trainer(cfg, Path(tempfile.mkdtemp(prefix="vaekit-bench-")), data)
 
 
 if __name__ == "__main__":
