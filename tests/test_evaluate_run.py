@@ -17,7 +17,7 @@ from vaekit.errors import VaekitError
 from vaekit.evaluate import evaluate_run
 from vaekit.train import fit
 
-KEYS = {"elbo_nats", "log_likelihood_nats", "k", "recon_nats", "kl_nats", "bits_per_dim", "n_examples",
+KEYS = {"elbo_nats", "log_likelihood_nats", "k", "recon_nats", "kl_nats", "bits_per_dim", "n_examples", "compiled",
         "log_likelihood_se", "log_likelihood_mc_se", "nats_per_dim", "kl_per_dim", "active_units", "probe_accuracy",
         "naive_log_likelihood_nats", "naive_log_likelihood_se", "warnings"}
 FAST = {"k": 40, "naive_k": 40}

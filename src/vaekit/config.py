@@ -274,12 +274,17 @@ class EvalConfig:
     batch_size: int = 8
     repeats: int = 1
     naive_k: int = 1000
+    #: ``torch.compile`` the importance-sampling block (``vaekit.evaluate``): ``auto`` on a CPU from
+    #: ``COMPILE_FROM`` decoded samples (points x k) on, ``on``, or ``off``.
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         check_fields(self, "eval")  # types first: one-line errors naming the key
         for key in ("k", "chunk", "batch_size", "repeats", "naive_k"):
             value = getattr(self, key)
             _check(value >= 1, f"eval.{key}", f"must be >= 1, got {value}")
+        _check(self.compile in ("auto", "on", "off"), "eval.compile",
+               f"must be auto, on or off, got '{self.compile}'")
 
 
 @dataclass(frozen=True)
