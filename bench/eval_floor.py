@@ -10,7 +10,10 @@ that its weights are realistic. For ``--points`` test images and k samples each,
   ``--tune-repeats`` times, interleaved, on at least ``--tune-points`` points (whole batches) first; the block
   with the fastest time per point is used);
 * ``elementwise Bernoulli``: the same estimator and draws with torch's elementwise Bernoulli log-probability
-  (``torch.distributions.Bernoulli``), the kernel vaekit used before 2026-11-24.
+  (``torch.distributions.Bernoulli``), the kernel vaekit used before 2026-11-24;
+* ``compiled``: the same estimator and draws with ``compile=True`` (``eval.compile``: each whole block through
+  ``torch.compile``), after one batch that compiles it (its time is printed; the 10,000-image figure adds it
+  once).
 
 Prints the floor's fraction of each (floor time / estimator time), the estimates and their paired difference.
 The times are extrapolated to the 10,000 MNIST test images (linear in points).
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     from vaekit.bounds import elbo_terms
     from vaekit.config import ModelConfig
     from vaekit.data import DataConfig, load_data
-    from vaekit.evaluate import log_likelihood
+    from vaekit.evaluate import compile_failure, log_likelihood
     from vaekit.model import build_model
     from vaekit.schema import DataSchema
     from vaekit.train.adam import FusedAdam
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         ll_old, t_old = timed(lambda: log_likelihood(model, x, args.k, chunk, batch, seed=0))
     finally:
         D.bernoulli = fast
+    _, t_compile = timed(lambda: log_likelihood(model, x[:batch], args.k, chunk, batch, seed=0, compile=True))
+    ll_c, t_c = timed(lambda: log_likelihood(model, x, args.k, chunk, batch, seed=0, compile=True))
     scale = 10_000 / len(x)
     diff = ll - ll_old
     print(f"k = {args.k}, {len(x)} test images; tuning (ms per point, fastest of {args.tune_repeats}): "
@@ -118,10 +123,17 @@ def main(argv: list[str] | None = None) -> None:
     for name, t in (("GEMM floor (decoder matmuls only)", t_floor), ("vaekit log_likelihood", t_new),
                     ("same, elementwise Bernoulli (before)", t_old)):
         print(f"| {name} | {t:.1f} | {t * scale / 60:.2f} | {t_floor / t:.0%} |")
+    with_compile = t_c * scale + t_compile  # seconds for 10,000 images, compiling once
+    print(f"| compiled (eval.compile), one batch compiling first: {t_compile:.1f} s | {t_c:.1f} | "
+          f"{with_compile / 60:.2f} with the compile | {t_floor / t_c:.0%} ({t_floor * scale / with_compile:.0%} "
+          f"with the compile) |")
     se = float(ll.std() / math.sqrt(len(ll)))
     print(f"mean log p(x): vaekit {float(ll.mean()):.4f} nats, elementwise {float(ll_old.mean()):.4f} nats (same "
           f"draws); paired difference mean {float(diff.mean()):+.2e}, max |diff| {float(diff.abs().max()):.2e}; "
           f"standard error of the mean {se:.3f}")
+    dc = ll_c - ll
+    print(f"compiled: mean {float(ll_c.mean()):.4f} nats, paired difference to eager mean {float(dc.mean()):+.2e}, "
+          f"max |diff| {float(dc.abs().max()):.2e}; compile failure: {compile_failure()}")
 
 
 if __name__ == "__main__":
