@@ -85,3 +85,23 @@ def test_compile_policy():
     with pytest.raises(VaekitError, match="eval.compile"):
         EvalConfig(compile="yes")
     assert evaluate._log_w.__doc__ and "log_terms" in evaluate._log_w.__doc__
+
+
+def test_a_hierarchy_and_bf16_are_evaluated_eagerly_whatever_compile_says():
+    """A two-level posterior caches its last draw by identity (a compiled block would recompile for every new
+    draw), and bf16 runs under autocast: both ignore compile=True, the eager numbers bit for bit, no graph."""
+    import torch._dynamo.utils as dynamo_utils
+
+    from vaekit.model import build_model
+    from vaekit.schema import DataSchema
+
+    torch.manual_seed(0)
+    hvae = build_model(ModelConfig(levels=2, latent_dim=2, hidden=(8,), likelihood="bernoulli"),
+                       DataSchema.for_shape((12,)))
+    flat, x = model_and_data()
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
+    for model, precision in ((hvae, "fp32"), (flat, "bf16")):
+        eager = log_likelihood(model, x, k=40, chunk=20, batch_size=4, seed=1, precision=precision)
+        asked = log_likelihood(model, x, k=40, chunk=20, batch_size=4, seed=1, precision=precision, compile=True)
+        assert asked.tolist() == eager.tolist()
+    assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs
