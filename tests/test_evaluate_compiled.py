@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -105,3 +106,26 @@ def test_a_hierarchy_and_bf16_are_evaluated_eagerly_whatever_compile_says():
         asked = log_likelihood(model, x, k=40, chunk=20, batch_size=4, seed=1, precision=precision, compile=True)
         assert asked.tolist() == eager.tolist()
     assert dynamo_utils.counters["stats"]["unique_graphs"] == graphs
+
+
+@NEEDS_COMPILER
+def test_eval_json_says_compiled_only_where_the_blocks_were(tmp_path):
+    """``--eval.compile on`` through evaluate_run: a one-level run's blocks compile (``compiled`` true, the eager
+    estimate up to rounding); a two-level run's run eagerly whatever was asked, and eval.json says false."""
+    from vaekit.config import Config, DataConfig, TrainConfig
+    from vaekit.evaluate import evaluate_run
+    from vaekit.train import fit
+
+    def run(name: str, **model) -> Path:
+        config = Config(name=name, data=DataConfig(name="digits"),
+                        model=ModelConfig(latent_dim=2, hidden=(16,), **model),
+                        train=TrainConfig(epochs=1, batch_size=64, device="cpu"))
+        return fit(config, tmp_path)[0]
+
+    fast = {"k": 40, "naive_k": 20, "write": False}
+    flat, two = run("flat"), run("two", levels=2)
+    on = evaluate_run(flat, **fast, overrides={"eval.compile": "on"})
+    off = evaluate_run(flat, **fast, overrides={"eval.compile": "off"})
+    assert on["compiled"] is True and off["compiled"] is False
+    assert on["log_likelihood_nats"] == pytest.approx(off["log_likelihood_nats"], abs=1e-4)
+    assert evaluate_run(two, **fast, overrides={"eval.compile": "on"})["compiled"] is False

@@ -59,6 +59,12 @@ def compile_failure() -> str | None:
     return _compile_failure[0] if _compile_failure else None
 
 
+def compilable(model: Any, precision: str) -> bool:
+    """Whether :func:`log_likelihood` can compile ``model``'s blocks at ``precision``: float32 (bf16 runs under
+    autocast) and one latent level (a hierarchy's posterior caches its last draw and checks it by identity)."""
+    return precision == "fp32" and not getattr(model, "level_names", ())
+
+
 def use_compile(mode: str, points: int, k: int, device: torch.device, precision: str = "fp32") -> bool:
     """Whether ``eval.compile`` = ``mode`` (auto / on / off) compiles the block of an evaluation of ``points``
     points at ``k`` samples: ``on`` always, ``auto`` on a CPU in float32 from :data:`COMPILE_FROM` decoded
@@ -130,8 +136,7 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
     device = next(model.parameters()).device
     gen = generator if generator is not None else \
         (torch.Generator(device).manual_seed(seed) if seed is not None else None)
-    # bf16 autocast, and a hierarchy (its posterior caches its last draw by identity): eager
-    compiled = compile and precision == "fp32" and not getattr(model, "level_names", ())
+    compiled = compile and compilable(model, precision)
     was_training = model.training
     model.eval()
     out = []
@@ -380,7 +385,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             result["active_units_levels"] = {lv: int(active[j * d_level:(j + 1) * d_level].sum())
                                              for j, lv in enumerate(levels)}
         if is_vae:
-            compiled = use_compile(ec.compile, len(split), k * repeats, dev, precision)
+            compiled = use_compile(ec.compile, len(split), k * repeats, dev, precision) and compilable(model, precision)
             runs = [split_log_likelihood(model, split, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
                                          precision=precision, compile=compiled) for r in range(repeats)]
             ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
