@@ -49,6 +49,12 @@ class EncoderInput(nn.Module):
         super().__init__()
         self.norm, self.dropout = norm, float(dropout)
 
+    @property
+    def changes_x(self) -> bool:
+        """Whether :meth:`forward` changes x now (an l2 norm, or dropout in training mode); when not, callers may
+        skip the call (one module call fewer per training step)."""
+        return self.norm == "l2" or (self.dropout > 0.0 and self.training)
+
     def forward(self, x: Tensor) -> Tensor:
         if self.norm == "l2":
             x = F.normalize(x.flatten(1), dim=1).reshape(x.shape)
@@ -174,9 +180,8 @@ class VAE(nn.Module):
     def encoder_params(self, h: Tensor, cond: Tensor | None = None) -> Tensor:
         """The encoder network's output (n, P) for inputs h (n, *event_shape) in the encoder's input units
         (after any standardisation), in the model's dtype."""
-        transform = self.input_transform  # called only when it changes something (a Mult-VAE's input)
-        if transform.norm != "none" or (transform.dropout > 0.0 and transform.training):
-            h = transform(h)
+        if self.input_transform.changes_x:  # a Mult-VAE's input
+            h = self.input_transform(h)
         return self.encoder(h, cond).to(self.data_loc.dtype)  # bf16 under autocast -> fp32
 
     def encode_inputs(self, h: Tensor) -> Distribution:
@@ -190,7 +195,7 @@ class VAE(nn.Module):
         if not self.training and not self._inputs_trusted:
             check_codes(self, z, "decode's z")
         lead = z.shape[:-1]
-        zf = z if z.dim() == 2 else z.reshape(-1, z.shape[-1]) if z.dim() > 2 else z[None]
+        zf = z if z.dim() == 2 else z.reshape(-1, z.shape[-1])  # (m, d): a (d,) code becomes (1, d)
         cond = self.condition(c, y)
         if cond is not None and len(lead) > 1:  # (n, k) for z (*sample, n, d): one copy per sample
             cond = cond.expand(*lead, cond.shape[-1]).reshape(-1, cond.shape[-1])
