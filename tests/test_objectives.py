@@ -118,6 +118,21 @@ def test_elbo_terms_split_into_recon_and_closed_form_kl():
     torch.testing.assert_close(model.elbo(x, n_samples=3, beta=0.25), out.bound)
 
 
+@pytest.mark.parametrize("beta", [1.0, 0.25])
+def test_elbo_loss_is_minus_the_mean_bound_bit_for_bit_with_the_same_gradients(beta):
+    """The loss is written as mean(beta * KL - recon) (no negation node in the step's graph): the same float32
+    value as -mean(bound), and the same gradients, bit for bit."""
+    model, marginal = ppca(exact_posterior=False)
+    x = data(marginal).float()
+    model = model.float()
+    torch.manual_seed(5)
+    out = elbo_terms(model, x, beta=beta)
+    assert torch.equal(out.loss, -out.bound.mean())
+    grads = torch.autograd.grad(out.loss, list(model.parameters()), retain_graph=True)
+    negated = torch.autograd.grad(-out.bound.mean(), list(model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(grads, negated, strict=True))
+
+
 def test_kl_weight_is_a_linear_warmup_in_the_step():
     assert kl_weight(0, 0, 2.0) == 2.0
     assert [kl_weight(s, 100, 1.0) for s in (0, 25, 50, 100, 1000)] == [0.0, 0.25, 0.5, 1.0, 1.0]

@@ -137,8 +137,9 @@ def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | 
     recon = terms.log_px_z if single else terms.log_px_z.mean(0)  # (n,)
     kl, how = kl_term(model, q_z, terms, closed)
     kl_levels = terms.kl_levels if terms.kl_levels is None or single else terms.kl_levels.mean(0)  # (n, L)
-    bound = recon - kl if isinstance(beta, float) and beta == 1.0 else recon - beta * kl  # x * 1.0 is x
-    loss = -bound.mean()
+    weighted_kl = kl if isinstance(beta, float) and beta == 1.0 else beta * kl  # x * 1.0 is x
+    bound = recon - weighted_kl
+    loss = (weighted_kl - recon).mean()  # -bound.mean() bit for bit, without a negation node in the step's graph
     if free_bits > 0 and model.posterior.has_density:
         per_dim = model.latent_prior.analytic_kl_per_dim(q_z) if closed is not None else None
         if per_dim is not None:
