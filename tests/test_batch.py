@@ -24,6 +24,13 @@ def test_as_batch_wraps_tensors_and_keeps_batches():
         Batch(x, y=y[:2])
 
 
+def test_to_returns_the_batch_itself_when_nothing_moves():
+    b = Batch(torch.rand(3, 4), y=torch.tensor([0, 1, 2]))
+    assert b.to("cpu") is b and b.to(torch.device("cpu"), non_blocking=True) is b
+    moved = b.to("meta")  # another device: every tensor moved, a new batch
+    assert moved is not b and moved.x.device.type == moved.y.device.type == "meta" and moved.c is None
+
+
 def test_encode_takes_a_tensor_or_a_batch_with_the_same_result():
     model = VAE(ModelConfig(latent_dim=2, hidden=(8,), likelihood="gaussian"), (4,)).eval()
     x = torch.randn(5, 4)

@@ -133,6 +133,9 @@ def test_the_callers_global_rng_is_never_touched(tmp_path: Path, digits: DataBun
     assert torch.equal(torch.get_rng_state(), state)
     trainer.fit()
     assert torch.equal(torch.get_rng_state(), state)
+    batch = digits.train.batch_of(torch.arange(8), torch.Generator().manual_seed(0))
+    trainer.step(batch)  # a step called on its own, outside an epoch
+    assert torch.equal(torch.get_rng_state(), state)
     run_dir, _ = train.fit(_config(**{"train.epochs": "1"}), runs_root=tmp_path, data=digits)
     assert torch.equal(torch.get_rng_state(), state)
     toml = run_dir / "config.toml"

@@ -34,7 +34,10 @@ class Batch:
         return int(self.x.shape[0])
 
     def to(self, device: torch.device | str, non_blocking: bool = False) -> Batch:
-        """The batch with every tensor on ``device``."""
+        """The batch with every tensor on ``device`` (the batch itself when they all are there already)."""
+        device = torch.device(device)
+        if all(t is None or t.device == device for t in (self.x, self.y, self.c, self.mask)):
+            return self
         def move(t: Tensor | None) -> Tensor | None:
             return None if t is None else t.to(device, non_blocking=non_blocking)
         return Batch(self.x.to(device, non_blocking=non_blocking), move(self.y), move(self.c), move(self.mask))

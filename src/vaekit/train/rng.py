@@ -172,6 +172,8 @@ def own_rng(method: Callable[Concatenate[S, P], R]) -> Callable[Concatenate[S, P
     """Run ``method`` with its object's streams (``self.rng``) as torch's global ones."""
     @functools.wraps(method)
     def wrapper(self: S, *args: P.args, **kwargs: P.kwargs) -> R:
+        if self.rng._depth:  # already inside (a step called by the epoch): the streams are in place
+            return method(self, *args, **kwargs)
         with self.rng.active():
             return method(self, *args, **kwargs)
     return wrapper
