@@ -111,7 +111,10 @@ def test_a_hierarchy_and_bf16_are_evaluated_eagerly_whatever_compile_says():
 @NEEDS_COMPILER
 def test_eval_json_says_compiled_only_where_the_blocks_were(tmp_path):
     """``--eval.compile on`` through evaluate_run: a one-level run's blocks compile (``compiled`` true, the eager
-    estimate up to rounding); a two-level run's run eagerly whatever was asked, and eval.json says false."""
+    estimate up to rounding); a two-level run's run eagerly whatever was asked, and so do blocks that are never
+    whole (k below the chunk): eval.json says false for both."""
+    import torch._dynamo.utils as dynamo_utils
+
     from vaekit.config import Config, DataConfig, TrainConfig
     from vaekit.evaluate import evaluate_run
     from vaekit.train import fit
@@ -122,10 +125,14 @@ def test_eval_json_says_compiled_only_where_the_blocks_were(tmp_path):
                         train=TrainConfig(epochs=1, batch_size=64, device="cpu"))
         return fit(config, tmp_path)[0]
 
-    fast = {"k": 40, "naive_k": 20, "write": False}
+    fast = {"k": 40, "chunk": 20, "naive_k": 20, "write": False}  # two whole 20-sample chunks per point
     flat, two = run("flat"), run("two", levels=2)
+    graphs = dynamo_utils.counters["stats"]["unique_graphs"]
     on = evaluate_run(flat, **fast, overrides={"eval.compile": "on"})
+    assert dynamo_utils.counters["stats"]["unique_graphs"] > graphs  # a block really compiled
     off = evaluate_run(flat, **fast, overrides={"eval.compile": "off"})
     assert on["compiled"] is True and off["compiled"] is False
     assert on["log_likelihood_nats"] == pytest.approx(off["log_likelihood_nats"], abs=1e-4)
     assert evaluate_run(two, **fast, overrides={"eval.compile": "on"})["compiled"] is False
+    no_whole_block = {**fast, "chunk": 250}  # k = 40 < chunk: every block is a tail block, run eagerly
+    assert evaluate_run(flat, **no_whole_block, overrides={"eval.compile": "on"})["compiled"] is False

@@ -385,7 +385,9 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             result["active_units_levels"] = {lv: int(active[j * d_level:(j + 1) * d_level].sum())
                                              for j, lv in enumerate(levels)}
         if is_vae:
-            compiled = use_compile(ec.compile, len(split), k * repeats, dev, precision) and compilable(model, precision)
+            # only whole (chunk x batch_size) blocks compile: k < chunk or fewer rows than a batch leaves none
+            compiled = (use_compile(ec.compile, len(split), k * repeats, dev, precision)
+                        and compilable(model, precision) and k >= chunk and len(split) >= batch_size)
             runs = [split_log_likelihood(model, split, k, chunk, batch_size, seed + r * REPEAT_SEED_STRIDE,
                                          precision=precision, compile=compiled) for r in range(repeats)]
             ll = torch.stack(runs).mean(0)  # per point: average of the repeats' k-sample estimates
