@@ -62,15 +62,8 @@ def main(argv: list[str] | None = None) -> None:
                                                             ("tight", tight.train_epoch)]
         if against is not None:
             contestants.append(("against", against_trainer(against, args.dir, args.rows, batch).train_epoch))
-        for _, epoch in contestants:
-            epoch()
-        times: dict[str, list[float]] = {name: [] for name, _ in contestants}
-        for r in range(args.rounds):  # each contestant first, middle and last in turn
-            for name, epoch in contestants[r % len(contestants):] + contestants[:r % len(contestants)]:
-                t0 = time.perf_counter()
-                epoch()
-                times[name].append(time.perf_counter() - t0)
-        ratios = {name: [t / x for t, x in zip(times["tight"], times[name], strict=True)] for name in times}
+        times = alternated(contestants, args.rounds)
+        ratios = ratios_to(times, "tight")
         steps = math.ceil(args.rows / batch)
         v, t = times["vaekit"], times["tight"]
         ms = {k: (min(x) / steps * 1e3, statistics.median(x) / steps * 1e3) for k, x in times.items()}
@@ -82,6 +75,25 @@ def main(argv: list[str] | None = None) -> None:
             print(f"batch {batch}: median ratio to the tight loop: {args.against} "
                   f"{statistics.median(ratios['against']):.3f}, this tree {statistics.median(ratios['vaekit']):.3f}; "
                   f"median per-round change {change:+.3f}", flush=True)
+
+
+def alternated(contestants: list[tuple[str, Callable[[], Any]]], rounds: int) -> dict[str, list[float]]:
+    """Seconds of each contestant's call in each of ``rounds`` rounds (after one warm-up call each), the order
+    rotated every round so that each runs first, middle and last in turn."""
+    for _, run in contestants:
+        run()
+    times: dict[str, list[float]] = {name: [] for name, _ in contestants}
+    for r in range(rounds):
+        for name, run in contestants[r % len(contestants):] + contestants[:r % len(contestants)]:
+            t0 = time.perf_counter()
+            run()
+            times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def ratios_to(times: dict[str, list[float]], reference: str) -> dict[str, list[float]]:
+    """Each contestant's per-round speed relative to ``reference`` (its time / theirs: 1.0 = as fast)."""
+    return {name: [t / x for t, x in zip(times[reference], ts, strict=True)] for name, ts in times.items()}
 
 
 def renamed_copy(src: Path, name: str = "vaekit_against") -> str:

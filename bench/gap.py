@@ -93,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dir", default=str(HERE.parents[1] / "shared" / "data"), help="data root holding mnist/")
     args = p.parse_args(argv)
     import torch
+    from alternate import alternated, ratios_to
     from machine import cpu_name
     from throughput import load_mnist, make_trainer
     from tight_loop import TightLoop
@@ -104,15 +105,8 @@ def main(argv: list[str] | None = None) -> None:
         trainer = make_trainer(data, batch, "fp32", "cpu")
         tight = TightLoop(data.train.x, batch, scale=data.train.affine[0])
         contestants = [*variants(trainer).items(), ("tight", tight.train_epoch)]
-        for _, run in contestants:
-            run()
-        times: dict[str, list[float]] = {name: [] for name, _ in contestants}
-        for r in range(args.rounds):
-            for name, run in contestants[r % len(contestants):] + contestants[:r % len(contestants)]:
-                t0 = time.perf_counter()
-                run()
-                times[name].append(time.perf_counter() - t0)
-        ratio = {name: [t / x for t, x in zip(times["tight"], ts, strict=True)] for name, ts in times.items()}
+        times = alternated(contestants, args.rounds)
+        ratio = ratios_to(times, "tight")
         steps = math.ceil(args.rows / batch)
         print(f"batch {batch}: ms per step (median epoch), median ratio to the tight loop, median change against "
               f"vaekit's epoch")
