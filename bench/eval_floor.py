@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train-steps", type=int, default=300)
     p.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data" / "mnist"))
     args = p.parse_args(argv)
+    grid = [tuple(int(v) for v in pair.split("x")) for pair in args.grid.split(",")]
+    chunk_max, batch_max = max(c for c, _ in grid), max(b for _, b in grid)
+    if args.points < batch_max or args.k < chunk_max:  # else a block has no whole (chunk x batch) block to compile
+        p.error(f"--points {args.points} and --k {args.k} must be at least the grid's largest batch ({batch_max}) "
+                f"and chunk ({chunk_max}): only whole blocks compile, so a smaller run would time eager blocks as "
+                f"'compiled'; raise them or pass a smaller --grid")
     from machine import cpu_name
 
     from vaekit import distributions as D
@@ -83,7 +89,6 @@ def main(argv: list[str] | None = None) -> None:
         out = fn()
         return out, time.perf_counter() - t0
 
-    grid = [tuple(int(v) for v in pair.split("x")) for pair in args.grid.split(",")]
     best = dict.fromkeys(grid, math.inf)
     # interleaved repeats, the fastest of each counts: one slow moment of a shared host does not pick the block;
     # each block is timed on whole batches of points (a multiple of its batch size), as in the full run, and

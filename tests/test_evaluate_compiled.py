@@ -76,6 +76,37 @@ def test_a_failed_compile_warns_once_and_gives_the_eager_estimate(tmp_path):
     assert line.endswith("True True"), line
 
 
+@NEEDS_COMPILER
+def test_past_the_recompile_limit_the_blocks_run_eagerly_and_say_so(tmp_path):
+    """torch runs a function eagerly, without a word, once it holds ``recompile_limit`` graphs (new shapes or
+    architectures in one process). With the limit at 1, a second architecture's blocks: one RuntimeWarning
+    naming the limit, ``compile_failure()`` set (so eval.json says compiled false), the eager numbers."""
+    script = textwrap.dedent("""
+        import warnings, torch, torch._dynamo.config
+        from vaekit.config import ModelConfig
+        from vaekit.evaluate import log_likelihood, compile_failure
+        from vaekit.model import VAE
+        torch._dynamo.config.recompile_limit = 1
+        x = (torch.rand(10, 12, generator=torch.Generator().manual_seed(0)) < 0.4).float()
+        first = VAE(ModelConfig(hidden=(16,), latent_dim=3, likelihood="bernoulli"), (12,))
+        log_likelihood(first, x, k=40, chunk=20, batch_size=4, seed=3, compile=True)
+        ok = compile_failure() is None
+        second = VAE(ModelConfig(hidden=(17,), latent_dim=3, likelihood="bernoulli"), (12,))
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            asked = log_likelihood(second, x, k=40, chunk=20, batch_size=4, seed=3, compile=True)
+        eager = log_likelihood(second, x, k=40, chunk=20, batch_size=4, seed=3)
+        mine = [str(w.message) for w in caught if "evaluation block" in str(w.message)]
+        print(ok, len(mine), asked.tolist() == eager.tolist(), compile_failure())
+    """)
+    env = {**os.environ, "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "ind")}
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    ok, warned, same, failure = out.stdout.strip().split(" ", 3)
+    assert (ok, warned, same) == ("True", "1", "True"), out.stdout
+    assert "limit of 1 compiled graphs per function" in failure, failure
+
+
 def test_compile_policy():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert use_compile("auto", 10_000, 5000, cpu)  # the test set of MNIST at k = 5000: compiled

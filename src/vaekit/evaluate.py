@@ -80,15 +80,22 @@ def _compiled_block(model: Any, xb: Batch, z: Tensor, q: Any, p_z: Any) -> Tenso
     warning, once per process, and every block runs eagerly)."""
     if _compile_failure:
         return None
+    import torch._dynamo.config as dynamo_config
+
     try:
-        with warnings.catch_warnings():  # torch's compiler stack warns about its own deprecations on first use
-            warnings.simplefilter("ignore", DeprecationWarning)
+        # past torch's limit of graphs per function (recompile_limit: 8 block shapes or architectures in one
+        # process) dynamo would run the block eagerly without a word and eval.json would say compiled: raise
+        with warnings.catch_warnings(), dynamo_config.patch(fail_on_recompile_limit_hit=True):
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch's compiler stack, on first use
             if not _compiled:
                 _compiled.append(torch.compile(_log_w, dynamic=False))
             out: Tensor = _compiled[0](model, xb, z, q, p_z)
         return out
     except Exception as exc:  # no C++ compiler, an operation inductor cannot lower, ...
         first = (str(exc).strip().splitlines() or [""])[0][:200]
+        if type(exc).__name__ == "FailOnRecompileLimitHit":
+            first = (f"torch's limit of {dynamo_config.recompile_limit} compiled graphs per function was reached in "
+                     "this process: new block shapes or model architectures; a new process compiles again")
         _compile_failure.append(f"{type(exc).__name__}: {first}")
         warnings.warn(f"vaekit: compiling the evaluation block failed ({_compile_failure[0]}); evaluating "
                       "eagerly (--eval.compile off skips the attempt)", RuntimeWarning, stacklevel=3)
