@@ -200,6 +200,25 @@ def test_bernoulli_log_prob_of_bf16_logits_is_summed_in_float32() -> None:
     torch.testing.assert_close(ours.double(), ref, rtol=0, atol=1e-3)
 
 
+def test_bernoulli_log_prob_casts_only_where_dtypes_differ_or_autocast_is_on() -> None:
+    """float32 logits and data skip the cast and the autocast switch (a training step); float64 data, or the
+    same float32 tensors under autocast, take the cast path: the same float32 numbers bit for bit."""
+    from vaekit.distributions import bernoulli
+
+    g = torch.Generator().manual_seed(6)
+    logits = torch.randn(5, 28, 28, generator=g, dtype=torch.float32) * 4
+    x = (torch.rand(5, 28, 28, generator=g) < 0.4).float()
+    p_x = bernoulli(logits, 2)
+    plain = p_x.log_prob(x)
+    assert plain.dtype == torch.float32 and plain.shape == (5,)
+    assert p_x.log_prob(x.double()).tolist() == plain.tolist()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert p_x.log_prob(x).tolist() == plain.tolist()
+    wide = bernoulli(logits.double(), 2).log_prob(x)  # float64 logits: x cast up, the sum in float64
+    assert wide.dtype == torch.float64
+    torch.testing.assert_close(wide, plain.double(), rtol=1e-6, atol=0)
+
+
 def test_diag_normal_is_torchs_independent_normal():
     """The lean DiagNormal against torch's own Independent(Normal): densities, entropy, moments, draws from the
     same seed, torch's KL registry, expand; loc and scale of other shapes fall back to torch's broadcasting."""

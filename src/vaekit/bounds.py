@@ -129,18 +129,19 @@ def elbo_terms(model: Any, x: Tensor | Batch, n_samples: int = 1, beta: float | 
     """
     batch = as_batch(x)
     q_z = model.encode(batch)
+    has_density = model.posterior.has_density
     single = n_samples == 1  # one draw: z (n, d) and every term (n,), no sample axis (no views in the step's graph)
     z = q_z.rsample(() if single else (n_samples,))  # (n, d) or (V, n, d)
-    closed = model.latent_prior.analytic_kl(q_z) if model.posterior.has_density else None
-    p_z = None if closed is not None or not model.posterior.has_density else model.prior()
+    closed = model.latent_prior.analytic_kl(q_z) if has_density else None
+    p_z = None if closed is not None or not has_density else model.prior()
     terms = log_terms(model, batch, z, q_z, p_z, densities=p_z is not None)  # log p(z), log q only for an MC KL
     recon = terms.log_px_z if single else terms.log_px_z.mean(0)  # (n,)
-    kl, how = kl_term(model, q_z, terms, closed)
+    kl, how = (closed, "analytic") if closed is not None else kl_term(model, q_z, terms)
     kl_levels = terms.kl_levels if terms.kl_levels is None or single else terms.kl_levels.mean(0)  # (n, L)
     weighted_kl = kl if isinstance(beta, float) and beta == 1.0 else beta * kl  # x * 1.0 is x
     bound = recon - weighted_kl
     loss = (weighted_kl - recon).mean()  # -bound.mean() bit for bit, without a negation node in the step's graph
-    if free_bits > 0 and model.posterior.has_density:
+    if free_bits > 0 and has_density:
         per_dim = model.latent_prior.analytic_kl_per_dim(q_z) if closed is not None else None
         if per_dim is not None:
             groups, dims = per_dim, 1

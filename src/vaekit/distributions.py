@@ -123,21 +123,26 @@ class BernoulliLogits(Independent):
 
     def log_prob(self, value: Tensor) -> Tensor:
         logits = self.base_dist.logits
-        nd = self.reinterpreted_batch_ndims
         dtype = torch.promote_types(logits.dtype, torch.float32)  # bf16 logits are summed in float32
+        if logits.dtype == dtype == value.dtype and not torch.is_autocast_enabled(logits.device.type):
+            return self._summed(logits, value)  # nothing to cast or to switch off (a float32 training step)
         with autocast_off(logits.device.type):  # as autocast runs torch's BCE: in float32
-            logits, value = logits.to(dtype), value.to(dtype)
-            if nd == 0:
-                return value * logits - F.softplus(logits)
-            lead = logits.dim() - value.dim()
-            draws = math.prod(logits.shape[:lead]) if lead > 0 else 0
-            if draws >= SHARED_DRAWS_MIN and value.shape[:-nd] == logits.shape[lead:-nd]:  # many draws share x
-                flat_l, flat_x = logits.flatten(-nd), value.flatten(-nd)
-                xl = torch.einsum("...bd,bd->...b", flat_l.reshape(-1, *flat_l.shape[lead:]),
-                                  flat_x.reshape(-1, flat_x.shape[-1])).reshape(flat_l.shape[:-1])
-                return xl - F.softplus(flat_l).sum(-1)
-            events = tuple(range(-nd, 0))  # summed in place: no flattened views in the training step's graph
-            return (logits * value).sum(events) - F.softplus(logits).sum(events)
+            return self._summed(logits.to(dtype), value.to(dtype))
+
+    def _summed(self, logits: Tensor, value: Tensor) -> Tensor:
+        """sum over the event axes of x * l - softplus(l), for logits and x of one floating dtype."""
+        nd = self.reinterpreted_batch_ndims
+        if nd == 0:
+            return value * logits - F.softplus(logits)
+        lead = logits.dim() - value.dim()
+        draws = math.prod(logits.shape[:lead]) if lead > 0 else 0
+        if draws >= SHARED_DRAWS_MIN and value.shape[:-nd] == logits.shape[lead:-nd]:  # many draws share x
+            flat_l, flat_x = logits.flatten(-nd), value.flatten(-nd)
+            xl = torch.einsum("...bd,bd->...b", flat_l.reshape(-1, *flat_l.shape[lead:]),
+                              flat_x.reshape(-1, flat_x.shape[-1])).reshape(flat_l.shape[:-1])
+            return xl - F.softplus(flat_l).sum(-1)
+        events = tuple(range(-nd, 0))  # summed in place: no flattened views in the training step's graph
+        return (logits * value).sum(events) - F.softplus(logits).sum(events)
 
 
 def bernoulli(logits: Tensor, event_ndims: int) -> BernoulliLogits:
@@ -325,18 +330,22 @@ def kl_standard_normal(q_z: Distribution) -> Tensor:
     Diagonal: 0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2).
     Full covariance S = L L^T: 0.5 * (tr S + mu^T mu - d - log|S|).
     """
-    return kl_per_dim(q_z).sum(-1) if _is_diag(q_z) else _kl_full(q_z)
+    return _kl_diag(q_z).sum(-1) if _is_diag(q_z) else _kl_full(q_z)
+
+
+def closed_kl_standard_normal(q_z: Distribution) -> Tensor | None:
+    """:func:`kl_standard_normal` for a Gaussian q (diagonal or full covariance), None for any other
+    distribution (a training step asks once per batch: one type check)."""
+    if _is_diag(q_z):
+        return _kl_diag(q_z).sum(-1)
+    return _kl_full(q_z) if isinstance(q_z, MultivariateNormal) else None
 
 
 def kl_per_dim(q_z: Distribution) -> Tensor:
     """The diagonal KL split by latent dimension, shape (*batch, d), in nats. For a full-covariance
     posterior the per-dimension split uses the marginals N(mu_j, S_jj); their sum is <= the total KL."""
     if _is_diag(q_z):
-        mu, sigma = q_z.base_dist.loc, q_z.base_dist.scale
-        log_var = getattr(q_z, "log_var", None)
-        if log_var is not None:  # made from log sigma^2: no log of sigma (finite where sigma underflowed to 0)
-            return 0.5 * (mu.square() + sigma.square() - 1.0 - log_var)
-        return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)
+        return _kl_diag(q_z)
     if isinstance(q_z, MultivariateNormal):
         var = q_z.scale_tril.square().sum(-1)
         return 0.5 * (q_z.loc.square() + var - 1.0 - torch.log(var))
@@ -345,6 +354,15 @@ def kl_per_dim(q_z: Distribution) -> Tensor:
 
 def _is_diag(q_z: Distribution) -> TypeGuard[Independent]:
     return isinstance(q_z, Independent) and isinstance(q_z.base_dist, Normal)
+
+
+def _kl_diag(q_z: Independent) -> Tensor:
+    """KL(N(mu, diag sigma^2) || N(0, I)) per dimension (*batch, d), nats."""
+    mu, sigma = q_z.base_dist.loc, q_z.base_dist.scale
+    log_var = getattr(q_z, "log_var", None)
+    if log_var is not None:  # made from log sigma^2: no log of sigma (finite where sigma underflowed to 0)
+        return 0.5 * (mu.square() + sigma.square() - 1.0 - log_var)
+    return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)
 
 
 def _kl_full(q_z: Distribution) -> Tensor:

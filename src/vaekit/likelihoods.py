@@ -43,6 +43,9 @@ class Likelihood(nn.Module, ABC):
     def __init__(self, config: ModelConfig, event_shape: Sequence[int], sigma_units: str = "scaled") -> None:
         super().__init__()
         self.event_shape = tuple(int(s) for s in event_shape)
+        #: the event's axes, and the parameter axis in front of them in ``params`` (*batch, n_params, *event)
+        self._event_ndims = len(self.event_shape)
+        self._param_axis = -self._event_ndims - 1
 
     @property
     @abstractmethod
@@ -69,7 +72,7 @@ class Bernoulli(Likelihood):
         return 1
 
     def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
-        return D.bernoulli(params.squeeze(-len(self.event_shape) - 1), len(self.event_shape))
+        return D.BernoulliLogits(params.squeeze(self._param_axis), self._event_ndims)
 
 
 @LIKELIHOODS.register("gaussian")

@@ -175,7 +175,9 @@ class VAE(nn.Module):
         if not self.training and not self._inputs_trusted:
             xb = check_input(self, xb, "encode's x")
         h = (xb - self.data_loc) / self.data_scale if self.standardised else xb
-        return self.posterior(self.encoder_params(h, self.condition(batch.c, batch.y)))
+        # an unconditional model given no c has no condition: no call (a training step encodes once)
+        cond = None if not self.cond_dim and batch.c is None else self.condition(batch.c, batch.y)
+        return self.posterior(self.encoder_params(h, cond))
 
     def encoder_params(self, h: Tensor, cond: Tensor | None = None) -> Tensor:
         """The encoder network's output (n, P) for inputs h (n, *event_shape) in the encoder's input units
@@ -196,7 +198,7 @@ class VAE(nn.Module):
             check_codes(self, z, "decode's z")
         lead = z.shape[:-1]
         zf = z if z.dim() == 2 else z.reshape(-1, z.shape[-1])  # (m, d): a (d,) code becomes (1, d)
-        cond = self.condition(c, y)
+        cond = None if not self.cond_dim and c is None else self.condition(c, y)
         if cond is not None and len(lead) > 1:  # (n, k) for z (*sample, n, d): one copy per sample
             cond = cond.expand(*lead, cond.shape[-1]).reshape(-1, cond.shape[-1])
         params = self.decoder(zf, cond).to(self.data_loc.dtype)

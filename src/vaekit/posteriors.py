@@ -52,7 +52,7 @@ class DiagonalNormal(PosteriorHead):
 
     def forward(self, params: Tensor) -> Distribution:
         loc, log_var = params.chunk(2, dim=-1)  # one split: its gradient is one cat, not two zero-filled slices
-        return D.diag_normal(loc, torch.exp(0.5 * log_var), log_var)
+        return D.DiagNormal(loc, torch.exp(0.5 * log_var), log_var)  # loc and scale share one shape
 
 
 @POSTERIORS.register("full")

@@ -84,7 +84,7 @@ class StandardNormal(Prior):
         return z.to(self._zero.device)
 
     def analytic_kl(self, q_z: Distribution) -> Tensor | None:
-        return D.kl_standard_normal(q_z) if D.is_gaussian(q_z) else None
+        return D.closed_kl_standard_normal(q_z)
 
     def analytic_kl_per_dim(self, q_z: Distribution) -> Tensor | None:
         return D.kl_per_dim(q_z) if D.is_gaussian(q_z) else None
