@@ -330,7 +330,10 @@ def kl_standard_normal(q_z: Distribution) -> Tensor:
     Diagonal: 0.5 * sum(mu^2 + sigma^2 - 1 - log sigma^2).
     Full covariance S = L L^T: 0.5 * (tr S + mu^T mu - d - log|S|).
     """
-    return _kl_diag(q_z).sum(-1) if _is_diag(q_z) else _kl_full(q_z)
+    kl = closed_kl_standard_normal(q_z)
+    if kl is None:
+        raise TypeError(f"no closed-form KL to N(0, I) for {type(q_z).__name__}")
+    return kl
 
 
 def closed_kl_standard_normal(q_z: Distribution) -> Tensor | None:
@@ -365,9 +368,8 @@ def _kl_diag(q_z: Independent) -> Tensor:
     return 0.5 * (mu.square() + sigma.square() - 1.0) - torch.log(sigma)
 
 
-def _kl_full(q_z: Distribution) -> Tensor:
-    if not isinstance(q_z, MultivariateNormal):
-        raise TypeError(f"no closed-form KL to N(0, I) for {type(q_z).__name__}")
+def _kl_full(q_z: MultivariateNormal) -> Tensor:
+    """KL(N(mu, L L^T) || N(0, I)) per example (*batch,), nats."""
     L = q_z.scale_tril
     d = L.shape[-1]
     trace = L.square().sum((-2, -1))

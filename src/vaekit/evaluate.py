@@ -85,7 +85,6 @@ def _compiled_block(model: Any, xb: Batch, z: Tensor, q: Any, p_z: Any) -> Tenso
     # torch < 2.7 names the limit cache_size_limit and the flag fail_on_cache_limit_hit (aliases since)
     new_names = hasattr(dynamo_config, "fail_on_recompile_limit_hit")
     fail_flag = "fail_on_recompile_limit_hit" if new_names else "fail_on_cache_limit_hit"
-    limit = getattr(dynamo_config, "recompile_limit" if new_names else "cache_size_limit", "its")
     try:
         # past torch's limit of graphs per function (8 block shapes or architectures in one process) dynamo would
         # run the block eagerly without a word and eval.json would say compiled: the flag makes it raise
@@ -98,6 +97,7 @@ def _compiled_block(model: Any, xb: Batch, z: Tensor, q: Any, p_z: Any) -> Tenso
     except Exception as exc:  # no C++ compiler, an operation inductor cannot lower, ...
         first = (str(exc).strip().splitlines() or [""])[0][:200]
         if type(exc).__name__ in ("FailOnRecompileLimitHit", "FailOnCacheLimitHit"):
+            limit = getattr(dynamo_config, "recompile_limit" if new_names else "cache_size_limit", "its")
             first = (f"torch's limit of {limit} compiled graphs per function was reached in this process: new "
                      "block shapes or model architectures; a new process compiles again")
         _compile_failure.append(f"{type(exc).__name__}: {first}")

@@ -89,11 +89,10 @@ class GaussianFixed(Likelihood):
         return 1
 
     def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
-        k = len(self.event_shape)
         sigma = torch.full_like(scale, self.sigma)
         if self.sigma_units == "scaled":
             sigma = sigma * scale
-        return D.gaussian(params.squeeze(-k - 1) * scale + loc, sigma, k)
+        return D.gaussian(params.squeeze(self._param_axis) * scale + loc, sigma, self._event_ndims)
 
 
 @LIKELIHOODS.register("gaussian-learned")
@@ -112,14 +111,13 @@ class GaussianLearned(Likelihood):
         return 2 if self.per_output else 1
 
     def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
-        k = len(self.event_shape)
         if self.per_output:
-            mean, log_sigma = params.unbind(-k - 1)
+            mean, log_sigma = params.unbind(self._param_axis)
             sigma = torch.exp(log_sigma) * scale
         else:
-            mean = params.squeeze(-k - 1)
+            mean = params.squeeze(self._param_axis)
             sigma = torch.exp(self.log_sigma).reshape(self.event_shape) * scale
-        return D.gaussian(mean * scale + loc, sigma, k)
+        return D.gaussian(mean * scale + loc, sigma, self._event_ndims)
 
 
 @LIKELIHOODS.register("multinomial")
@@ -137,8 +135,7 @@ class Multinomial(Likelihood):
         return 1
 
     def forward(self, params: Tensor, loc: Tensor, scale: Tensor) -> Distribution:
-        k = len(self.event_shape)
-        return D.multinomial(params.squeeze(-k - 1), k)
+        return D.multinomial(params.squeeze(self._param_axis), self._event_ndims)
 
 
 from vaekit.tabular import likelihood as _mixed  # noqa: E402,F401  registers "mixed" (mixed-type tables)
