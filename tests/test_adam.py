@@ -85,3 +85,52 @@ def test_refuses_a_state_for_other_parameters() -> None:
 def test_empty_parameter_list_is_an_error() -> None:
     with pytest.raises(ValueError, match="empty parameter list"):
         FusedAdam([], lr=1e-3)
+
+
+def test_parameters_without_gradient_are_left_as_torch_leaves_them() -> None:
+    """Steps where one parameter has no gradient (its state untouched, not even its step counter), between
+    steps where all have one, match torch's fused Adam bit for bit."""
+    ours, ref = _params(), _params()
+    a, b = FusedAdam(ours, lr=1e-2), torch.optim.Adam(ref, lr=1e-2, fused=True)
+    for opt, ps in ((a, ours), (b, ref)):
+        for i in range(6):
+            opt.zero_grad(set_to_none=True)
+            loss = _loss(ps, i)
+            if i in (2, 3):  # the last parameter sits these steps out
+                loss = (ps[0] ** 2).sum() + ps[1].sin().sum()
+            loss.backward()
+            if i in (2, 3):
+                assert ps[2].grad is None
+            opt.found_inf = torch.tensor(float(i == 3)) if opt is a else None
+            if opt is b and i == 3:  # the same skip for torch's: its step left out
+                continue
+            opt.step()
+    for x, y in zip(ours, ref, strict=True):
+        assert torch.equal(x, y)
+    for p, q in zip(ours, ref, strict=True):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            assert torch.equal(a.state[p][key], b.state[q][key])
+    assert [float(a.state[p]["step"]) for p in ours] == [5.0, 5.0, 4.0]
+
+
+def test_a_loaded_state_replaces_the_one_steps_ran_on() -> None:
+    """Load an earlier state into an optimiser that has stepped since (a rollback): the steps after it are
+    those of a run continued from that state, not from the moments it replaced."""
+    ps = _params()
+    opt = FusedAdam(ps, lr=1e-2)
+    _run(opt, ps, range(5))
+    saved = {"state": {i: {k: v.clone() for k, v in s.items()} for i, s in opt.state_dict()["state"].items()},
+             "param_groups": opt.state_dict()["param_groups"]}
+    weights = [p.detach().clone() for p in ps]
+    _run(opt, ps, range(5, 9))
+    with torch.no_grad():
+        for p, w in zip(ps, weights, strict=True):
+            p.copy_(w)
+    opt.load_state_dict(saved)
+    _run(opt, ps, range(5, 12))
+    ref = _params()
+    r = torch.optim.Adam(ref, lr=1e-2, fused=True)
+    _run(r, ref, range(12))
+    for x, y in zip(ps, ref, strict=True):
+        assert torch.equal(x, y)
+    assert float(opt.state[ps[0]]["step"]) == 12.0

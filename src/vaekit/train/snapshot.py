@@ -80,10 +80,7 @@ def restore(trainer: Trainer, snapshot: Snapshot) -> None:
     ckpt.load_weights(trainer.model, Path(where), weights)
     sd = trainer.optimizer.state_dict()
     sd["state"] = opt_state
-    trainer.optimizer.load_state_dict(sd)
-    for p in trainer.model.parameters():  # fused Adam keeps 'step' on the parameter's device
-        for k, v in trainer.optimizer.state.get(p, {}).items():
-            trainer.optimizer.state[p][k] = v.to(p.device)
+    trainer.optimizer.load_state_dict(sd)  # every tensor on its parameter's device, 'step' too (as fused Adam keeps it)
     trainer.rng.load(rng_states, reseed, trainer.config.train.seed + state.step)
     notes = [n for n in (note, dist.world_note(state.step, state.world_size, group.world_size)) if n]
     if notes:
