@@ -50,7 +50,7 @@ KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("torch dispatch, autograd, allocator (C++)", re.compile(r"\(.*(libtorch_cpu|libc10)[^/]*\)$")),
     ("OS kernel", re.compile(r"\[kernel")),
 ]
-LINE = re.compile(r"\s*(\d+)\s+([\d.]+):\s+\S+\s+(.*)$")
+LINE = re.compile(r"\s*(\d+)\s+([\d.]+):\s+(\d+)\s+\S+\s+(.*)$")  # tid, time: period (ns), ip, symbol (library)
 
 
 def kind_of(symbol_and_library: str) -> str:
@@ -86,12 +86,12 @@ def child(args: argparse.Namespace) -> None:
                                           "steps": args.rows // args.batch, "epochs": log}))
 
 
-def attribute(script_lines: list[str], record: dict, freq: int) -> dict[str, dict[str, Counter[str]]]:
-    """Microseconds per step by contestant, thread ('main' or 'pool') and kind, from ``perf script`` lines."""
+def attribute(script_lines: list[str], record: dict) -> dict[str, dict[str, Counter[str]]]:
+    """Microseconds per step by contestant, thread ('main' or 'pool') and kind, from ``perf script`` lines (each
+    sample weighs its own period: perf may lower its rate)."""
     epochs = record["epochs"]
     starts = [start for _, start, _ in epochs]
     counts = Counter(name for name, _, _ in epochs)
-    per_sample = 1e6 / freq / record["steps"]
     out: dict[str, dict[str, Counter[str]]] = {n: {"main": Counter(), "pool": Counter()} for n in counts}
     for line in script_lines:
         m = LINE.match(line)
@@ -103,7 +103,7 @@ def attribute(script_lines: list[str], record: dict, freq: int) -> dict[str, dic
             continue  # start-up, warm-up, or between epochs
         name = epochs[i][0]
         thread = "main" if int(m.group(1)) == record["main_tid"] else "pool"
-        out[name][thread][kind_of(m.group(3))] += per_sample / counts[name]
+        out[name][thread][kind_of(m.group(4))] += int(m.group(3)) / 1e3 / (record["steps"] * counts[name])
     return out
 
 
@@ -135,9 +135,9 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"perf record failed (exit {done.returncode}): {done.stderr.strip()[-400:]}; check that "
                      f"kernel.perf_event_paranoid is 2 or less")
         record = json.loads(log.read_text())
-        script = subprocess.run([perf, "script", "-i", str(data), "-F", "tid,time,ip,sym,dso"],
+        script = subprocess.run([perf, "script", "-i", str(data), "-F", "tid,time,period,ip,sym,dso"],
                                 capture_output=True, text=True, check=True).stdout.splitlines()
-    table = attribute(script, record, args.freq)
+    table = attribute(script, record)
     names = ["vaekit", "both", "tight"]
     wall = {n: 1e3 * statistics.median(b - a for m, a, b in record["epochs"] if m == n) / record["steps"]
             for n in names}
