@@ -13,10 +13,15 @@ issue #15 chose the free cores), one thread, and vaekit's default ``--train.thre
 processes left free); ``--spincounts 100,300,3000`` adds torch's thread count with those spin bounds (the sweep
 behind vaekit's choice of 1000).
 
+``--late E`` measures the other case. The load arrives after the run has chosen its threads: each setting
+trains E epochs, and the competitor starts when the first epoch's metrics row appears. Printed per setting:
+that first, quiet epoch, and the median of epochs 3..E, which ran wholly beside the competitor.
+
 Usage::
 
     .venv/bin/python bench/contention.py                # all settings, busy-loop competitor
     .venv/bin/python bench/contention.py --competitor train
+    .venv/bin/python bench/contention.py --late 5 --spincounts 5000
 """
 
 from __future__ import annotations
@@ -53,6 +58,36 @@ def epoch_time(extra: list[str], env_extra: dict[str, str], data_dir: str) -> fl
     return float(rows[-1]["epoch_time_s"])
 
 
+def late_epochs(extra: list[str], env_extra: dict[str, str], data_dir: str, kind: str, n: int,
+                epochs: int) -> tuple[float, float]:
+    """(first epoch, median of epochs 3..``epochs``) seconds of one ``vaekit train`` run whose competitor starts
+    when its first epoch's metrics row appears (trainer's clock)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, **env_extra}
+        env.pop("OMP_NUM_THREADS", None)
+        run = subprocess.Popen([sys.executable, "-m", "vaekit", "train", "--data.name", "mnist", "--train.epochs",
+                                str(epochs), "--runs", tmp, "--name", "c", "--no-progress", "--no-report",
+                                "--no-artifacts", *extra], env=env, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+        metrics = Path(tmp) / "c" / "metrics.jsonl"
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            while run.poll() is None and not (metrics.exists() and metrics.read_text().strip()):
+                time.sleep(0.02)
+            procs = start_competitor(kind, n, data_dir, tmp)
+            if run.wait() != 0:
+                raise RuntimeError(f"vaekit train {' '.join(extra)} failed beside the late competitor")
+        finally:
+            for proc in procs:
+                proc.kill()
+                proc.wait()
+            if run.poll() is None:
+                run.kill()
+        rows = [json.loads(line) for line in metrics.open()]
+    times = [float(r["epoch_time_s"]) for r in rows]
+    return times[0], sorted(times[2:])[(len(times) - 2) // 2]
+
+
 def start_competitor(kind: str, n: int, data_dir: str, tmp: str) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, "VAEKIT_OMP_POLICY": "keep"}
     if kind == "busy":
@@ -71,7 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data" / "mnist"))
     p.add_argument("--spincounts", default="",
                    help="also 2 threads with these GOMP_SPINCOUNT values (comma-separated), e.g. 100,300,3000")
+    p.add_argument("--late", type=int, default=0, metavar="E",
+                   help="instead: E-epoch runs whose competitor starts after their first epoch (E >= 3)")
     args = p.parse_args(argv)
+    if args.late and args.late < 3:
+        p.error("--late needs at least 3 epochs (the first is quiet, the second partly so)")
     settings = dict(SETTINGS)
     for count in filter(None, args.spincounts.split(",")):
         settings[f"2 threads, GOMP_SPINCOUNT={int(count)}"] = (["--train.threads", "0"],
@@ -82,6 +121,20 @@ def main(argv: list[str] | None = None) -> None:
     cores = len(os.sched_getaffinity(0))
     print(f"{cpu_name()}, {cores} cores, load average {os.getloadavg()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; competitor: {args.busy} x {args.competitor}")
+    if args.late:
+        late = {name: late_epochs(extra, env, args.data_dir, args.competitor, args.busy, args.late)
+                for name, (extra, env) in settings.items()}
+        best = min(first for first, _ in late.values())
+        bound = cores / max(cores - args.busy, 1)
+        print(f"competitor from the end of epoch 1; epoch seconds (trainer's clock); proportional bound = "
+              f"{bound:.1f} x the best first epoch ({best:.2f} s) = {best * bound:.2f} s")
+        print(f"| threads | epoch 1 (quiet) s | epochs 3-{args.late} (median) s | x best quiet | within bound? |")
+        print("|---|---|---|---|---|")
+        for name, (first, later) in late.items():
+            print(f"| {name} | {first:.2f} | {later:.2f} | {later / best:.2f} | "
+                  f"{'yes' if later / best <= bound else 'no'} |")
+        print(f"load average at the end {os.getloadavg()}")
+        return
     quiet: dict[str, float] = {}
     busy: dict[str, float] = {}
     for name, (extra, env) in settings.items():
