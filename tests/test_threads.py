@@ -83,10 +83,17 @@ def test_resume_may_change_threads_only_as_a_launch_option(tmp_path: Path) -> No
     run = tmp_path / "runs" / "t"
     cfg = (run / "config.toml").read_text().replace("epochs = 1", "epochs = 2")
     (run / "config.toml").write_text(cfg)
+
+    def follows_load() -> bool:  # the last checkpoint's way of choosing its threads (the free cores: True)
+        last = (run / "checkpoints" / "last").read_text().strip()
+        return bool(json.loads((run / "checkpoints" / last / "trainer.json").read_text())["threads_auto"])
+
+    assert follows_load()  # started on the free cores (-1, the default)
     run_vaekit("train", "--resume", str(run), "--train.threads", "1", "--no-progress", "--no-report",
                "--no-artifacts", cwd=tmp_path, check=True)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
+    assert not follows_load()  # a count given at the resume replaces it
     proc = run_vaekit("train", "--resume", str(run), "--train.lr", "0.1", cwd=tmp_path)
     assert proc.returncode == 2 and "--train.device, --train.nproc and --train.threads may be given" in proc.stderr
 
@@ -219,3 +226,55 @@ def test_registered_background_work_takes_the_lowest_priority() -> None:
     (background_dir() / pid).unlink(missing_ok=True)  # its final mark would otherwise stay FINAL_MARK_TTL_S
     assert [nice, registered] == ["19", "True"]
     assert (group.read_text() if group.exists() else None) == before
+
+
+BUSY_CHILD = ("import subprocess, sys; loop = subprocess.Popen([sys.executable, '-c', "
+              "'import time\\nend = time.time() + 30\\nwhile time.time() < end: pass'])\n")
+
+
+def test_the_governor_gives_a_core_to_a_process_that_starts_later_and_takes_it_back() -> None:
+    """A fresh Python on 2 threads whose governor looks every 0.5 s: a busy loop started after it shows as about
+    one core elsewhere and the count drops to the cores left free; once the loop is gone the count goes back up
+    to the ceiling. Each decision is the free-core rule applied to what the governor measured."""
+    code = ("import time, torch; torch.set_num_threads(2); from vaekit import threads\n"
+            "g = threads.ThreadGovernor(2, period_s=0.5)\n" + BUSY_CHILD +
+            "time.sleep(0.8); busy = g.poll(), torch.get_num_threads(), g.others\n"
+            "loop.kill(); loop.wait(); time.sleep(0.1); g.poll()  # the window with the loop's end in it\n"
+            "time.sleep(0.8); quiet = g.poll(), torch.get_num_threads(), g.others\n"
+            "print(*busy, *quiet, len(g.changes))")
+    out = _policy({}, code).split()
+    busy_new, busy_count, busy_others = out[0], int(out[1]), float(out[2])
+    quiet_count, quiet_others = int(out[4]), float(out[5])
+    from vaekit.threads import free_count
+
+    assert busy_others >= 0.8  # the loop's core (other load on the machine only adds to it)
+    assert busy_count == free_count(2, busy_others)
+    assert busy_new == ("None" if busy_count == 2 else str(busy_count))
+    assert quiet_count == free_count(2, quiet_others)
+    if len(os.sched_getaffinity(0)) == 2:  # this machine kind: the loop takes half of it, then gives it back
+        assert (busy_count, quiet_count) == (1, 2) and quiet_others < 0.5
+
+
+def test_a_free_core_run_follows_the_load_and_a_fixed_count_does_not(tmp_path: Path) -> None:
+    """Trainers in a fresh Python, a busy loop started after they were built: the one on the free cores (-1)
+    drops to the cores the loop left within its governor's period, the one with a fixed count keeps it; the
+    run's checkpoint records which way it chooses (trainer.json threads_auto), so a resume goes on the same way."""
+    code = ("import json, time, torch; torch.set_num_threads(2); from vaekit import threads, train\n"
+            "from vaekit.config import apply_overrides, Config; from vaekit.data import load_data\n"
+            "threads.GOVERN_PERIOD_S = 0.3\n"
+            "def trainer(n, d):\n"
+            "    c = apply_overrides(Config(), {'train.threads': n, 'model.hidden': '16', 'train.epochs': '40', "
+            "'train.batch_size': '64'})\n"
+            "    return train.Trainer(c, d, load_data(c.data, c.model.likelihood))\n"
+            f"auto, fixed = trainer('-1', {str(tmp_path / 'a')!r}), trainer('2', None)\n" + BUSY_CHILD +
+            "time.sleep(0.3); auto.fit(); a = torch.get_num_threads(), auto._governor.others\n"
+            "torch.set_num_threads(2); fixed.fit(); b = torch.get_num_threads(), fixed._governor\n"
+            "loop.kill(); print(auto.state.threads_auto, fixed.state.threads_auto, *a, *b)")
+    (tmp_path / "a").mkdir()
+    auto_flag, fixed_flag, auto_count, auto_others, fixed_count, fixed_governor = _policy({}, code).split()
+    from vaekit.threads import free_count
+
+    assert (auto_flag, fixed_flag, fixed_count, fixed_governor) == ("True", "False", "2", "None")
+    assert int(auto_count) == free_count(2, float(auto_others)) and float(auto_others) >= 0.8
+    saved = json.loads(next((tmp_path / "a" / "checkpoints").glob("step-*/trainer.json")).read_text())
+    assert saved["threads_auto"] is True

@@ -13,12 +13,17 @@ through hundreds of barriers per training step: on 2 cores beside one busy proce
 * **threads for the CPU that is free**, by default (``train.threads = -1``): the CPU time other processes used
   while vaekit started (imports, data loading; :func:`busy_elsewhere`) says how many cores are taken; training
   then uses the others (at least one). Beside one busy process on 2 cores: one thread, 1.38x the best quiet
-  epoch time, within the 2x a half share of the machine allows, where torch's own count took 2.57x. The count is
-  decided once per process (every later run in it uses the same) and written into the run's saved config, so a
-  resume continues with the count the run started with and reproduces an uninterrupted run bit for bit. Float
-  sums split over a different number of threads can round differently (a conv VAE's weights did; the MLP
-  models' were bit-identical with 1 and 2 threads): for runs whose last bits must not depend on the machine's
-  load, fix the count with ``train.threads = N``; ``0`` keeps torch's count (one per core).
+  epoch time, within the 2x a half share of the machine allows, where torch's own count took 2.57x. The count at
+  the start is decided once per process (every later run in it starts with the same) and written into the run's
+  saved config, so a resume starts with the count the run started with.
+* **and while the run trains**: a process that starts computing after the run chose its threads found it on
+  every core, and 2 threads waiting for each other beside it took 3.1x the quiet epoch. So every 2 s a
+  :class:`ThreadGovernor` measures the CPU other processes used since its last look and sets the count to the
+  cores they left, up to torch's own count: 1.24x and 1.55x in two runs (``bench/contention.py --late``). A
+  resumed run goes on doing so, unless its resume fixes the count. Float sums split over a different number of
+  threads can round differently (a conv VAE's weights did; the MLP models' were bit-identical with 1 and 2
+  threads). For runs whose last bits must not depend on the machine's load, fix the count with
+  ``train.threads = N``; ``0`` keeps torch's count (one per core).
 * **vaekit's own background work does not count as load**: the report a finished ``vaekit train`` leaves to a
   detached process registers itself (:func:`register_background`) and gives way to other work (the lowest
   priority of its scheduling group), so the next run of a sweep, started while that report is still being
@@ -139,7 +144,6 @@ def _background_delta(before: dict[str, float], after: dict[str, float]) -> floa
     return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
-_START = (time.monotonic(), _cpu_jiffies(), _own_cpu(), _background_cpu())
 
 
 def bound_spinning() -> bool:
@@ -161,17 +165,37 @@ def cpu_window(min_window: float = 0.3) -> tuple[float, float, float] | None:
     vaekit's registered background processes), or None when the window is shorter than ``min_window`` seconds
     or /proc/stat is missing. A process that imported vaekit more than :data:`STALE_S` seconds ago waits
     ``min_window`` seconds and measures that window instead."""
-    t0, j0, own0, bg0 = _START
-    if time.monotonic() - t0 > STALE_S:
-        t0, j0, own0, bg0 = time.monotonic(), _cpu_jiffies(), _own_cpu(), _background_cpu()
+    start = _START
+    if time.monotonic() - start[0] > STALE_S:
+        start = _reading()
         time.sleep(min_window)
-    j1 = _cpu_jiffies()
-    wall = time.monotonic() - t0
-    if j0 is None or j1 is None or wall < min_window or j1[1] == j0[1]:
+    end = _reading()
+    if end[0] - start[0] < min_window:
         return None
-    cores = os.cpu_count() or 1
-    busy_cores = (j1[0] - j0[0]) / (j1[1] - j0[1]) * cores  # all processes, in cores
-    return busy_cores, (_own_cpu() - own0) / wall, _background_delta(bg0, _background_cpu()) / wall
+    return _window(start, end)
+
+
+#: (monotonic seconds, /proc/stat (busy, total) jiffies or None, own CPU seconds, background CPU by pid)
+Reading = tuple[float, tuple[int, int] | None, float, dict[str, float]]
+
+
+def _reading() -> Reading:
+    """(monotonic seconds, /proc/stat jiffies, this process's CPU seconds, background CPU seconds by pid) now."""
+    return time.monotonic(), _cpu_jiffies(), _own_cpu(), _background_cpu()
+
+
+def _window(start: Reading, end: Reading) -> tuple[float, float, float] | None:
+    """CPU used between two readings, in cores: (all processes, this process, vaekit's registered background
+    processes); None when /proc/stat is missing or no time passed."""
+    (t0, j0, own0, bg0), (t1, j1, own1, bg1) = start, end
+    wall = t1 - t0
+    if j0 is None or j1 is None or wall <= 0 or j1[1] == j0[1]:
+        return None
+    busy_cores = (j1[0] - j0[0]) / (j1[1] - j0[1]) * (os.cpu_count() or 1)  # all processes, in cores
+    return busy_cores, (own1 - own0) / wall, _background_delta(bg0, bg1) / wall
+
+
+_START = _reading()
 
 
 def busy_elsewhere(min_window: float = 0.3) -> float | None:
@@ -190,22 +214,88 @@ def choose_threads(requested: int) -> int:
     global _AUTO
     import torch
 
+    default = default_threads()
     if requested > 0:
         return requested
     if requested == 0:
         return torch.get_num_threads()
     if _AUTO is None:
-        _AUTO = free_threads(torch.get_num_threads())
+        _AUTO = free_threads(default)
     return _AUTO
+
+
+#: torch's intra-op thread count before vaekit first chose one (:func:`default_threads`).
+_DEFAULT: int | None = None
+
+
+def default_threads() -> int:
+    """torch's thread count as this process had it when vaekit first chose one (one per core unless the user
+    set it): the most a run with ``train.threads = -1`` uses."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        import torch
+
+        _DEFAULT = torch.get_num_threads()
+    return _DEFAULT
 
 
 def free_threads(default: int) -> int:
     """``default`` threads less the cores :func:`busy_elsewhere` found taken (at least 1)."""
-    others = busy_elsewhere()
+    return free_count(default, busy_elsewhere())
+
+
+def free_count(default: int, others: float | None) -> int:
+    """``default`` threads less the ``others`` cores' worth of CPU other processes use (at least 1); ``default``
+    when they use less than half a core or the load is unknown (None)."""
     if others is None or others < 0.5:
         return default
     usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, min(default, round(usable - others)))
+
+
+#: How often (seconds) a run with ``train.threads = -1`` looks at the load again (:class:`ThreadGovernor`).
+GOVERN_PERIOD_S = 2.0
+
+
+class ThreadGovernor:
+    """The free cores of ``train.threads = -1`` kept up to date while a run trains.
+
+    Every ``period_s`` seconds :meth:`poll` measures the CPU that other processes used since its last look (as
+    :func:`busy_elsewhere` does at the start) and sets torch's thread count to the cores they left free, at most
+    ``ceiling``. A process that starts computing beside the run takes its threads within ``period_s``. Otherwise
+    2 threads on 2 cores wait for each other at every barrier of a step, because the other process holds one of the
+    cores: 3x the quiet epoch, where half the machine explains 2x (bench/contention.py ``--late``). When it stops,
+    the run takes the cores back. ``period_s`` defaults to :data:`GOVERN_PERIOD_S`. ``others``: the cores' worth of
+    CPU other processes used in the last window measured (None before one). ``changes``: (seconds since the
+    governor started, new count) of each change."""
+
+    def __init__(self, ceiling: int, period_s: float | None = None) -> None:
+        self.ceiling = ceiling
+        self.period_s = GOVERN_PERIOD_S if period_s is None else period_s
+        self._last = _reading()
+        self._t0 = self._last[0]
+        self.others: float | None = None
+        self.changes: list[tuple[float, int]] = []
+
+    def poll(self) -> int | None:
+        """Look at the load when ``period_s`` has passed since the last look; returns the new thread count when
+        it changed, else None. Cheap when not due (one clock read): call it as often as convenient."""
+        if time.monotonic() - self._last[0] < self.period_s:
+            return None
+        now = _reading()
+        window, self._last = _window(self._last, now), now
+        if window is None:
+            return None
+        everyone, mine, background = window
+        self.others = max(0.0, everyone - mine - background)
+        n = free_count(self.ceiling, self.others)
+        import torch
+
+        if n == torch.get_num_threads():
+            return None
+        torch.set_num_threads(n)
+        self.changes.append((now[0] - self._t0, n))
+        return n
 
 
 def use_threads(requested: int) -> int:

@@ -31,7 +31,7 @@ from vaekit.inputs import spec_from_meta
 from vaekit.model import VAE, build_model
 from vaekit.objectives import LossOutput, Objective, kl_weight_of, lr_factor
 from vaekit.schema import DataSchema
-from vaekit.threads import use_threads
+from vaekit.threads import ThreadGovernor, default_threads, use_threads
 from vaekit.train import dist, faults, snapshot
 from vaekit.train.adam import FusedAdam
 from vaekit.train.callbacks import Callback
@@ -65,7 +65,8 @@ class Trainer:
         if tc.patience and len(data.val) == 0:
             raise VaekitError("train.patience needs a validation split to watch, but data.val_fraction leaves "
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
-        self.threads = use_threads(tc.threads)  # intra-op threads of this process (vaekit.threads)
+        auto_threads = tc.threads < 0  # the free cores: re-decided while the run trains (_thread_governor)
+        self.threads = use_threads(tc.threads)  # intra-op threads of this process at the start (vaekit.threads)
         if tc.threads < 0:  # the count chosen for the free cores is what the run saves: its resume keeps it
             tc = dataclasses.replace(tc, threads=self.threads)
             self.config = config = config.replace(train=tc)
@@ -99,7 +100,8 @@ class Trainer:
         if isinstance(self.store, RunDirStore) and not self.group.is_main:
             self.store = FollowerStore(self.store)  # rank 0 writes the run
         self.ckpt_dir = self.store.ckpt_dir if isinstance(self.store, RunDirStore) else None
-        self.state = TrainState(world_size=self.group.world_size)
+        self.state = TrainState(world_size=self.group.world_size, threads_auto=auto_threads)
+        self._governor: ThreadGovernor | None = None
         self.metrics: list[dict[str, Any]] = []  # the run's epoch rows (after a resume: those on disk)
         self.stop_reason: str | None = None
         self.resumed_at_step: int | None = None  # set by resume(): the step of the checkpoint it continued
@@ -206,6 +208,7 @@ class Trainer:
         self.epoch_shuffle_state = self.shuffle_rng.get_state()  # a restored position: rewound to its start
         perm = torch.randperm(len(split), generator=self.shuffle_rng).to(self.data_device)
         t0, seen0 = time.perf_counter(), pos.seen  # this process's clock covers the samples after seen0 only
+        governor = self._thread_governor()
         self.model.train()
         for b in range(pos.batch, self.steps_per_epoch):
             idx = perm[b * tc.batch_size:(b + 1) * tc.batch_size]
@@ -221,6 +224,8 @@ class Trainer:
                 self.rollback(skipped=int(pos.sums[3]))
                 return None
             if log_due:
+                if governor is not None:  # another process took a core, or gave it back
+                    governor.poll()
                 stats = self._stats(pos, pos.seen - seen0, time.perf_counter() - t0)
                 for cb in self.callbacks:
                     cb.on_log(self, stats)
@@ -232,6 +237,15 @@ class Trainer:
         return {"epoch": self.state.epoch + 1, "step": self.state.step, **stats,
                 "kl_weight": kl_weight_of(tc, self.state.step, self.total_steps),
                 "lr": self.optimizer.param_groups[0]["lr"], "skipped_steps": self.state.skipped_steps}
+
+    def _thread_governor(self) -> ThreadGovernor | None:
+        """The run's :class:`~vaekit.threads.ThreadGovernor` when it trains on the free cores (``train.threads =
+        -1``, ``state.threads_auto``) in one process, else None (a distributed run keeps its count)."""
+        if not self.state.threads_auto or self.group.world_size > 1:
+            self._governor = None
+        elif self._governor is None:
+            self._governor = ThreadGovernor(default_threads())
+        return self._governor
 
     @own_rng
     def step(self, batch: Batch, share: float = 1.0) -> tuple[LossOutput, Tensor]:

@@ -191,6 +191,8 @@ def _resume(run_dir: Path, callbacks: list[Callback] | None, launch_options: dic
     else:
         trainer.restore(last)
         trainer.resumed_at_step = trainer.state.step
+        if "threads" in launch:  # a count given now replaces the run's own way of choosing it
+            trainer.state.threads_auto = launch["threads"] < 0
         best = trainer.state.best_checkpoint
         if group.is_main and best is not None and ckpt.pointer_name(ckpts, "best") != best \
                 and (ckpts / best).is_dir():

@@ -29,6 +29,8 @@ class TrainState:
     # or "last" without a validation split
     best_val_score: float = -math.inf  # the best value of a Selection (selected_on not val_elbo / last)
     world_size: int = 1  # the processes that trained it (vaekit.train.dist); a resume at another count notes it
+    threads_auto: bool = False  # trained on the free cores (train.threads = -1): the thread count follows the
+    # load while it trains (vaekit.threads.ThreadGovernor), after a resume too
 
 
 #: The trainer tensors of a mid-epoch position (``epoch.seconds`` is absent from older checkpoints).
