@@ -26,7 +26,6 @@ import re
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -101,7 +100,9 @@ def renamed_copy(src: Path, name: str = "vaekit_against") -> str:
     directory put on ``sys.path``; returns ``name``."""
     if not (src / "vaekit" / "__init__.py").is_file():
         raise SystemExit(f"--against {src}: no vaekit/__init__.py there; give the src/ directory of a checkout")
-    dest = Path(tempfile.mkdtemp(prefix="vaekit-against-"))
+    from throughput import scratch_dir
+
+    dest = scratch_dir("vaekit-against-")
     shutil.copytree(src / "vaekit", dest / name, ignore=shutil.ignore_patterns("__pycache__"))
     for f in (dest / name).rglob("*.py"):
         text = re.sub(r"\bfrom vaekit([. ])", rf"from {name}\1", f.read_text())
@@ -124,7 +125,9 @@ def against_trainer(name: str, data_dir: str, rows: int, batch: int) -> Any:
     model = config.ModelConfig(hidden=(400,), latent_dim=20, likelihood="bernoulli", activation="relu")
     cfg = config.Config(name="bench", model=model, train=config.TrainConfig(
         batch_size=batch, lr=1e-3, seed=0, device="cpu", precision="fp32", threads=0))
-    return train.Trainer(cfg, Path(tempfile.mkdtemp(prefix="vaekit-bench-")), data)
+    from throughput import scratch_dir
+
+    return train.Trainer(cfg, scratch_dir("vaekit-bench-"), data)
 
 
 if __name__ == "__main__":

@@ -32,10 +32,12 @@ is the fuller evaluation benchmark). On CUDA every timer reads after ``torch.cud
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
 import tempfile
@@ -102,7 +104,14 @@ def load_mnist(data_dir: str, limit: int) -> DataBundle:
 def make_trainer(data: DataBundle, batch: int, precision: str, device: str) -> Trainer:
     cfg = Config(name="bench", model=MODEL, train=TrainConfig(batch_size=batch, lr=1e-3, seed=0, device=device,
                                                               precision=precision, threads=0))  # --threads
-    return Trainer(cfg, Path(tempfile.mkdtemp(prefix="vaekit-bench-")), data)
+    return Trainer(cfg, scratch_dir("vaekit-bench-"), data)
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A new temporary directory, removed when this process exits (the runs and copies a benchmark only times)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
 
 
 # ------------------------------------------------------------------------------------ GEMM floor
