@@ -144,8 +144,6 @@ def _background_delta(before: dict[str, float], after: dict[str, float]) -> floa
     return sum(max(0.0, cpu - before.get(pid, 0.0)) for pid, cpu in after.items())
 
 
-
-
 def bound_spinning() -> bool:
     """Set ``GOMP_SPINCOUNT`` for this process and its children when it can still take effect and the user did
     not choose; returns whether it was set here."""

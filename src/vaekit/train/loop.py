@@ -67,7 +67,7 @@ class Trainer:
                               "none; set --data.val_fraction 0.1 or --train.patience 0")
         auto_threads = tc.threads < 0  # the free cores: re-decided while the run trains (_thread_governor)
         self.threads = use_threads(tc.threads)  # intra-op threads of this process at the start (vaekit.threads)
-        if tc.threads < 0:  # the count chosen for the free cores is what the run saves: its resume keeps it
+        if tc.threads < 0:  # the count chosen for the free cores is what the run saves: its resume starts from it
             tc = dataclasses.replace(tc, threads=self.threads)
             self.config = config = config.replace(train=tc)
         self.group = dist.current()
