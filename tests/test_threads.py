@@ -17,6 +17,8 @@ from vaekit.errors import VaekitError
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
 PROBE = "import os, vaekit, torch; print(os.environ.get('GOMP_SPINCOUNT'))"
+#: One core's worth of load for 30 s at most: a pure-Python busy loop.
+BUSY_LOOP = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
 
 
 def _policy(env_extra: dict[str, str], code: str = PROBE) -> str:
@@ -56,8 +58,7 @@ def test_free_cores_subtract_what_other_processes_used() -> None:
     code = ("import time, torch; torch.set_num_threads(2); from vaekit import threads; time.sleep(1.5); "
            "print(round(threads.busy_elsewhere(), 1), threads.choose_threads(-1), threads.choose_threads(0), "
            "threads.choose_threads(3))")
-    loop = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
-    busy = subprocess.Popen([sys.executable, "-c", loop])
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
     try:
         time.sleep(0.5)
         others, free, default, fixed = _policy({}, code).split()
@@ -140,8 +141,7 @@ def test_a_stale_start_window_is_measured_afresh(monkeypatch: pytest.MonkeyPatch
     idle_past = total_now - 100 * 600 * (os.cpu_count() or 1)  # ten idle minutes of jiffies before now
     monkeypatch.setattr(threads, "_START", (time.monotonic() - 600, (busy_now, idle_past), threads._own_cpu(),
                                             threads._background_cpu()))
-    loop = "import time\nend = time.time() + 30\nwhile time.time() < end: pass"
-    busy = subprocess.Popen([sys.executable, "-c", loop])
+    busy = subprocess.Popen([sys.executable, "-c", BUSY_LOOP])
     try:
         time.sleep(0.5)
         others = threads.busy_elsewhere()
@@ -228,8 +228,7 @@ def test_registered_background_work_takes_the_lowest_priority() -> None:
     assert (group.read_text() if group.exists() else None) == before
 
 
-BUSY_CHILD = ("import subprocess, sys; loop = subprocess.Popen([sys.executable, '-c', "
-              "'import time\\nend = time.time() + 30\\nwhile time.time() < end: pass'])\n")
+BUSY_CHILD = f"import subprocess, sys; loop = subprocess.Popen([sys.executable, '-c', {BUSY_LOOP!r}])\n"
 
 
 def test_the_governor_gives_a_core_to_a_process_that_starts_later_and_takes_it_back() -> None:
