@@ -178,12 +178,12 @@ class TrainConfig:
     ``iwae_k`` is the number k of importance samples of ``objective = 'iwae'`` (0: ``n_samples``, the older
     spelling); IWAE trains the plain k-sample bound, so ``beta``, warm-up, the cyclical schedule and free bits
     are refused with it.
-    ``threads``: torch's intra-op threads per process; -1 (default) = the cores other processes leave free:
-    decided when training starts (once per process, saved in the run's config as the number chosen, so a resume
-    starts from it) and looked at again every 2 s while the run trains, so a process that starts later gets its
-    core (:class:`vaekit.threads.ThreadGovernor`; a resumed run goes on doing so); 0 = torch's own count (one
-    per core); N fixes it (:mod:`vaekit.threads`, which also bounds OpenMP's spinning so that a busy machine
-    slows a run down instead of collapsing it)."""
+    ``threads``: torch's intra-op threads per process; -1 (default) = the cores other processes leave free: decided
+    when training starts (once per process, saved in the run's config as the number chosen, so a resume starts from
+    it) and looked at again while the run trains (at a log point, every 25 steps, 2 s or more after the last look),
+    so a process that starts later gets its core (:class:`vaekit.threads.ThreadGovernor`; a resumed run goes on
+    doing so); 0 = torch's own count (one per core); N fixes it (:mod:`vaekit.threads`, which also bounds OpenMP's
+    spinning so that a busy machine slows a run down instead of collapsing it)."""
 
     epochs: int = 100
     batch_size: int = 128

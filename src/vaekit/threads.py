@@ -16,14 +16,14 @@ through hundreds of barriers per training step: on 2 cores beside one busy proce
   epoch time, within the 2x a half share of the machine allows, where torch's own count took 2.57x. The count at
   the start is decided once per process (every later run in it starts with the same) and written into the run's
   saved config, so a resume starts with the count the run started with.
-* **and while the run trains**: a process that starts computing after the run chose its threads found it on
-  every core, and 2 threads waiting for each other beside it took 3.1x the quiet epoch. So every 2 s a
-  :class:`ThreadGovernor` measures the CPU other processes used since its last look and sets the count to the
-  cores they left, up to torch's own count: 1.24x and 1.55x in two runs (``bench/contention.py --late``). A
-  resumed run goes on doing so, unless its resume fixes the count. Float sums split over a different number of
-  threads can round differently (a conv VAE's weights did; the MLP models' were bit-identical with 1 and 2
-  threads). For runs whose last bits must not depend on the machine's load, fix the count with
-  ``train.threads = N``; ``0`` keeps torch's count (one per core).
+* **and while the run trains**: a process that starts computing after the run chose its threads found it on every
+  core, and 2 threads waiting for each other beside it took 3.1x the quiet epoch. So at the trainer's log points,
+  2 s or more apart, a :class:`ThreadGovernor` measures the CPU other processes used since its last look and sets
+  the count to the cores they left, up to torch's own count: 1.24x and 1.55x in two runs
+  (``bench/contention.py --late``). A resumed run goes on doing so, unless its resume fixes the count. Float sums
+  split over a different number of threads can round differently (a conv VAE's weights did; the MLP models' were
+  bit-identical with 1 and 2 threads). For runs whose last bits must not depend on the machine's load, fix the
+  count with ``train.threads = N``; ``0`` keeps torch's count (one per core).
 * **vaekit's own background work does not count as load**: the report a finished ``vaekit train`` leaves to a
   detached process registers itself (:func:`register_background`) and gives way to other work (the lowest
   priority of its scheduling group), so the next run of a sweep, started while that report is still being
@@ -258,14 +258,15 @@ GOVERN_PERIOD_S = 2.0
 class ThreadGovernor:
     """The free cores of ``train.threads = -1`` kept up to date while a run trains.
 
-    Every ``period_s`` seconds :meth:`poll` measures the CPU that other processes used since its last look (as
-    :func:`busy_elsewhere` does at the start) and sets torch's thread count to the cores they left free, at most
-    ``ceiling``. A process that starts computing beside the run takes its threads within ``period_s``. Otherwise
-    2 threads on 2 cores wait for each other at every barrier of a step, because the other process holds one of the
-    cores: 3x the quiet epoch, where half the machine explains 2x (bench/contention.py ``--late``). When it stops,
-    the run takes the cores back. ``period_s`` defaults to :data:`GOVERN_PERIOD_S`. ``others``: the cores' worth of
-    CPU other processes used in the last window measured (None before one). ``changes``: (seconds since the
-    governor started, new count) of each change."""
+    Called at least ``period_s`` seconds after its last look (the trainer calls it at its log points, every 25
+    steps), :meth:`poll` measures the CPU that other processes used since then (as :func:`busy_elsewhere` does at
+    the start) and sets torch's thread count to the cores they left free, at most ``ceiling``. A process that
+    starts computing beside the run so takes its core within ``period_s`` and one log interval. Otherwise 2 threads
+    on 2 cores wait for each other at every barrier of a step, because the other process holds one of the cores:
+    3x the quiet epoch, where half the machine explains 2x (bench/contention.py ``--late``). When it stops, the run
+    takes the cores back. ``period_s`` defaults to :data:`GOVERN_PERIOD_S`. ``others``: the cores' worth of CPU
+    other processes used in the last window measured (None before one). ``changes``: (seconds since the governor
+    started, new count) of each change."""
 
     def __init__(self, ceiling: int, period_s: float | None = None) -> None:
         self.ceiling = ceiling
