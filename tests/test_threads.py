@@ -277,3 +277,53 @@ def test_a_free_core_run_follows_the_load_and_a_fixed_count_does_not(tmp_path: P
     assert int(auto_count) == free_count(2, float(auto_others)) and float(auto_others) >= 0.8
     saved = json.loads(next((tmp_path / "a" / "checkpoints").glob("step-*/trainer.json")).read_text())
     assert saved["threads_auto"] is True
+
+
+def test_an_evaluation_follows_the_load_and_gives_torchs_count_back() -> None:
+    """A job outside training (``vaekit eval``) in a fresh Python on 2 threads: within ``following_load(-1)`` a
+    busy loop started meanwhile takes its core at the next due ``poll_load`` (the free-core rule applied to what
+    was measured), and at exit torch's count and the outer (no) governor come back. A fixed count (1) has no
+    governor: ``poll_load`` leaves it alone."""
+    code = ("import time, torch; torch.set_num_threads(2); from vaekit import threads\n"
+            "threads.GOVERN_PERIOD_S = 0.5\n"
+            "with threads.following_load(-1) as start:\n" + "".join("    " + line + "\n" for line in
+                                                                    BUSY_CHILD.splitlines()) +
+            "    time.sleep(0.8); threads.poll_load(); auto = torch.get_num_threads(), threads._ACTIVE.others\n"
+            "    loop.kill(); loop.wait()\n"
+            "after = torch.get_num_threads(), threads._ACTIVE\n"
+            "with threads.following_load(1) as one:\n"
+            "    time.sleep(0.6); threads.poll_load(); fixed = torch.get_num_threads(), threads._ACTIVE\n"
+            "print(start, *auto, *after, one, *fixed, torch.get_num_threads())")
+    out = _policy({}, code).split()
+    from vaekit.threads import free_count
+
+    start, auto_count, others = int(out[0]), int(out[1]), float(out[2])
+    assert start in (1, 2) and others >= 0.8
+    assert auto_count == free_count(2, others)
+    if len(os.sched_getaffinity(0)) == 2:
+        assert auto_count == 1
+    assert out[3:] == ["2", "None", "1", "1", "None", "2"]
+
+
+def test_eval_threads_sets_the_evaluations_count_and_leaves_torchs_as_it_was(tmp_path: Path) -> None:
+    """``--eval.threads 1`` evaluates on one thread (eval.json ``threads``) with the estimate of the default run up
+    to float32 sums split differently, and torch's count after the call is the one before it; a count out of
+    range is a one-line error naming the key."""
+    import torch
+
+    from vaekit.config import Config, DataConfig, ModelConfig, TrainConfig
+    from vaekit.errors import VaekitError
+    from vaekit.evaluate import evaluate_run
+    from vaekit.train import fit
+
+    config = Config(name="t", data=DataConfig(name="digits"), model=ModelConfig(latent_dim=4, hidden=(32,)),
+                    train=TrainConfig(epochs=1, batch_size=64, device="cpu", threads=1))
+    run = fit(config, tmp_path)[0]
+    before = torch.get_num_threads()
+    one = evaluate_run(run, k=40, naive_k=40, write=False, overrides={"eval.threads": "1"})
+    assert one["threads"] == 1 and torch.get_num_threads() == before
+    auto = evaluate_run(run, k=40, naive_k=40, write=False)
+    assert auto["threads"] >= 1 and torch.get_num_threads() == before
+    assert one["log_likelihood_nats"] == pytest.approx(auto["log_likelihood_nats"], abs=1e-4)
+    with pytest.raises(VaekitError, match="eval.threads"):
+        evaluate_run(run, k=40, naive_k=40, write=False, overrides={"eval.threads": "-2"})

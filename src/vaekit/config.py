@@ -279,6 +279,9 @@ class EvalConfig:
     #: ``torch.compile`` the importance-sampling block (``vaekit.evaluate``): ``auto`` on a CPU from
     #: ``COMPILE_FROM`` decoded samples (points x k) on, ``on``, or ``off``.
     compile: str = "auto"
+    #: torch's intra-op threads while evaluating, as ``train.threads``: -1 the cores other processes leave free,
+    #: followed while it runs; 0 torch's count (one per core); N fixed.
+    threads: int = -1
 
     def __post_init__(self) -> None:
         check_fields(self, "eval")  # types first: one-line errors naming the key
@@ -287,6 +290,8 @@ class EvalConfig:
             _check(value >= 1, f"eval.{key}", f"must be >= 1, got {value}")
         _check(self.compile in ("auto", "on", "off"), "eval.compile",
                f"must be auto, on or off, got '{self.compile}'")
+        _check(-1 <= self.threads <= 1024, "eval.threads",
+               f"must be in -1..1024 (0 = one per core, -1 = the free cores), got {self.threads}")
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from vaekit.bounds import log_terms
 from vaekit.distributions import autocast_off, draw, is_gaussian, reparameterise
 from vaekit.errors import VaekitError
 from vaekit.inputs import check_input, trusted
+from vaekit.threads import following_load, poll_load
 
 PROPOSALS = ("posterior", "prior")
 PRECISIONS = ("fp32", "bf16")
@@ -162,6 +163,7 @@ def log_likelihood(model, x: Tensor | Batch, k: int = 5000, chunk: int = 250, ba
                 q = model.encode(xb) if proposal == "posterior" else p_z.expand((b,))
                 acc: Tensor | None = None  # running logsumexp over chunks, in the model's dtype
                 for done in range(0, k, chunk):
+                    poll_load()  # a long evaluation follows the machine's load (vaekit.threads.following_load)
                     m = min(chunk, k - done)
                     with autocast_off(device.type):  # draws and densities in float32
                         if eps is not None:
@@ -318,7 +320,10 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     file holding them, or the dataset's name), ``data_fingerprint``, ``n_examples``, ``data_split``
     (``data.split``: ``all`` scores every row of ``data.path``) and ``split_detail``; ``notes`` (e.g. data
     reshaped to the model's shape); ``compiled``: whether the importance-sampling blocks ran through
-    ``torch.compile`` (``eval.compile``: :func:`use_compile`). For an autoencoder the likelihood keys are None.
+    ``torch.compile`` (``eval.compile``: :func:`use_compile`); ``threads``: torch's intra-op threads at the start
+    (``eval.threads``, chosen as ``train.threads`` is: by default the cores other processes leave free, followed
+    while the evaluation runs, :func:`vaekit.threads.following_load`). For an autoencoder the likelihood keys are
+    None.
     A conditional model (``conditional``: ``label`` or ``covariates``; ``none`` otherwise) is scored with each
     row's own condition: ``log_likelihood_nats`` is then log p(x | y) (labels) or log p(x | c) (covariates),
     and the ELBO, reconstruction, KL, naive estimate, active units and probe all condition the same way;
@@ -368,7 +373,8 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
     d = model.latent_dim
     warnings: list[str] = ([choice.warning] if choice.warning else []) + list(data.info.get("warnings", []))
 
-    with trusted(model):  # load_run_data checked these data (and recorded any warning): no second check
+    # load_run_data checked these data (and recorded any warning): no second check; eval.threads as train.threads
+    with trusted(model), following_load(ec.threads) as threads:
         terms = evaluate_split(model, split, batch_size, seed, n_samples=ELBO_SAMPLES)
         stats = probes.split_stats(model, data, split_name, seed=seed)  # the report shows the same numbers
         if (msg := stats.warning(config.model.likelihood, data.info.get("prep"))) is not None:
@@ -387,6 +393,7 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
             "kl_per_dim": stats.kl_per_dim.tolist() if is_vae and stats.kl_per_dim is not None else None,
             "active_units": stats.n_active, "probe_accuracy": stats.probe,
             "conditional": condition, "log_likelihood_of": LIKELIHOOD_OF[condition],
+            "threads": threads,  # torch's intra-op threads at the start (eval.threads)
         }
         levels = getattr(model, "level_names", ())  # a hierarchy: KL (Monte Carlo) and active units per level
         if levels:

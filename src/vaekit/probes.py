@@ -23,6 +23,7 @@ from torch import Tensor
 
 from vaekit.batch import Batch
 from vaekit.inputs import check_input, trusted
+from vaekit.threads import poll_load
 
 ACTIVE_THRESHOLD = 0.01
 #: Warn when fewer than this fraction of the d latent units are active (and always when none is): one
@@ -145,6 +146,7 @@ def encode_batches(model, batches: Iterable[Batch]) -> tuple[Tensor, Tensor | No
     kl_sum: Tensor | None = torch.zeros(model.latent_dim, dtype=torch.float64)
     try:
         for batch in batches:
+            poll_load()  # within vaekit.threads.following_load: the thread count follows the load
             batch = batch.to(device)
             q_z = model.encode(batch)
             means.append(q_z.mean.float().cpu())

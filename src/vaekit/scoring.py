@@ -18,6 +18,7 @@ from vaekit.data.sparse import SparseSplit
 from vaekit.errors import VaekitError
 from vaekit.inputs import trusted
 from vaekit.model import VAE
+from vaekit.threads import poll_load
 
 
 @torch.no_grad()
@@ -55,6 +56,7 @@ def split_totals(model: VAE, split: Split | SparseSplit, batch_size: int, seed: 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), trusted(model):
         torch.manual_seed(seed)
         for start in range(0, len(rows), batch_size):
+            poll_load()  # within vaekit.threads.following_load: the thread count follows the load
             batch = split.batch_of(rows[start:start + batch_size]).to(device)
             out = elbo_terms(model, batch, n_samples=n_samples)
             sums = [out.elbo.sum(), out.recon.sum(), out.kl.sum()]
