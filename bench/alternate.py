@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--dir", default=str(HERE.parents[1] / "shared" / "data"), help="data root holding mnist/")
     p.add_argument("--against", type=Path, help="a source tree (holding vaekit/) to time in the same process")
     args = p.parse_args(argv)
+    import vaekit  # before torch: vaekit's OpenMP spin bound applies, as in `vaekit train`
+
+    # isort: split
     import torch
     from machine import cpu_name
     from throughput import load_mnist, make_trainer
     from tight_loop import TightLoop
-
-    import vaekit
 
     data = load_mnist(args.dir, args.rows)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, vaekit from {Path(vaekit.__file__).parent}, "

@@ -63,6 +63,7 @@ def kind_of(symbol_and_library: str) -> str:
 
 def child(args: argparse.Namespace) -> None:
     """Train the contestants' epochs in alternation; write their CLOCK_MONOTONIC intervals to ``args.log``."""
+    import vaekit  # noqa: F401, I001  before torch: vaekit's OpenMP spin bound applies, as in `vaekit train`
     import torch
     from gap import variants
     from throughput import load_mnist, make_trainer

@@ -32,6 +32,9 @@ import sys
 import time
 from pathlib import Path
 
+import vaekit  # noqa: F401  before torch: vaekit's OpenMP spin bound applies, as in `vaekit train`
+
+# isort: split
 import torch
 
 HERE = Path(__file__).resolve().parent

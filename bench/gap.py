@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import math
+import os
 import statistics
 import sys
 import time
@@ -97,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batches", type=int, nargs="+", default=[128])
     p.add_argument("--dir", default=str(HERE.parents[1] / "shared" / "data"), help="data root holding mnist/")
     args = p.parse_args(argv)
+    import vaekit  # noqa: F401, I001  before torch: vaekit's OpenMP spin bound applies, as in `vaekit train`
     import torch
     from alternate import alternated, ratios_to
     from machine import cpu_name
@@ -105,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
 
     data = load_mnist(args.dir, args.rows)
     print(f"{cpu_name()}, {torch.get_num_threads()} threads, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; "
-          f"{args.rows} rows, {args.rounds} rounds", flush=True)
+          f"{args.rows} rows, {args.rounds} rounds, GOMP_SPINCOUNT {os.environ.get('GOMP_SPINCOUNT', 'unset')}",
+          flush=True)
     for batch in args.batches:
         trainer = make_trainer(data, batch, "fp32", "cpu")
         tight = TightLoop(data.train.x, batch, scale=data.train.affine[0])

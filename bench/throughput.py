@@ -46,6 +46,9 @@ from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
+import vaekit  # noqa: F401  before torch: vaekit's OpenMP spin bound applies, as in `vaekit train`
+
+# isort: split
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -232,6 +235,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     device = torch.device(args.device)
     info = machine()
     info["loadavg_start"] = os.getloadavg()
+    info["gomp_spincount"] = os.environ.get("GOMP_SPINCOUNT", "libgomp's default")  # OpenMP's spin bound here
     print(json.dumps(info), flush=True)
     data = load_mnist(args.dir, args.limit)
     results: dict[str, object] = {"machine": info, "command": " ".join(sys.argv), "train_rows": len(data.train),
