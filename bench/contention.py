@@ -10,12 +10,13 @@ n / (n - c) times the quiet time of the best setting.
 Settings: torch's defaults (``VAEKIT_OMP_POLICY=keep``, ``--train.threads 0``), a passive OpenMP wait, torch's
 thread count with libgomp's spin bounded as vaekit bounds it (:mod:`vaekit.threads`; vaekit's default before
 issue #15 chose the free cores), one thread, and vaekit's default ``--train.threads -1`` (the cores other
-processes left free); ``--spincounts 100,300,3000`` adds torch's thread count with those spin bounds (the sweep
-behind vaekit's choice of 1000).
+processes left free); ``--spincounts 1000,3000`` adds torch's thread count with those spin bounds (what a fixed
+count pays for the bound; bench/spin_sweep.py measures what it buys a quiet machine).
 
 ``--late E`` measures the other case. The load arrives after the run has chosen its threads: each setting
 trains E epochs, and the competitor starts when the first epoch's metrics row appears. Printed per setting:
-that first, quiet epoch, and the median of epochs 3..E, which ran wholly beside the competitor.
+that first, quiet epoch, and the median of epochs 3..E, which ran wholly beside the competitor; with
+``--repeats R``, R runs of each setting, interleaved. ``--only`` keeps the settings whose names contain a word.
 
 Usage::
 
@@ -27,6 +28,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -38,10 +40,23 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "src"
 BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
+
+
+def vaekit_spincount() -> str:
+    """vaekit's GOMP_SPINCOUNT, read from the measured source's vaekit/threads.py alone: importing the package
+    would set it in this process's environment, which every child (torch's defaults too) would then inherit."""
+    spec = importlib.util.spec_from_file_location("_vaekit_threads", SRC / "vaekit" / "threads.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return str(module.SPINCOUNT)
+
+
+SPINCOUNT = vaekit_spincount()
 SETTINGS = {
     "torch's defaults (2 threads, long spin)": (["--train.threads", "0"], {"VAEKIT_OMP_POLICY": "keep"}),
     "passive wait (OMP_WAIT_POLICY=PASSIVE)": (["--train.threads", "0"], {"OMP_WAIT_POLICY": "PASSIVE"}),
-    "torch's thread count, GOMP_SPINCOUNT=1000": (["--train.threads", "0"], {}),
+    f"torch's thread count, GOMP_SPINCOUNT={SPINCOUNT}": (["--train.threads", "0"], {}),
     "--train.threads 1": (["--train.threads", "1"], {}),
     "vaekit default (--train.threads -1: the free cores)": ([], {}),
 }
@@ -108,6 +123,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="also 2 threads with these GOMP_SPINCOUNT values (comma-separated), e.g. 100,300,3000")
     p.add_argument("--late", type=int, default=0, metavar="E",
                    help="instead: E-epoch runs whose competitor starts after their first epoch (E >= 3)")
+    p.add_argument("--only", default="", help="only the settings whose names contain one of these (comma-separated), "
+                   "e.g. 'threads 1,default'")
     args = p.parse_args(argv)
     if args.late and args.late < 3:
         p.error("--late needs at least 3 epochs (the first is quiet, the second partly so)")
@@ -115,6 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     for count in filter(None, args.spincounts.split(",")):
         settings[f"2 threads, GOMP_SPINCOUNT={int(count)}"] = (["--train.threads", "0"],
                                                                 {"GOMP_SPINCOUNT": str(int(count))})
+    if args.only:
+        settings = {name: v for name, v in settings.items() if any(w in name for w in args.only.split(","))}
     sys.path.insert(0, str(HERE))
     from machine import cpu_name
 
@@ -122,8 +141,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{cpu_name()}, {cores} cores, load average {os.getloadavg()}, "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; competitor: {args.busy} x {args.competitor}")
     if args.late:
-        late = {name: late_epochs(extra, env, args.data_dir, args.competitor, args.busy, args.late)
-                for name, (extra, env) in settings.items()}
+        late = {f"{name}{f' #{r + 1}' if args.repeats > 1 else ''}":
+                late_epochs(extra, env, args.data_dir, args.competitor, args.busy, args.late)
+                for r in range(args.repeats) for name, (extra, env) in settings.items()}
         best = min(first for first, _ in late.values())
         bound = cores / max(cores - args.busy, 1)
         print(f"competitor from the end of epoch 1; epoch seconds (trainer's clock); proportional bound = "

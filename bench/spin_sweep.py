@@ -5,8 +5,8 @@ repeat and each value (interleaved, so the host's drift falls on all values alik
 vaekit's epoch and bench/tight_loop.py's on the first ``rows`` MNIST rows at batch ``batch``, ``rounds``
 alternated short epochs each, 2 threads. Printed per value: the median ms per step of each loop over the
 repeats, and the median of the children's tight/vaekit ratios (1.0 = as fast as the tight loop). vaekit's own
-default is 1000 (:mod:`vaekit.threads`); ``default`` runs libgomp's (300,000). The other side of the trade, a
-busy machine, is ``bench/contention.py --spincounts``::
+default is 5000 (:mod:`vaekit.threads`; 1000 until 2026-12-07); ``default`` runs libgomp's (300,000). The
+other side of the trade, a busy machine, is ``bench/contention.py --spincounts``::
 
     .venv/bin/python bench/spin_sweep.py --spincounts 1000,3000,5000,default --repeats 6
 """

@@ -29,7 +29,7 @@ def _policy(env_extra: dict[str, str], code: str = PROBE) -> str:
 
 
 def test_importing_vaekit_first_bounds_openmps_spinning() -> None:
-    assert _policy({}) == "1000"
+    assert _policy({}) == "5000"
 
 
 def test_a_users_choice_is_kept() -> None:

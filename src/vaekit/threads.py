@@ -3,13 +3,17 @@
 torch's CPU kernels run on an OpenMP thread pool (one thread per core) whose idle threads spin at every barrier
 before they sleep. When another CPU-bound process holds a core, a descheduled pool thread makes its partners spin
 through hundreds of barriers per training step: on 2 cores beside one busy process, a 1.3 s MNIST epoch took
-40-63 s with torch's defaults (bench/contention.py). Two measures, both measured there:
+40-63 s with torch's defaults (bench/contention.py). What vaekit does about it, each measured there:
 
-* **a short spin**: importing vaekit sets ``GOMP_SPINCOUNT=1000`` (libgomp's spin before a waiting thread
-  sleeps; its default is 300,000) unless the user set ``GOMP_SPINCOUNT`` or ``OMP_WAIT_POLICY``, or
-  ``VAEKIT_OMP_POLICY=keep``, and only while torch is not loaded yet (OpenMP reads it once, when torch loads it).
-  Quiet machine: within noise of the default (a fully passive wait, ``OMP_WAIT_POLICY=PASSIVE``, cost 80%
-  there); busy machine: 3.3 s instead of 40 s for that epoch.
+* **a bounded spin**: importing vaekit sets ``GOMP_SPINCOUNT=5000`` (libgomp's spin before a waiting thread
+  sleeps: more than 100 us here; its default is 300,000) unless the user set ``GOMP_SPINCOUNT`` or
+  ``OMP_WAIT_POLICY``, or ``VAEKIT_OMP_POLICY=keep``, and only while torch is not loaded yet (OpenMP reads it
+  once, when torch loads it). Busy machine: 2 threads beside one busy process took 3.3 s instead of 40 s for that
+  epoch at 1000, and 5-6x the quiet epoch at 5000; the free-core choice below keeps a run off the taken core, so
+  only a fixed count pays that. Quiet machine: at 1000 (the bound until 2026-12-07) the pool thread slept through
+  any serial stretch longer than about 25 us, and waking it cost the next parallel op 25-35 us: about 10% of a
+  quiet epoch, and batch 128 at 0.93-0.94 of a tight loop's speed against 0.96 at 5000
+  (``bench/spin_sweep.py``). A fully passive wait (``OMP_WAIT_POLICY=PASSIVE``) cost 80%.
 * **threads for the CPU that is free**, by default (``train.threads = -1``): the CPU time other processes used
   while vaekit started (imports, data loading; :func:`busy_elsewhere`) says how many cores are taken; training
   then uses the others (at least one). Beside one busy process on 2 cores: one thread, 1.38x the best quiet
@@ -17,13 +21,13 @@ through hundreds of barriers per training step: on 2 cores beside one busy proce
   the start is decided once per process (every later run in it starts with the same) and written into the run's
   saved config, so a resume starts with the count the run started with.
 * **and while the run trains**: a process that starts computing after the run chose its threads found it on every
-  core, and 2 threads waiting for each other beside it took 3.1x the quiet epoch. So at the trainer's log points,
-  2 s or more apart, a :class:`ThreadGovernor` measures the CPU other processes used since its last look and sets
-  the count to the cores they left, up to torch's own count: 1.24x and 1.55x in two runs
-  (``bench/contention.py --late``). A resumed run goes on doing so, unless its resume fixes the count. Float sums
-  split over a different number of threads can round differently (a conv VAE's weights did; the MLP models' were
-  bit-identical with 1 and 2 threads). For runs whose last bits must not depend on the machine's load, fix the
-  count with ``train.threads = N``; ``0`` keeps torch's count (one per core).
+  core, and 2 threads waiting for each other beside it took 3.1x the quiet epoch (6.0x at a spin of 5000). So at
+  the trainer's log points, 2 s or more apart, a :class:`ThreadGovernor` measures the CPU other processes used since
+  its last look and sets the count to the cores they left, up to torch's own count: 1.55-1.73x in three runs, as
+  close to 2x as one fixed thread (``bench/contention.py --late``). A resumed run goes on doing so, unless its
+  resume fixes the count. Float sums split over a different number of threads can round differently (a conv VAE's
+  weights did; the MLP models' were bit-identical with 1 and 2 threads). For runs whose last bits must not depend
+  on the machine's load, fix the count with ``train.threads = N``; ``0`` keeps torch's count (one per core).
 * **and while it evaluates**: ``vaekit eval`` chooses its count the same way (``eval.threads``) and follows the load
   through :func:`following_load`, whose governor its loops poll (:func:`poll_load`): beside a busy loop, 1.83x the
   best quiet time where torch's defaults took 3.30x (``bench/eval_contention.py``).
@@ -45,7 +49,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 ENV_KEEP = "VAEKIT_OMP_POLICY"
-SPINCOUNT = "1000"
+SPINCOUNT = "5000"
 #: Set by ``vaekit train`` in the environment of the report process it leaves running (:func:`register_background`).
 ENV_BACKGROUND = "VAEKIT_BACKGROUND"
 
@@ -267,7 +271,7 @@ class ThreadGovernor:
     the start) and sets torch's thread count to the cores they left free, at most ``ceiling``. A process that
     starts computing beside the run so takes its core within ``period_s`` and one log interval. Otherwise 2 threads
     on 2 cores wait for each other at every barrier of a step, because the other process holds one of the cores:
-    3x the quiet epoch, where half the machine explains 2x (bench/contention.py ``--late``). When it stops, the run
+    3-6x the quiet epoch, where half the machine explains 2x (bench/contention.py ``--late``). When it stops, the run
     takes the cores back. ``period_s`` defaults to :data:`GOVERN_PERIOD_S`. ``others``: the cores' worth of CPU
     other processes used in the last window measured (None before one). ``changes``: (seconds since the governor
     started, new count) of each change."""
