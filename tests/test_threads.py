@@ -319,11 +319,15 @@ def test_eval_threads_sets_the_evaluations_count_and_leaves_torchs_as_it_was(tmp
     config = Config(name="t", data=DataConfig(name="digits"), model=ModelConfig(latent_dim=4, hidden=(32,)),
                     train=TrainConfig(epochs=1, batch_size=64, device="cpu", threads=1))
     run = fit(config, tmp_path)[0]
-    before = torch.get_num_threads()
-    one = evaluate_run(run, k=40, naive_k=40, write=False, overrides={"eval.threads": "1"})
-    assert one["threads"] == 1 and torch.get_num_threads() == before
-    auto = evaluate_run(run, k=40, naive_k=40, write=False)
-    assert auto["threads"] >= 1 and torch.get_num_threads() == before
-    assert one["log_likelihood_nats"] == pytest.approx(auto["log_likelihood_nats"], abs=1e-4)
-    with pytest.raises(VaekitError, match="eval.threads"):
-        evaluate_run(run, k=40, naive_k=40, write=False, overrides={"eval.threads": "-2"})
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # a count the evaluation must give back (this process's own is restored after)
+    try:
+        one = evaluate_run(run, k=40, naive_k=40, write=False, overrides={"eval.threads": "1"})
+        assert one["threads"] == 1 and torch.get_num_threads() == 2
+        auto = evaluate_run(run, k=40, naive_k=40, write=False)
+        assert auto["threads"] >= 1 and torch.get_num_threads() == 2
+        assert one["log_likelihood_nats"] == pytest.approx(auto["log_likelihood_nats"], abs=1e-4)
+        with pytest.raises(VaekitError, match="eval.threads"):
+            evaluate_run(run, k=40, naive_k=40, write=False, overrides={"eval.threads": "-2"})
+    finally:
+        torch.set_num_threads(outer)
