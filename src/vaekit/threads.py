@@ -23,7 +23,7 @@ through hundreds of barriers per training step: on 2 cores beside one busy proce
 * **and while the run trains**: a process that starts computing after the run chose its threads found it on every
   core, and 2 threads waiting for each other beside it took 3.1x the quiet epoch (6.0x at a spin of 5000). So at
   the trainer's log points, 2 s or more apart, a :class:`ThreadGovernor` measures the CPU other processes used since
-  its last look and sets the count to the cores they left, up to torch's own count: 1.55-1.73x in three runs, as
+  its last look and sets the count to the cores they left, up to torch's own count: 1.51-1.82x in seven runs, as
   close to 2x as one fixed thread (``bench/contention.py --late``). A resumed run goes on doing so, unless its
   resume fixes the count. Float sums split over a different number of threads can round differently (a conv VAE's
   weights did; the MLP models' were bit-identical with 1 and 2 threads). For runs whose last bits must not depend
