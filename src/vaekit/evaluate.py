@@ -444,8 +444,9 @@ def evaluate_run(path: str | Path, k: int | None = None, chunk: int | None = Non
         from vaekit.recsys.harness import json_table, model_label, ranking_table
         from vaekit.recsys.scores import recommendation_scores
 
-        table = ranking_table({model_label(model): lambda rows: recommendation_scores(model, rows)},
-                              data.rec.data, split_name)
+        with following_load(ec.threads):  # on the free cores too, as the likelihood above
+            table = ranking_table({model_label(model): lambda rows: recommendation_scores(model, rows)},
+                                  data.rec.data, split_name)
         result["ranking"] = json_table(table)
     result["warnings"] = warnings
     result["notes"] = list(data.info.get("notes", []))
