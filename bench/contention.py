@@ -126,11 +126,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--data-dir", default=str(HERE.parents[1] / "shared" / "data" / "mnist"))
     p.add_argument("--spincounts", default="",
-                   help="also 2 threads with these GOMP_SPINCOUNT values (comma-separated), e.g. 100,300,3000")
+                   help="also 2 threads with these GOMP_SPINCOUNT values (comma-separated), e.g. 1000,3000")
     p.add_argument("--late", type=int, default=0, metavar="E",
                    help="instead: E-epoch runs whose competitor starts after their first epoch (E >= 3)")
     p.add_argument("--only", default="", help="only the settings whose names contain one of these (comma-separated), "
-                   "e.g. 'threads 1,default'")
+                   "e.g. 'threads 1,free cores'")
     args = p.parse_args(argv)
     if args.late and args.late < 3:
         p.error("--late needs at least 3 epochs (the first is quiet, the second partly so)")
