@@ -208,8 +208,12 @@ def busy_elsewhere(min_window: float = 0.3) -> float | None:
     """Cores' worth of CPU that other processes used since vaekit was imported (:func:`cpu_window`: all
     processes' less this process's own and vaekit's registered background processes'), or None."""
     window = cpu_window(min_window)
-    if window is None:
-        return None
+    return None if window is None else _elsewhere(window)
+
+
+def _elsewhere(window: tuple[float, float, float]) -> float:
+    """Cores' worth of CPU other processes used in a window (:func:`_window`): all processes' less this
+    process's own and vaekit's registered background processes'."""
     everyone, mine, background = window
     return max(0.0, everyone - mine - background)
 
@@ -226,7 +230,7 @@ def choose_threads(requested: int) -> int:
     if requested == 0:
         return torch.get_num_threads()
     if _AUTO is None:
-        _AUTO = free_threads(default)
+        _AUTO = free_count(default, busy_elsewhere())
     return _AUTO
 
 
@@ -243,11 +247,6 @@ def default_threads() -> int:
 
         _DEFAULT = torch.get_num_threads()
     return _DEFAULT
-
-
-def free_threads(default: int) -> int:
-    """``default`` threads less the cores :func:`busy_elsewhere` found taken (at least 1)."""
-    return free_count(default, busy_elsewhere())
 
 
 def free_count(default: int, others: float | None) -> int:
@@ -293,8 +292,7 @@ class ThreadGovernor:
         window, self._last = _window(self._last, now), now
         if window is None:
             return None
-        everyone, mine, background = window
-        self.others = max(0.0, everyone - mine - background)
+        self.others = _elsewhere(window)
         n = free_count(self.ceiling, self.others)
         import torch
 
