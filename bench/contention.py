@@ -43,6 +43,14 @@ SRC = HERE.parent / "src"
 BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
 
 
+def child_env(data_dir: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a measured ``vaekit`` process: this source tree, the data folder, ``extra``, and no
+    ``OMP_NUM_THREADS`` (the thread count is the setting measured)."""
+    env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, **(extra or {})}
+    env.pop("OMP_NUM_THREADS", None)
+    return env
+
+
 def vaekit_spincount() -> str:
     """vaekit's GOMP_SPINCOUNT, read from the measured source's vaekit/threads.py alone: importing the package
     would set it in this process's environment, which every child (torch's defaults too) would then inherit."""
@@ -65,8 +73,7 @@ SETTINGS = {
 
 def epoch_time(extra: list[str], env_extra: dict[str, str], data_dir: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, **env_extra}
-        env.pop("OMP_NUM_THREADS", None)
+        env = child_env(data_dir, env_extra)
         subprocess.run([sys.executable, "-m", "vaekit", "train", "--data.name", "mnist", "--train.epochs", "1",
                         "--runs", tmp, "--name", "c", "--no-progress", "--no-report", "--no-artifacts", *extra],
                        env=env, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -79,8 +86,7 @@ def late_epochs(extra: list[str], env_extra: dict[str, str], data_dir: str, kind
     """(first epoch, median of epochs 3..``epochs``) seconds of one ``vaekit train`` run whose competitor starts
     when its first epoch's metrics row appears (trainer's clock)."""
     with tempfile.TemporaryDirectory() as tmp:
-        env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, **env_extra}
-        env.pop("OMP_NUM_THREADS", None)
+        env = child_env(data_dir, env_extra)
         run = subprocess.Popen([sys.executable, "-m", "vaekit", "train", "--data.name", "mnist", "--train.epochs",
                                 str(epochs), "--runs", tmp, "--name", "c", "--no-progress", "--no-report",
                                 "--no-artifacts", *extra], env=env, stdout=subprocess.DEVNULL,
@@ -105,8 +111,7 @@ def late_epochs(extra: list[str], env_extra: dict[str, str], data_dir: str, kind
 
 
 def start_competitor(kind: str, n: int, data_dir: str, tmp: str) -> list[subprocess.Popen[bytes]]:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir}
-    env.pop("OMP_NUM_THREADS", None)
+    env = child_env(data_dir)
     if kind == "busy":
         return [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(n)]
     # 'train': torch's defaults (2 threads, libgomp's spin); 'vaekit': vaekit's own defaults (the free cores)

@@ -28,20 +28,15 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SRC = HERE.parent / "src"
-BUSY = "import time\nend = time.time() + 3600\nwhile time.time() < end:\n    pass\n"
+sys.path.insert(0, str(HERE))
+from contention import BUSY, child_env  # noqa: E402  (the same busy loop and child environment)
+
 SETTINGS = {
     "torch's defaults (2 threads, long spin)": (["--eval.threads", "0"], {"VAEKIT_OMP_POLICY": "keep"}),
     "torch's thread count, vaekit's spin bound": (["--eval.threads", "0"], {}),
     "--eval.threads 1": (["--eval.threads", "1"], {}),
     "vaekit default (--eval.threads -1)": ([], {}),
 }
-
-
-def _env(data_dir: str, extra: dict[str, str]) -> dict[str, str]:
-    env = {**os.environ, "PYTHONPATH": str(SRC), "VAEKIT_DATA": data_dir, **extra}
-    env.pop("OMP_NUM_THREADS", None)
-    return env
 
 
 def evaluate(run: Path, k: int, extra: list[str], env_extra: dict[str, str], data_dir: str,
@@ -51,7 +46,7 @@ def evaluate(run: Path, k: int, extra: list[str], env_extra: dict[str, str], dat
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "eval.json"
         proc = subprocess.Popen([sys.executable, "-m", "vaekit", "eval", str(run), "--k", str(k), "--naive-k",
-                                 str(k), "--out", str(out), *extra], env=_env(data_dir, env_extra),
+                                 str(k), "--out", str(out), *extra], env=child_env(data_dir, env_extra),
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         loop = None
         try:
@@ -82,7 +77,6 @@ def main(argv: list[str] | None = None) -> None:
     settings = dict(SETTINGS)
     for count in filter(None, args.spincounts.split(",")):
         settings[f"vaekit default, GOMP_SPINCOUNT={int(count)}"] = ([], {"GOMP_SPINCOUNT": str(int(count))})
-    sys.path.insert(0, str(HERE))
     from machine import cpu_name
 
     cores = len(os.sched_getaffinity(0))
@@ -91,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         subprocess.run([sys.executable, "-m", "vaekit", "train", "--data.name", "mnist", "--train.epochs", "2",
                         "--runs", tmp, "--name", "m", "--no-progress", "--no-report", "--no-artifacts"],
-                       env=_env(args.data_dir, {}), check=True, stdout=subprocess.DEVNULL,
+                       env=child_env(args.data_dir), check=True, stdout=subprocess.DEVNULL,
                        stderr=subprocess.DEVNULL)
         run = Path(tmp) / "m"
         quiet = {name: evaluate(run, args.k, extra, env, args.data_dir) for name, (extra, env) in settings.items()}
