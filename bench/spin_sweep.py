@@ -27,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 def child(rows: int, batch: int, rounds: int, data_dir: str) -> None:
     """Alternate the two loops' short epochs; print 'vaekit_ms tight_ms ratio'."""
     sys.path.insert(0, str(HERE))
+    from alternate import alternated, ratios_to
     from throughput import load_mnist, make_trainer
     from tight_loop import TightLoop
 
@@ -34,17 +35,11 @@ def child(rows: int, batch: int, rounds: int, data_dir: str) -> None:
     trainer = make_trainer(data, batch, "fp32", "cpu")
     tight = TightLoop(data.train.x, batch, scale=data.train.affine[0])
     runs = [("vaekit", trainer.train_epoch), ("tight", tight.train_epoch)]
-    for _, run in runs:
+    for _, run in runs:  # a first warm-up each; alternated() runs a second
         run()
-        run()
-    times: dict[str, list[float]] = {"vaekit": [], "tight": []}
-    for r in range(rounds):
-        for name, run in runs if r % 2 == 0 else runs[::-1]:
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
+    times = alternated(runs, rounds)  # the order swapped every round
     steps = rows // batch
-    ratio = statistics.median(t / v for t, v in zip(times["tight"], times["vaekit"], strict=True))
+    ratio = statistics.median(ratios_to(times, "tight")["vaekit"])
     print(f"{1e3 * statistics.median(times['vaekit']) / steps:.4f} "
           f"{1e3 * statistics.median(times['tight']) / steps:.4f} {ratio:.4f}")
 
